@@ -1,0 +1,1 @@
+"""Template catalog of traffic sources and affiliate networks, shipped as data."""

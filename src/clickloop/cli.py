@@ -1,0 +1,631 @@
+"""The `clickloop` command: the composition root that reads settings and wires the layers.
+
+Exit codes: 0 success, 1 a clickloop error (message on stderr), 2 bad usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clickloop.errors import ClickloopError, ConfigError
+from clickloop.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    for option in ("data_dir", "database_url", "port", "host", "workers"):
+        value = getattr(args, option, None)
+        if value is not None:
+            # Uvicorn's worker processes rebuild settings from the environment, so carry it there.
+            os.environ[f"CLICKLOOP_{option.upper()}"] = str(value)
+    try:
+        settings = load_settings(os.environ)
+        result: int = args.handler(args, settings)
+        return result
+    except ClickloopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clickloop", description="Self-hosted conversion tracker."
+    )
+    parser.add_argument(
+        "--data-dir", help="data directory (env CLICKLOOP_DATA_DIR, default ./data)"
+    )
+    parser.add_argument(
+        "--database-url", help="sqlite:///PATH or postgresql://… (env CLICKLOOP_DATABASE_URL)"
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str, parent: Any = commands) -> Any:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    init = command("init", _init, "create the data directory and database, ready to serve")
+    init.add_argument("--demo", action="store_true", help="also create a demo campaign")
+
+    serve = command("serve", _serve, "run the tracker's HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="server processes (default 1)")
+
+    command("worker", _worker, "run the S2S dispatcher (also runs inside serve by default)")
+    deliveries = commands.add_parser("deliveries", help="the sent-postback log").add_subparsers(
+        metavar="ACTION"
+    )
+    listing = command("list", _deliveries_list, "list deliveries, newest first", deliveries)
+    listing.add_argument("--state", choices=["queued", "delivered", "failed", "disabled"])
+    listing.add_argument("--conversion", type=int, help="only this conversion's deliveries")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--attempts", action="store_true", help="with every attempt")
+    resend = command("resend", _deliveries_resend, "send deliveries again now", deliveries)
+    resend.add_argument("ids", type=int, nargs="+")
+    resend_failed = command(
+        "resend-failed", _deliveries_resend_failed, "send every failed delivery again", deliveries
+    )
+    resend_failed.add_argument("--since", help="only those created at or after (ISO 8601)")
+
+    db = commands.add_parser("db", help="database migrations").add_subparsers(metavar="ACTION")
+    command("upgrade", _db_upgrade, "apply all pending migrations", db)
+
+    key = commands.add_parser("postback-key", help="the postback key").add_subparsers(
+        metavar="ACTION"
+    )
+    command("show", _postback_key_show, "print the postback key and the postback URL", key)
+    command("rotate", _postback_key_rotate, "replace the postback key (old URLs stop working)", key)
+
+    token = commands.add_parser("token", help="admin API tokens").add_subparsers(metavar="ACTION")
+    command(
+        "create", _token_create, "create a token and print it (shown only once)", token
+    ).add_argument("name")
+    command("list", _token_list, "list tokens (never their values)", token)
+    command("revoke", _token_revoke, "revoke a token by id", token).add_argument("id", type=int)
+
+    user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
+    for name, handler, text in (
+        ("create", _user_create, "create a web UI user (password prompted)"),
+        ("password", _user_password, "set a user's password (password prompted)"),
+    ):
+        action = command(name, handler, text, user)
+        action.add_argument("username")
+        action.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+
+    importer = command(
+        "import",
+        _import,
+        "import entities (JSON or YAML), or `import conversions FILE` (subid,payout,tid,status)",
+    )
+    importer.add_argument("file", type=Path)
+    importer.add_argument("conversions_file", type=Path, nargs="?", help="after `conversions`")
+    _add_postback_commands(command, commands)
+
+    for kind in ("traffic-sources", "affiliate-networks", "offers", "campaigns"):
+        sub = commands.add_parser(kind, help=f"list {kind}").add_subparsers(metavar="ACTION")
+        listing = command("list", _list, f"list {kind} as JSON lines", sub)
+        listing.set_defaults(table=kind.replace("-", "_"))
+        if kind in ("traffic-sources", "affiliate-networks"):
+            _add_template_options(command, sub, kind)
+
+    templates = commands.add_parser("templates", help="the template catalog").add_subparsers(
+        metavar="ACTION"
+    )
+    command("list", _templates_list, "list templates (key, kind, name, flags)", templates)
+    show = command("show", _templates_show, "print a template as JSON", templates)
+    show.add_argument("key")
+    search = command("search", _templates_search, "find templates by key or name", templates)
+    search.add_argument("text")
+    return parser
+
+
+def _add_template_options(command: Any, sub: Any, kind: str) -> None:
+    create = command("create", _create_from_template, f"create one of {kind} from a template", sub)
+    create.add_argument("--template", required=True, help="template key (clickloop templates)")
+    create.add_argument("--name", help="entity name (default: the template's name)")
+    reapply = command("reapply", _reapply_template, "overwrite it with its template now", sub)
+    reapply.add_argument("id", type=int)
+    reapply.add_argument("--template", help="another template key than the one it came from")
+    reapply.add_argument("--dry-run", action="store_true", help="show the changes, write nothing")
+    for action in (create, reapply):
+        action.add_argument(
+            "--field", action="append", default=[], metavar="NAME=VALUE", help="template field"
+        )
+        action.set_defaults(kind=kind)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _engine(settings: Settings) -> Any:
+    from clickloop.storage.db import make_engine
+
+    return make_engine(
+        settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+
+
+def _ready_engine(settings: Settings) -> Any:
+    from clickloop.storage.db import is_migrated
+
+    engine = _engine(settings)
+    if not is_migrated(engine):
+        raise ConfigError("the database is not initialised: run `clickloop init` first")
+    return engine
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.entities import ensure_settings
+    from clickloop.storage.db import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = _engine(settings)
+    upgrade(engine)
+    ensure_settings(engine)
+    print(f"database ready: {_display_url(settings.effective_database_url)}")
+    if args.demo:
+        from clickloop.services.demo import ensure_demo_campaign
+
+        link = ensure_demo_campaign(engine, base_url=settings.base_url, now=_now())
+        print(f"demo campaign link: {link}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    _ready_engine(settings).dispose()
+    print(f"clickloop serving on {settings.base_url}", flush=True)
+    uvicorn.run(
+        "clickloop.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+def app_factory() -> Any:
+    """Build the ASGI app in each server process (uvicorn calls this)."""
+    from clickloop.http.app import create_app
+
+    settings = load_settings(os.environ)
+    engine = _ready_engine(settings)
+    background: tuple[Any, ...] = ()
+    if settings.embedded_worker:
+        from clickloop.sender.dispatcher import run_until_cancelled
+
+        limits = _s2s_limits(settings)
+
+        async def dispatch(app: Any) -> None:
+            await run_until_cancelled(app.engine, limits=limits)
+
+        background = (dispatch,)
+    return create_app(settings, engine, background=background)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from clickloop.sender.dispatcher import run_worker
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    return run_worker(_ready_engine(settings), limits=_s2s_limits(settings))
+
+
+def _s2s_limits(settings: Settings) -> Any:
+    from datetime import timedelta
+
+    import aiohttp
+
+    from clickloop.sender.dispatcher import Limits
+
+    concurrency = max(1, settings.s2s_concurrency)
+    per_host = max(1, settings.s2s_per_host)
+    per_host_held = 8 * per_host  # a host's claims in memory: a few rounds of its requests
+    try:
+        return Limits(
+            concurrency=concurrency,
+            per_host=per_host,
+            per_host_held=per_host_held,
+            held=max(2048, 4 * concurrency, per_host_held),
+            batch=min(256, per_host_held // 2 or 1),
+            lease=timedelta(seconds=settings.s2s_lease_seconds),
+            timeout=aiohttp.ClientTimeout(
+                total=settings.s2s_total_timeout_seconds,
+                sock_connect=settings.s2s_connect_timeout_seconds,
+            ),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"S2S settings: {exc}") from exc
+
+
+def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from clickloop.domain.deliveries import DeliveryState, mask_secrets
+    from clickloop.storage.outbox import list_attempts, list_deliveries
+
+    state = DeliveryState(args.state) if args.state else None
+    with _ready_engine(settings).connect() as conn:
+        for row in list_deliveries(
+            conn, state=state, conversion_id=args.conversion, limit=args.limit
+        ):
+            item = asdict(row) | {"url": mask_secrets(row.url)}
+            if args.attempts:
+                item["attempts_log"] = list_attempts(conn, delivery_id=row.id)
+            print(json.dumps(item, default=str, ensure_ascii=False))
+    return 0
+
+
+def _deliveries_resend(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.storage.outbox import resend
+
+    with _ready_engine(settings).begin() as conn:
+        count = resend(conn, delivery_ids=args.ids, now=_now())
+    print(f"requeued {count} of {len(args.ids)} (a delivery being sent right now is skipped)")
+    return 0
+
+
+def _deliveries_resend_failed(args: argparse.Namespace, settings: Settings) -> int:
+    # Reconstructed after the working copy was lost (see the postbacks engineer's report).
+    from clickloop.storage.outbox import resend_failed
+
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    with _ready_engine(settings).begin() as conn:
+        count = resend_failed(conn, now=_now(), since=since)
+    print(f"requeued {count} failed deliveries")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.storage.db import upgrade
+
+    upgrade(_engine(settings))
+    print("database is at the latest revision")
+    return 0
+
+
+def _postback_key_show(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.entities import get_settings
+
+    key = get_settings(_ready_engine(settings))["postback_key"]
+    print(key)
+    print(f"postback URL: {settings.base_url}/{key}/postback?subid={{subid}}&status={{status}}")
+    return 0
+
+
+def _postback_key_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.entities import rotate_postback_key
+
+    key = rotate_postback_key(_ready_engine(settings))
+    print(key)
+    print("the previous key no longer works: give the new postback URL to your networks")
+    return 0
+
+
+def _import(args: argparse.Namespace, settings: Settings) -> int:
+    if args.conversions_file is not None or str(args.file) == "conversions":
+        return _import_conversions(args, settings)
+    from clickloop.services.importer import import_document, read_document
+
+    created = import_document(_ready_engine(settings), read_document(args.file), now=_now())
+    for kind, names in created.items():
+        for name in names:
+            print(f"created {kind}: {name}")
+    return 0
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.tokens import create_token
+
+    print(create_token(_ready_engine(settings), name=args.name, now=_now()))
+    return 0
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.tokens import list_tokens
+
+    for row in list_tokens(_ready_engine(settings)):
+        print(json.dumps(row, default=str))
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.tokens import revoke_token
+
+    revoke_token(_ready_engine(settings), args.id)
+    print(f"token {args.id} revoked")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise ConfigError("the two passwords differ")
+    return password
+
+
+def _user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import create_user
+
+    user_id = create_user(_ready_engine(settings), args.username, _read_password(args), now=_now())
+    print(f"user {args.username} created (id {user_id}); log in at {settings.base_url}/admin/")
+    return 0
+
+
+def _user_password(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import set_password
+
+    set_password(_ready_engine(settings), args.username, _read_password(args))
+    print(f"password of {args.username} changed")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.entities import list_rows
+
+    for row in list_rows(_ready_engine(settings), args.table):
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    return 0
+
+
+def _template_line(template: Any) -> str:
+    from clickloop.catalog.templates import TrafficSourceTemplate
+
+    kind = "traffic-source" if isinstance(template, TrafficSourceTemplate) else "network"
+    flags = [f"fields: {', '.join(f.name for f in template.fields)}"] if template.fields else []
+    if getattr(template, "postback_url", "") is None or (
+        getattr(template, "postback_params", "") is None
+    ):
+        flags.append("no postback")
+    if template.defect:
+        flags.append(f"defect: {template.defect}")
+    return "\t".join([template.key, kind, template.name, "; ".join(flags)])
+
+
+def _templates_list(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.templates import load_user_catalog
+
+    for template in load_user_catalog(settings.data_dir).templates:
+        print(_template_line(template))
+    return 0
+
+
+def _templates_search(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.templates import load_user_catalog
+
+    for template in load_user_catalog(settings.data_dir).search(args.text):
+        print(_template_line(template))
+    return 0
+
+
+def _templates_show(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from clickloop.errors import NotFound
+    from clickloop.services.templates import load_user_catalog
+
+    templates = load_user_catalog(settings.data_dir).templates
+    found = [template for template in templates if template.key == args.key]
+    if not found:
+        raise NotFound("template", args.key)
+    for template in found:
+        print(json.dumps(asdict(template), ensure_ascii=False, indent=1))
+    return 0
+
+
+def _field_values(pairs: Sequence[str]) -> dict[str, str]:
+    from clickloop.errors import InvalidInput
+
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise InvalidInput("--field", f"expected NAME=VALUE, got {pair!r}")
+        values[name.strip()] = value
+    return values
+
+
+def _create_from_template(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services import templates
+
+    catalog = templates.load_user_catalog(settings.data_dir)
+    create = (
+        templates.create_traffic_source_from_template
+        if args.kind == "traffic-sources"
+        else templates.create_affiliate_network_from_template
+    )
+    new_id = create(
+        _ready_engine(settings),
+        catalog,
+        template_key=args.template,
+        field_values=_field_values(args.field),
+        now=_now(),
+        name=args.name,
+    )
+    print(f"created {args.kind} {new_id} from template {args.template}")
+    if args.kind == "affiliate-networks":
+        _print_network_postback_url(settings, new_id)
+    return 0
+
+
+def _print_network_postback_url(settings: Settings, network_id: int) -> None:
+    from clickloop.services.entities import get_settings, list_rows
+    from clickloop.services.templates import network_postback_url
+
+    engine = _ready_engine(settings)
+    row = next(r for r in list_rows(engine, "affiliate_networks") if r["id"] == network_id)
+    key = get_settings(engine)["postback_key"]
+    url = network_postback_url(settings.base_url, key, row["postback_params"])
+    print(f"postback URL for the network: {url}")
+
+
+def _reapply_template(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services import templates
+
+    catalog = templates.load_user_catalog(settings.data_dir)
+    reapply = (
+        templates.reapply_traffic_source_template
+        if args.kind == "traffic-sources"
+        else templates.reapply_affiliate_network_template
+    )
+    changed = reapply(
+        _ready_engine(settings),
+        catalog,
+        args.id,
+        now=_now(),
+        field_values=_field_values(args.field),
+        template_key=args.template,
+        dry_run=args.dry_run,
+    )
+    print(json.dumps({"changed": changed}, default=str, ensure_ascii=False))
+    return 0
+
+
+def _add_postback_commands(command: Any, commands: Any) -> None:
+    postbacks = commands.add_parser("postbacks", help="the received-postback log").add_subparsers(
+        metavar="ACTION"
+    )
+    rerun = command("reprocess", _postbacks_reprocess, "re-run ignored postbacks", postbacks)
+    rerun.add_argument("id", type=int, nargs="?", help="a received-postback id")
+    rerun.add_argument("--all-ignored", action="store_true", help="every ignored one not re-run")
+    rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
+    refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
+    refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")
+    refresh.add_argument("--url", help="where to download the ECB daily file from")
+    manual = command("set", _rates_set, "set a rate by hand: units of CODE per 1 EUR", rates)
+    manual.add_argument("code")
+    manual.add_argument("per_eur")
+    command("list", _rates_list, "list the rates in force and their source", rates)
+    types = commands.add_parser("conversion-types", help="conversion types").add_subparsers(
+        metavar="ACTION"
+    )
+    add = command("add", _conversion_types_add, "create a custom conversion type", types)
+    add.add_argument("name")
+    add.add_argument("--label", default="")
+    command("list", _conversion_types_list, "list built-in and custom types", types)
+
+
+def _print_postback(prefix: dict[str, Any], result: Any) -> None:
+    outcome = {"outcome": str(result.outcome), "reason": result.reason}
+    ids = {"log_id": result.log_id, "conversion_id": result.conversion_id}
+    print(json.dumps(prefix | outcome | ids, ensure_ascii=False))
+
+
+def _postbacks_reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.postbacks import reprocess, reprocess_ignored
+
+    engine = _ready_engine(settings)
+    if args.all_ignored == (args.id is not None):
+        raise ConfigError("give either a received-postback id or --all-ignored")
+    if args.id is not None:
+        _print_postback({"id": args.id}, reprocess(engine, args.id, now=_now()))
+        return 0
+    for log_id, result in reprocess_ignored(engine, now=_now()):
+        _print_postback({"id": log_id}, result)
+    return 0
+
+
+def _import_conversions(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.postbacks import import_conversions
+
+    path = args.conversions_file
+    if str(args.file) != "conversions" or path is None:
+        raise ConfigError("usage: clickloop import FILE | clickloop import conversions FILE")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    source = f"import:{path.name}"
+    engine = _ready_engine(settings)
+    for number, result in import_conversions(engine, lines, now=_now(), source=source):
+        _print_postback({"line": number}, result)
+    return 0
+
+
+def _rates_update(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.rates import ECB_DAILY_URL, update_rates
+
+    rows = update_rates(
+        _ready_engine(settings), now=_now(), url=args.url or ECB_DAILY_URL, offline=args.offline
+    )
+    as_of = rows[0].as_of if rows else "-"
+    print(f"stored {len(rows)} ECB rates for {as_of} (rates set by hand were kept)")
+    return 0
+
+
+def _rates_set(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.rates import set_rate
+
+    row = set_rate(_ready_engine(settings), args.code, args.per_eur, now=_now())
+    print(f"1 EUR = {row.per_eur} {row.currency}")
+    return 0
+
+
+def _rates_list(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.rates import list_rates
+
+    for row in list_rates(_ready_engine(settings)):
+        print(f"{row.currency} {row.per_eur} {row.source} {row.as_of}")
+    return 0
+
+
+def _conversion_types_add(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.postbacks import add_conversion_type
+
+    name = add_conversion_type(_ready_engine(settings), args.name, label=args.label, now=_now())
+    print(f"created conversion type {name}: train it with {name}_status=WORD,WORD")
+    return 0
+
+
+def _conversion_types_list(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.postbacks import list_conversion_types
+
+    for row in list_conversion_types(_ready_engine(settings)):
+        print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def _display_url(url: str) -> str:
+    """A database URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        credentials, host = rest.rsplit("@", 1)
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+if __name__ == "__main__":
+    sys.exit(main())

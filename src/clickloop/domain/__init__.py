@@ -1,0 +1,1 @@
+"""Pure rules: ids, click params, postbacks, statuses, macros, money. Stdlib only."""

@@ -1,0 +1,575 @@
+"""The admin REST API under /api/v1: JSON, bearer-token auth, errors as {code, message, field}.
+
+Every route is a thin adapter over a service function; the OpenAPI document that describes the
+routes is built from the same table (`http/openapi.py`) and served at /api/v1/openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from clickloop.domain.deliveries import DeliveryState, mask_secrets
+from clickloop.errors import (
+    ClickloopError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    StorageUnavailable,
+)
+from clickloop.http.openapi import build_openapi
+from clickloop.services import entities, postbacks, queries, reports, tokens
+from clickloop.storage import outbox
+from clickloop.storage import tables as t
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+ENTITY_TABLES = {
+    "traffic-sources": "traffic_sources",
+    "affiliate-networks": "affiliate_networks",
+    "offers": "offers",
+    "campaigns": "campaigns",
+}
+CREATORS: dict[str, Callable[..., int]] = {
+    "traffic_sources": entities.create_traffic_source,
+    "affiliate_networks": entities.create_affiliate_network,
+    "offers": entities.create_offer,
+    "campaigns": entities.create_campaign,
+}
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(ClickloopError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _dumps(value: Any) -> bytes:
+    # Row keys are str subclasses (quoted_name), which orjson only takes with OPT_NON_STR_KEYS.
+    return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class Json(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return _dumps(content)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return Json(body, status_code=status)
+
+
+def _guard(engine: Engine, handler: Handler) -> Handler:
+    """Token auth and the one place errors become responses."""
+
+    async def guarded(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return _error(401, "unauthorized", "send Authorization: Bearer <token>")
+        try:
+            valid = await asyncio.to_thread(
+                tokens.verify_token, engine, token.strip(), now=datetime.now(UTC)
+            )
+            if valid is None:
+                return _error(401, "unauthorized", "unknown or revoked token")
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        except InvalidInput as exc:
+            return _error(422, "invalid", exc.reason, exc.field)
+        except NotFound as exc:
+            return _error(404, "not_found", str(exc))
+        except Conflict as exc:
+            return _error(409, "conflict", str(exc))
+        except DataError as exc:  # e.g. a NUL byte, which PostgreSQL text cannot hold
+            return _error(422, "invalid", f"a value the database cannot store: {exc.orig}")
+        except (StorageUnavailable, SQLAlchemyError) as exc:
+            log.warning("API %s %s: storage error: %s", request.method, request.url.path, exc)
+            response = _error(503, "unavailable", "storage unavailable, retry later")
+            response.headers["retry-after"] = "5"
+            return response
+
+    return guarded
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", "request body over 1 MiB")
+    try:
+        # Numbers with a fraction become Decimal, so money never passes through a float.
+        value = json.loads(body or b"null", parse_float=Decimal, parse_constant=_refuse)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return value
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _int(value: str | None, field: str, *, default: int | None = None) -> int | None:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or len(value) > 10:
+        raise InvalidInput(field, "a positive whole number")
+    return int(value)
+
+
+def _day(value: str | None, field: str, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(field, "a date as YYYY-MM-DD") from exc
+
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(field, "an ISO 8601 date or time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _path_id(request: Request) -> int:
+    value = int(request.path_params["id"])
+    if not 0 < value < 2**31:
+        raise NotFound("id", value)
+    return value
+
+
+def _page(request: Request) -> tuple[int, str | None]:
+    limit = _int(request.query_params.get("limit"), "limit", default=queries.DEFAULT_LIMIT)
+    assert limit is not None
+    return limit, request.query_params.get("cursor") or None
+
+
+def _page_body(page: queries.Page) -> dict[str, Any]:
+    return {"items": page.items, "next_cursor": page.next_cursor}
+
+
+def _entity(engine: Engine, table_name: str, entity_id: int) -> dict[str, Any]:
+    table = t.metadata.tables[table_name]
+    with engine.connect() as conn:
+        row = conn.execute(select(table).where(table.c.id == entity_id)).first()
+        if row is None:
+            raise NotFound(table_name.rstrip("s").replace("_", " "), entity_id)
+        item = dict(row._mapping)
+        if table_name == "campaigns":
+            item["offers"] = [
+                {"offer_id": r.offer_id, "weight": r.weight}
+                for r in conn.execute(
+                    select(t.campaign_offers).where(t.campaign_offers.c.campaign_id == entity_id)
+                )
+            ]
+            item["postbacks"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(t.campaign_postbacks).where(
+                        t.campaign_postbacks.c.campaign_id == entity_id,
+                        t.campaign_postbacks.c.enabled.is_(True),
+                    )
+                )
+            ]
+    return item
+
+
+def create_api(
+    engine: Engine, *, base_url: str, on_change: Callable[[], Awaitable[None]]
+) -> Starlette:
+    """The API as a Starlette app; mount it at /api/v1."""
+
+    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        return asyncio.to_thread(function, *args, **kwargs)
+
+    async def list_entities(request: Request) -> Response:
+        table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
+        return Json({"items": await run(entities.list_rows, engine, table_name)})
+
+    async def create_entity(request: Request) -> Response:
+        table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
+        fields = await _json_body(request)
+        if table_name == "campaigns" and "offers" in fields:
+            fields["offers"] = entities.offer_pairs(fields["offers"])
+        if "now" in fields:
+            raise InvalidInput("now", "not a field")
+        try:
+            new_id = await run(CREATORS[table_name], engine, now=datetime.now(UTC), **fields)
+        except TypeError as exc:  # an unknown or missing field name
+            raise InvalidInput("body", _argument_problem(exc)) from exc
+        await on_change()
+        return Json(await run(_entity, engine, table_name, new_id), status_code=201)
+
+    async def get_entity(request: Request) -> Response:
+        table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
+        entity_id = _path_id(request)
+        return Json(await run(_entity, engine, table_name, entity_id))
+
+    async def patch_entity(request: Request) -> Response:
+        table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
+        entity_id = _path_id(request)
+        changes = await _json_body(request)
+        await run(
+            entities.update_entity, engine, table_name, entity_id, changes, now=datetime.now(UTC)
+        )
+        await on_change()
+        return Json(await run(_entity, engine, table_name, entity_id))
+
+    async def get_settings(request: Request) -> Response:
+        return Json(_public_settings(await run(entities.get_settings, engine), base_url))
+
+    async def patch_settings(request: Request) -> Response:
+        changes = await _json_body(request)
+        if "postback_key" in changes:
+            raise InvalidInput("postback_key", "rotate it with POST /settings/postback-key/rotate")
+        settings = await run(entities.update_settings, engine, changes)
+        await on_change()
+        return Json(_public_settings(settings, base_url))
+
+    async def rotate_key(request: Request) -> Response:
+        await run(entities.rotate_postback_key, engine)
+        await on_change()
+        return Json(_public_settings(await run(entities.get_settings, engine), base_url))
+
+    async def list_types(request: Request) -> Response:
+        return Json({"items": await run(postbacks.list_conversion_types, engine)})
+
+    async def create_type(request: Request) -> Response:
+        body = await _json_body(request)
+        name, label = body.get("name"), body.get("label", "")
+        if not isinstance(name, str) or not isinstance(label, str):
+            raise InvalidInput("name", "name and label are text")
+        created = await run(
+            postbacks.add_conversion_type, engine, name, label=label, now=datetime.now(UTC)
+        )
+        await on_change()
+        return Json({"name": created}, status_code=201)
+
+    async def list_clicks(request: Request) -> Response:
+        limit, cursor = _page(request)
+        campaign_id = _int(request.query_params.get("campaign_id"), "campaign_id")
+        page = await run(
+            queries.list_clicks, engine, campaign_id=campaign_id, limit=limit, cursor=cursor
+        )
+        return Json(_page_body(page))
+
+    async def get_click(request: Request) -> Response:
+        return Json(await run(queries.get_click, engine, request.path_params["subid"][:64]))
+
+    def conversion_filters(request: Request) -> dict[str, Any]:
+        params = request.query_params
+        return {
+            "campaign_id": _int(params.get("campaign_id"), "campaign_id"),
+            "type": (params.get("type") or None),
+            "subid": (params.get("subid") or None),
+            "since": _moment(params.get("since"), "since"),
+            "until": _moment(params.get("until"), "until"),
+        }
+
+    async def list_conversions(request: Request) -> Response:
+        limit, cursor = _page(request)
+        page = await run(
+            queries.list_conversions,
+            engine,
+            limit=limit,
+            cursor=cursor,
+            **conversion_filters(request),
+        )
+        return Json(_page_body(page))
+
+    async def export_conversions(request: Request) -> Response:
+        filters = conversion_filters(request)
+        return StreamingResponse(
+            _csv_rows(queries.iter_conversions(engine, **filters), CONVERSION_CSV_COLUMNS),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="conversions.csv"'},
+        )
+
+    async def get_conversion(request: Request) -> Response:
+        return Json(await run(queries.get_conversion, engine, _path_id(request)))
+
+    async def list_received(request: Request) -> Response:
+        limit, cursor = _page(request)
+        params = request.query_params
+        page = await run(
+            queries.list_received_postbacks,
+            engine,
+            outcome=params.get("outcome") or None,
+            reason=params.get("reason") or None,
+            subid=params.get("subid") or None,
+            limit=limit,
+            cursor=cursor,
+        )
+        return Json(_page_body(page))
+
+    async def reprocess(request: Request) -> Response:
+        result = await run(postbacks.reprocess, engine, _path_id(request), now=datetime.now(UTC))
+        return Json(
+            {
+                "outcome": str(result.outcome),
+                "reason": result.reason,
+                "log_id": result.log_id,
+                "conversion_id": result.conversion_id,
+            }
+        )
+
+    async def list_deliveries(request: Request) -> Response:
+        limit, cursor = _page(request)
+        params = request.query_params
+        state = params.get("state") or None
+        if state is not None and state not in {str(s) for s in DeliveryState}:
+            raise InvalidInput("state", f"one of {', '.join(str(s) for s in DeliveryState)}")
+        conversion_id = _int(params.get("conversion_id"), "conversion_id")
+        before = _int(cursor, "cursor")
+
+        def read() -> list[outbox.DeliveryRow]:
+            with engine.connect() as conn:
+                return outbox.list_deliveries(
+                    conn,
+                    state=DeliveryState(state) if state else None,
+                    conversion_id=conversion_id,
+                    before_id=before,
+                    limit=limit + 1,
+                )
+
+        rows = await run(read)
+        items = [_delivery(row) for row in rows[:limit]]
+        return Json(
+            {"items": items, "next_cursor": str(rows[limit - 1].id) if len(rows) > limit else None}
+        )
+
+    async def get_delivery(request: Request) -> Response:
+        delivery_id = _path_id(request)
+
+        def read() -> dict[str, Any]:
+            with engine.connect() as conn:
+                found = outbox.list_deliveries(conn, before_id=delivery_id + 1, limit=1)
+                if not found or found[0].id != delivery_id:
+                    raise NotFound("delivery", delivery_id)
+                item = _delivery(found[0])
+                item["attempts"] = [
+                    dict(a) for a in outbox.list_attempts(conn, delivery_id=delivery_id)
+                ]
+                return item
+
+        return Json(await run(read))
+
+    async def resend(request: Request) -> Response:
+        delivery_id = _path_id(request)
+
+        def requeue() -> int:
+            with engine.begin() as conn:
+                return outbox.resend(conn, delivery_ids=[delivery_id], now=datetime.now(UTC))
+
+        if not await run(requeue):
+            raise NotFound("delivery (or it is being sent right now)", delivery_id)
+        return Json({"queued": 1})
+
+    async def resend_failed(request: Request) -> Response:
+        def requeue() -> int:
+            with engine.begin() as conn:
+                return outbox.resend_failed(conn, now=datetime.now(UTC))
+
+        return Json({"queued": await run(requeue)})
+
+    async def report(request: Request) -> Response:
+        params = request.query_params
+        settings = await run(entities.get_settings, engine)
+        today = datetime.now(UTC).date()
+        built = await run(
+            reports.build_report,
+            engine,
+            group_by=params.get("group_by") or "day",
+            date_from=_day(params.get("from"), "from", today.replace(day=1)),
+            date_to=_day(params.get("to"), "to", today),
+            timezone=params.get("timezone") or settings["timezone"],
+            currency=settings["currency"],
+            campaign_id=_int(params.get("campaign_id"), "campaign_id"),
+        )
+        rows = [row.as_dict() for row in built.rows]
+        if params.get("format") == "csv":
+            return StreamingResponse(
+                _csv_rows(iter([*rows, built.totals.as_dict()]), REPORT_CSV_COLUMNS),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
+        return Json(
+            {
+                "group_by": built.group_by,
+                "from": built.date_from,
+                "to": built.date_to,
+                "timezone": built.timezone,
+                "currency": built.currency,
+                "rows": rows,
+                "totals": built.totals.as_dict(),
+            }
+        )
+
+    routes: list[tuple[str, Handler, list[str]]] = []
+    for path in ENTITY_TABLES:
+        routes.append((f"/{path}", list_entities, ["GET"]))
+        routes.append((f"/{path}", create_entity, ["POST"]))
+        routes.append((f"/{path}/{{id:int}}", get_entity, ["GET"]))
+        routes.append((f"/{path}/{{id:int}}", patch_entity, ["PATCH"]))
+    routes += [
+        ("/settings", get_settings, ["GET"]),
+        ("/settings", patch_settings, ["PATCH"]),
+        ("/settings/postback-key/rotate", rotate_key, ["POST"]),
+        ("/conversion-types", list_types, ["GET"]),
+        ("/conversion-types", create_type, ["POST"]),
+        ("/clicks", list_clicks, ["GET"]),
+        ("/clicks/{subid}", get_click, ["GET"]),
+        ("/conversions", list_conversions, ["GET"]),
+        ("/conversions.csv", export_conversions, ["GET"]),
+        ("/conversions/{id:int}", get_conversion, ["GET"]),
+        ("/received-postbacks", list_received, ["GET"]),
+        ("/received-postbacks/{id:int}/reprocess", reprocess, ["POST"]),
+        ("/deliveries", list_deliveries, ["GET"]),
+        ("/deliveries/resend-failed", resend_failed, ["POST"]),
+        ("/deliveries/{id:int}", get_delivery, ["GET"]),
+        ("/deliveries/{id:int}/resend", resend, ["POST"]),
+        ("/reports", report, ["GET"]),
+    ]
+    document = build_openapi(base_url)
+
+    async def openapi(request: Request) -> Response:
+        return Json(document)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, "not_found", "no such API route")
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(405, "method_not_allowed", "method not allowed on this route")
+
+    return Starlette(
+        routes=[Route("/openapi.json", openapi, methods=["GET"])]
+        + [
+            Route(path, _guard(engine, handler), methods=methods)
+            for path, handler, methods in routes
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
+
+
+def _public_settings(settings: dict[str, Any], base_url: str) -> dict[str, Any]:
+    public = {k: v for k, v in settings.items() if k != "config_version"}
+    public["postback_url"] = f"{base_url}/{settings['postback_key']}/postback"
+    return public
+
+
+def _delivery(row: outbox.DeliveryRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "conversion_id": row.conversion_id,
+        "target_kind": str(row.target_kind),
+        "target_id": row.target_id,
+        "method": row.method,
+        "url": mask_secrets(row.url),
+        "state": str(row.state),
+        "attempts": row.attempts,
+        "next_attempt_at": row.next_attempt_at,
+        "last_error": row.last_error,
+        "warnings": list(row.warnings),
+        "created_at": row.created_at,
+        "delivered_at": row.delivered_at,
+    }
+
+
+def _argument_problem(exc: TypeError) -> str:
+    text = str(exc)
+    return text.split(") ", 1)[-1] if ") " in text else text
+
+
+CONVERSION_CSV_COLUMNS = (
+    "id",
+    "subid",
+    "tid",
+    "type",
+    "original_status",
+    "payout",
+    "currency",
+    "original_payout",
+    "original_currency",
+    "rate",
+    "cost",
+    "campaign_id",
+    "offer_id",
+    "traffic_source_id",
+    "converted_at",
+    "created_at",
+    "updated_at",
+)
+REPORT_CSV_COLUMNS = (
+    "key",
+    "label",
+    "clicks",
+    "conversions",
+    "revenue",
+    "cost",
+    "profit",
+    "roi",
+    "cr",
+    "epc",
+)
+
+
+def _csv_rows(rows: Iterator[dict[str, Any]], columns: tuple[str, ...]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(column)) for column in columns])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    text = "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
+    # A leading =, +, - or @ makes spreadsheets run the cell as a formula (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        Decimal(text)
+    except ArithmeticError:
+        return False
+    return True

@@ -1,0 +1,181 @@
+"""The ASGI application: a plain router in front of the hot paths, with its lifespan.
+
+Campaign links are single path segments (`/{alias}`) and postbacks `/{key}/postback`; those are
+dispatched by hand, without a framework in the way. Everything else is small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.engine import Engine
+
+from clickloop.http.api import create_api
+from clickloop.http.postbacks import PostbackHandler
+from clickloop.http.responses import (
+    HTML,
+    NO_STORE,
+    Receive,
+    Scope,
+    Send,
+    send_response,
+    send_text,
+)
+from clickloop.http.tracking import ClickHandler
+from clickloop.http.web import create_web
+from clickloop.services.config import TrackerConfig, load_config
+from clickloop.services.entities import read_config_version
+from clickloop.settings import Settings
+from clickloop.storage.db import writer_engine
+from clickloop.storage.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+CONFIG_POLL_SECONDS = 1.0
+API_PREFIX = "/api/v1"
+WEB_PREFIX = "/admin"
+BackgroundTask = Callable[["ClickloopApp"], Coroutine[Any, Any, None]]
+
+
+class ClickloopApp:
+    """Holds the engine, the writer and the current config snapshot; routes requests."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, *, background: tuple[BackgroundTask, ...] = ()
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.writer = GroupCommitWriter(writer_engine(engine), max_batch=settings.commit_max_rows)
+        self.config: TrackerConfig = load_config(engine)
+        self.clicks = ClickHandler(self.writer, trusted_proxy_header=settings.trusted_proxy_header)
+        self.postbacks = PostbackHandler(
+            engine, self.writer, trusted_proxy_header=settings.trusted_proxy_header
+        )
+        self.api = create_api(engine, base_url=settings.base_url, on_change=self.reload_config)
+        self.web = create_web(
+            engine,
+            base_url=settings.base_url,
+            data_dir=settings.data_dir,
+            on_change=self.reload_config,
+        )
+        self._background = background
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        segments = path.strip("/").split("/")
+        head = method == "HEAD"
+        if path.startswith(API_PREFIX + "/"):
+            await self.api(
+                {**scope, "root_path": scope.get("root_path", "") + API_PREFIX}, receive, send
+            )
+            return
+        if path == WEB_PREFIX or path.startswith(WEB_PREFIX + "/"):
+            await self.web(
+                {**scope, "root_path": scope.get("root_path", "") + WEB_PREFIX}, receive, send
+            )
+            return
+        if len(segments) == 1 and segments[0] and not segments[0].startswith("_"):
+            if method not in ("GET", "HEAD"):
+                await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, HEAD")])
+                return
+            if segments[0] == "healthz":
+                await send_text(send, 200, "ok", head=head)
+            elif segments[0] == "metrics":
+                body = generate_latest()
+                await send_response(
+                    send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())]
+                )
+            else:
+                await self.clicks.handle(scope, send, self.config, segments[0])
+            return
+        if len(segments) == 2 and segments[1] == "postback":
+            await self.postbacks.handle(scope, receive, send, self.config, segments[0])
+            return
+        if path == "/_demo/offer":
+            await self._demo_offer(scope, send)
+            return
+        if path == "/":
+            await send_text(send, 200, "clickloop", head=head)
+            return
+        await send_text(send, 404, "Not Found", head=head)
+
+    async def _demo_offer(self, scope: Scope, send: Send) -> None:
+        """A stand-in offer page for the demo campaign that `clickloop init --demo` creates."""
+        from urllib.parse import parse_qs
+
+        query = parse_qs(scope["query_string"].decode("latin-1"))
+        subid = html.escape(query.get("subid", [""])[0][:64])
+        key = html.escape(self.config.postback_key)
+        postback = f"/{key}/postback?subid={subid}&amp;status=sale&amp;payout=12.50"
+        page = (
+            "<!doctype html><meta charset=utf-8><title>clickloop demo offer</title>"
+            "<h1>Demo offer</h1>"
+            f"<p>You arrived through clickloop. Your click id (subid) is <code>{subid}</code>.</p>"
+            f'<p>An affiliate network would now report the sale: <a href="{postback}">'
+            "fire the conversion postback</a>.</p>"
+        )
+        await send_response(send, 200, page.encode(), [HTML, NO_STORE])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        self.writer.start()
+        self._tasks.append(asyncio.create_task(self._poll_config()))
+        self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.writer.stop()
+
+    async def reload_config(self) -> None:
+        config = await asyncio.to_thread(load_config, self.engine)
+        # A poll that read an older snapshot can finish after a newer reload: keep the newest.
+        if config.version >= self.config.version:
+            self.config = config
+
+    async def _poll_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_POLL_SECONDS)
+            try:
+                version = await asyncio.to_thread(read_config_version, self.engine)
+                if version != self.config.version:
+                    await self.reload_config()
+            except Exception as exc:  # a database hiccup must not end polling
+                log.warning("config poll failed: %s", exc)
+
+
+def create_app(settings: Settings, engine: Engine, **kwargs: Any) -> ClickloopApp:
+    return ClickloopApp(settings, engine, **kwargs)

@@ -1,0 +1,313 @@
+"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json and fuzzed in CI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickloop.services.queries import MAX_LIMIT
+from clickloop.services.reports import GROUPS
+
+_TEXT = {"type": "string"}
+_OPTIONAL_TEXT = {"type": ["string", "null"]}
+_ID = {"type": "integer", "minimum": 1}
+_MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "decimal as text"}
+_STATUSES = {"type": "array", "items": {"type": "string"}, "description": "[] = every status"}
+_ERROR = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {"code": _TEXT, "message": _TEXT, "field": _TEXT},
+}
+_ANY_OBJECT = {"type": "object"}
+_PAGE = {
+    "type": "object",
+    "required": ["items", "next_cursor"],
+    "properties": {"items": {"type": "array"}, "next_cursor": _OPTIONAL_TEXT},
+}
+
+ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "traffic-sources": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": _TEXT,
+            "parameters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "param"],
+                    "properties": {"name": _TEXT, "param": _TEXT, "macro": _TEXT},
+                },
+            },
+            "postback_url": _OPTIONAL_TEXT,
+            "postback_method": {"enum": ["GET", "POST"]},
+            "postback_body": _OPTIONAL_TEXT,
+            "postback_statuses": _STATUSES,
+            "response_must_contain": _OPTIONAL_TEXT,
+            "template": _OPTIONAL_TEXT,
+        },
+    },
+    "affiliate-networks": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": _TEXT,
+            "offer_params": _TEXT,
+            "postback_params": _TEXT,
+            "status_trainings": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": _TEXT},
+            },
+            "postback_allowed_ips": {"type": "array", "items": _TEXT},
+            "notes": _TEXT,
+            "template": _OPTIONAL_TEXT,
+        },
+    },
+    "offers": {
+        "type": "object",
+        "required": ["name", "url"],
+        "properties": {
+            "name": _TEXT,
+            "url": {"type": "string", "format": "uri"},
+            "affiliate_network_id": {"type": ["integer", "null"]},
+            "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+            "payout": _MONEY,
+            "upsell": {"type": "boolean"},
+        },
+    },
+    "campaigns": {
+        "type": "object",
+        "required": ["name", "alias"],
+        "properties": {
+            "name": _TEXT,
+            "alias": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
+            "traffic_source_id": {"type": ["integer", "null"]},
+            "cost_model": {"enum": ["none", "cpc", "cpc_param"]},
+            "cost_value": _MONEY,
+            "status": {"enum": ["active", "paused"]},
+            "offers": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["offer_id"],
+                    "properties": {"offer_id": _ID, "weight": {"type": "integer"}},
+                },
+            },
+            "postbacks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["url"],
+                    "properties": {
+                        "url": _TEXT,
+                        "method": {"enum": ["GET", "POST"]},
+                        "body": _OPTIONAL_TEXT,
+                        "statuses": _STATUSES,
+                        "response_must_contain": _OPTIONAL_TEXT,
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+_PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    _query("cursor", _TEXT, "next_cursor of the previous page"),
+]
+
+
+def _operation(
+    summary: str,
+    *,
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    ok: int = 200,
+    result: dict[str, Any] | None = None,
+    media: str = "application/json",
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(ok): {"description": "success", "content": {media: {"schema": result or _ANY_OBJECT}}},
+    }
+    for status, meaning in (
+        ("401", "missing or unknown token"),
+        ("404", "not found"),
+        ("409", "conflict"),
+        ("422", "invalid input"),
+        ("400", "malformed body"),
+        ("413", "body too large"),
+        ("503", "storage unavailable"),
+    ):
+        responses[status] = {
+            "description": meaning,
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": parameters or [],
+        "responses": responses,
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def build_openapi(base_url: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for kind, schema in ENTITY_SCHEMAS.items():
+        patch_schema = {k: v for k, v in schema.items() if k != "required"}
+        paths[f"/{kind}"] = {
+            "get": _operation(f"List {kind}"),
+            "post": _operation(f"Create one of {kind}", body=schema, ok=201),
+        }
+        paths[f"/{kind}/{{id}}"] = {
+            "get": _operation(f"Read one of {kind}", parameters=[_path("id", _ID)]),
+            "patch": _operation(
+                f"Change fields of one of {kind}", parameters=[_path("id", _ID)], body=patch_schema
+            ),
+        }
+    conversion_filters = [
+        _query("campaign_id", _ID),
+        _query("type", _TEXT),
+        _query("subid", _TEXT),
+        _query("since", {"type": "string", "format": "date-time"}),
+        _query("until", {"type": "string", "format": "date-time"}),
+    ]
+    paths |= {
+        "/settings": {
+            "get": _operation("Tracker settings (currency, time zone, aliases, postback key)"),
+            "patch": _operation(
+                "Change settings",
+                body={
+                    "type": "object",
+                    "properties": {
+                        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+                        "timezone": _TEXT,
+                        "aliases": {"type": "object", "additionalProperties": _TEXT},
+                        "status_trainings": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": _TEXT},
+                        },
+                        "allowed_networks": {"type": "array", "items": _TEXT},
+                        "ignored_answer_status": {"type": "integer"},
+                    },
+                },
+            ),
+        },
+        "/settings/postback-key/rotate": {"post": _operation("Replace the postback key")},
+        "/conversion-types": {
+            "get": _operation("Built-in and custom conversion types"),
+            "post": _operation(
+                "Create a custom conversion type",
+                body={
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": _TEXT, "label": _TEXT},
+                },
+                ok=201,
+            ),
+        },
+        "/clicks": {
+            "get": _operation(
+                "Clicks, newest first",
+                parameters=[_query("campaign_id", _ID), *_PAGING],
+                result=_PAGE,
+            )
+        },
+        "/clicks/{subid}": {"get": _operation("One click", parameters=[_path("subid", _TEXT)])},
+        "/conversions": {
+            "get": _operation(
+                "Conversions, newest first",
+                parameters=[*conversion_filters, *_PAGING],
+                result=_PAGE,
+            )
+        },
+        "/conversions.csv": {
+            "get": _operation(
+                "Conversions as CSV",
+                parameters=conversion_filters,
+                media="text/csv",
+                result={"type": "string"},
+            )
+        },
+        "/conversions/{id}": {"get": _operation("One conversion", parameters=[_path("id", _ID)])},
+        "/received-postbacks": {
+            "get": _operation(
+                "The received-postback log, newest first",
+                parameters=[
+                    _query("outcome", {"enum": ["accepted", "updated", "duplicate", "ignored"]}),
+                    _query("reason", _TEXT, "text the reason contains"),
+                    _query("subid", _TEXT),
+                    *_PAGING,
+                ],
+                result=_PAGE,
+            )
+        },
+        "/received-postbacks/{id}/reprocess": {
+            "post": _operation(
+                "Run an ignored postback again from the log", parameters=[_path("id", _ID)]
+            )
+        },
+        "/deliveries": {
+            "get": _operation(
+                "The sent S2S postback log, newest first",
+                parameters=[
+                    _query("state", {"enum": ["queued", "delivered", "failed", "disabled"]}),
+                    _query("conversion_id", _ID),
+                    *_PAGING,
+                ],
+                result=_PAGE,
+            )
+        },
+        "/deliveries/resend-failed": {"post": _operation("Queue every failed delivery again")},
+        "/deliveries/{id}": {
+            "get": _operation("One delivery with its attempts", parameters=[_path("id", _ID)])
+        },
+        "/deliveries/{id}/resend": {
+            "post": _operation("Queue one delivery again", parameters=[_path("id", _ID)])
+        },
+        "/reports": {
+            "get": _operation(
+                "Clicks, conversions, revenue, cost, profit, ROI, CR and EPC by group",
+                parameters=[
+                    _query("group_by", {"enum": list(GROUPS)}),
+                    _query("from", {"type": "string", "format": "date"}),
+                    _query("to", {"type": "string", "format": "date"}),
+                    _query("timezone", _TEXT),
+                    _query("campaign_id", _ID),
+                    _query("format", {"enum": ["json", "csv"]}),
+                ],
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "clickloop admin API",
+            "version": "1",
+            "description": "Bearer tokens come from `clickloop token create NAME`.",
+        },
+        "servers": [{"url": f"{base_url}/api/v1"}],
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"token": []}],
+        "paths": paths,
+    }

@@ -1,0 +1,217 @@
+"""The postback endpoint `GET|POST /{postback_key}/postback`: parse in the event loop, apply and
+log through the group-commit writer, answer once the effect and its log row are durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from datetime import UTC, datetime
+
+from prometheus_client import Counter
+from sqlalchemy.engine import Connection, Engine
+
+from clickloop.domain.clicks import first_header_address
+from clickloop.domain.postbacks import MAX_BODY_BYTES, answer_postback
+from clickloop.errors import StorageUnavailable
+from clickloop.http.responses import (
+    NO_STORE,
+    Receive,
+    Scope,
+    Send,
+    header,
+    send_response,
+    send_text,
+)
+from clickloop.http.tracking import SUBID_COOKIE
+from clickloop.services.config import TrackerConfig
+from clickloop.services.postbacks import (
+    COOKIE_HEADER,
+    PendingPostback,
+    PostbackResult,
+    PostbackRules,
+    RawPostback,
+    load_rules,
+    parse_raw,
+    process_postbacks,
+)
+from clickloop.storage.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+POSTBACKS = Counter("clickloop_postbacks_total", "Postback requests by outcome", ["outcome"])
+RETRY_AFTER = (b"retry-after", b"5")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+# Request headers kept in the received-postback log (the rest is noise or secrets).
+_KEPT_HEADERS = (b"user-agent", b"referer", b"origin", b"x-forwarded-for", b"x-real-ip")
+
+
+class PostbackHandler:
+    """Serves the postback endpoint with rules cached per configuration version."""
+
+    def __init__(
+        self, engine: Engine, writer: GroupCommitWriter, *, trusted_proxy_header: str
+    ) -> None:
+        self._engine = engine
+        self._writer = writer
+        self._proxy_header = trusted_proxy_header.lower().encode()
+        self._rules: PostbackRules | None = None
+        self._reload = asyncio.Lock()
+        self._pending: list[tuple[PendingPostback, asyncio.Future[PostbackResult]]] = []
+        self._batches: set[asyncio.Task[None]] = set()
+
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, config: TrackerConfig, key: str
+    ) -> None:
+        if not hmac.compare_digest(key.encode(), config.postback_key.encode()):
+            POSTBACKS.labels("wrong_key").inc()
+            await send_text(send, 404, "Not Found")
+            return
+        method = scope["method"]
+        if method not in ("GET", "POST"):
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST")])
+            return
+        body = await _read_body(receive) if method == "POST" else b""
+        now = datetime.now(UTC)
+        raw = self._raw(scope, method, body, now)
+        try:
+            rules = await self._current_rules(config.version)
+            result = await self._process(raw, rules, now)
+        except StorageUnavailable as exc:
+            POSTBACKS.labels("storage_unavailable").inc()
+            log.warning("postback not recorded: %s", exc)
+            await send_text(send, 503, "Temporarily unavailable", [RETRY_AFTER])
+            return
+        POSTBACKS.labels(result.outcome.value).inc()
+        answer = answer_postback(
+            result.outcome,
+            reason=result.reason,
+            silent=result.silent,
+            return_text=result.answer,
+            ignored_status_code=rules.ignored_status_code,
+        )
+        await send_response(
+            send,
+            answer.status,
+            answer.body,
+            [(b"content-type", answer.content_type.encode()), NO_STORE, NOSNIFF],
+        )
+
+    async def _process(
+        self, raw: RawPostback, rules: PostbackRules, now: datetime
+    ) -> PostbackResult:
+        """Queue the postback for the next writer job; many requests share one job and commit."""
+        pending = PendingPostback(raw=raw, rules=rules, parsed=parse_raw(raw, rules))
+        future: asyncio.Future[PostbackResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((pending, future))
+        if len(self._pending) == 1:
+            # Everything that arrives during this loop iteration joins the same job.
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._run_batch(batch))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(
+        self, batch: list[tuple[PendingPostback, asyncio.Future[PostbackResult]]]
+    ) -> None:
+        items = [pending for pending, _ in batch]
+        now = datetime.now(UTC)
+
+        def work(conn: Connection) -> list[PostbackResult]:
+            return process_postbacks(conn, items, now=now)
+
+        failure: BaseException = StorageUnavailable("postback batch did not complete")
+        try:
+            results: list[PostbackResult] = await self._writer.run(work)
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        except Exception as exc:
+            failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
+        finally:
+            # Whatever happened, no request may wait forever: the rest get a 503.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+
+    async def _current_rules(self, version: int) -> PostbackRules:
+        rules = self._rules
+        if rules is not None and rules.version == version:
+            return rules
+        async with self._reload:
+            rules = self._rules
+            if rules is None or rules.version != version:
+                try:
+                    rules = await asyncio.to_thread(self._load_rules)
+                except StorageUnavailable:
+                    raise
+                except Exception as exc:
+                    raise StorageUnavailable(f"cannot load postback rules: {exc}") from exc
+                self._rules = rules
+            return rules
+
+    def _load_rules(self) -> PostbackRules:
+        with self._engine.connect() as conn:
+            return load_rules(conn)
+
+    def _raw(self, scope: Scope, method: str, body: bytes, now: datetime) -> RawPostback:
+        headers: dict[str, str] = {}
+        for name in _KEPT_HEADERS:
+            value = header(scope, name)
+            if value:
+                headers[name.decode()] = _text(value.encode("latin-1"))[:500]
+        cookie = _cookie(header(scope, b"cookie"), SUBID_COOKIE)
+        if cookie:
+            headers[COOKIE_HEADER] = cookie[:64]
+        return RawPostback(
+            received_at=now,
+            method=method,
+            query=_text(scope["query_string"]),
+            body=_text(body),
+            content_type=header(scope, b"content-type")[:200],
+            remote_ip=self._client_ip(scope),
+            headers=headers,
+        )
+
+    def _client_ip(self, scope: Scope) -> str | None:
+        if self._proxy_header:
+            forwarded = header(scope, self._proxy_header)
+            if forwarded:
+                return first_header_address(forwarded)
+        client = scope.get("client")
+        return str(client[0])[:45] if client else None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The request body up to the limit; the rest is read and dropped."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        if size < MAX_BODY_BYTES:
+            chunks.append(chunk[: MAX_BODY_BYTES - size])
+            size += len(chunks[-1])
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _text(data: bytes) -> str:
+    """Request bytes as storable text: UTF-8 (invalid bytes replaced), without NUL."""
+    return data.decode("utf-8", "replace").replace("\x00", "")
+
+
+def _cookie(cookie_header: str, name: str) -> str:
+    for part in cookie_header.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value.strip()
+    return ""

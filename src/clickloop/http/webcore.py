@@ -1,0 +1,372 @@
+"""The admin UI's core: signed-cookie sessions, CSRF and log-in checks, rendering, and the small
+helpers the page modules share (`webentities.py`, `weblogs.py`; routes in `web.py`).
+
+Sessions are a signed cookie (itsdangerous) holding the user id, a stamp of the password hash
+(a new password ends other sessions) and the CSRF token that every POST form must echo back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from clickloop.domain.deliveries import mask_secrets
+from clickloop.errors import NotFound, StorageUnavailable
+from clickloop.services import entities, users
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+COOKIE = "clickloop_admin"
+SESSION_DAYS = 14
+SECRET_FILE = "web-session.key"
+OUTCOMES = ("accepted", "updated", "duplicate", "ignored")
+PAGE_SIZE = 50
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def load_secret(data_dir: Path) -> str:
+    """The session signing key, made once per data directory (0600), shared by all workers."""
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        temporary = data_dir / f".{SECRET_FILE}.{secrets.token_hex(4)}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            # link() fails when another worker got there first: its key wins, ours is dropped.
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
+
+@dataclass(slots=True)
+class Session:
+    data: dict[str, Any]
+    dirty: bool = False
+
+    @property
+    def csrf(self) -> str:
+        token = self.data.get("csrf")
+        if not isinstance(token, str) or len(token) < 20:
+            token = secrets.token_urlsafe(24)
+            self.data["csrf"] = token
+            self.dirty = True
+        return token
+
+    def flash(self, message: str, kind: str = "ok") -> None:
+        self.data["flash"] = [kind, message]
+        self.dirty = True
+
+    def pop_flash(self) -> tuple[str, str] | None:
+        value = self.data.pop("flash", None)
+        if value is None:
+            return None
+        self.dirty = True
+        return (str(value[0]), str(value[1]))
+
+
+@dataclass(slots=True)
+class Web:
+    """What the pages need: the engine, public base URL, data dir and the config reloader."""
+
+    engine: Engine
+    base_url: str
+    data_dir: Path
+    on_change: Callable[[], Awaitable[None]]
+    env: Environment = field(init=False)
+    _serializer: URLSafeTimedSerializer | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.env = Environment(
+            loader=FileSystemLoader(HERE / "templates"),
+            autoescape=select_autoescape(default=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters["money"] = _money
+        self.env.filters["num"] = _num
+        self.env.filters["mask"] = mask_secrets
+        self.env.filters["local"] = _local
+        self.env.filters["plain"] = _plain
+
+    @property
+    def serializer(self) -> URLSafeTimedSerializer:
+        # Made on the first admin request, so a server nobody logs into writes no key file.
+        if self._serializer is None:
+            self._serializer = URLSafeTimedSerializer(
+                load_secret(self.data_dir), salt="clickloop-admin-session"
+            )
+        return self._serializer
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        return asyncio.to_thread(function, *args, **kwargs)
+
+    def session(self, request: Request) -> Session:
+        raw = request.cookies.get(COOKIE, "")
+        if raw:
+            try:
+                data = self.serializer.loads(raw, max_age=SESSION_DAYS * 86400)
+                if isinstance(data, dict):
+                    return Session(data)
+            except BadSignature:
+                pass
+        return Session({})
+
+    def save(self, request: Request, response: Response, session: Session) -> Response:
+        if session.dirty:
+            response.set_cookie(
+                COOKIE,
+                self.serializer.dumps(session.data),
+                max_age=SESSION_DAYS * 86400,
+                path=request.scope.get("root_path") or "/",
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https" or self.base_url.startswith("https:"),
+            )
+        return response
+
+    def render(
+        self,
+        request: Request,
+        session: Session,
+        name: str,
+        *,
+        status: int = 200,
+        **context: Any,
+    ) -> Response:
+        root = request.scope.get("root_path", "")
+        body = self.env.get_template(name).render(
+            request=request,
+            root=root,
+            csrf=session.csrf,
+            user=context.pop("user", request.scope.get("clickloop_user")),
+            flash=session.pop_flash(),
+            section=context.pop("section", ""),
+            **context,
+        )
+        response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+        return self.save(request, response, session)
+
+    def redirect(
+        self, request: Request, session: Session, path: str, message: str = ""
+    ) -> Response:
+        if message:
+            session.flash(message)
+        root = request.scope.get("root_path", "")
+        return self.save(request, RedirectResponse(root + path, status_code=303), session)
+
+
+SECURITY_HEADERS = {
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def _money(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    amount = Decimal(str(value))
+    return f"{amount:,.2f}"
+
+
+def _local(value: datetime | None, zone: ZoneInfo) -> str:
+    return "" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _plain(value: Any) -> str:
+    """A Decimal for an input field: no exponent, no trailing zeros (0.000000 → 0)."""
+    if isinstance(value, Decimal):
+        text = f"{value:f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return "" if value is None else str(value)
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{int(value):,}"
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+def guard(web: Web, handler: Handler) -> Handler:
+    """Log-in check, CSRF check on POST, and the one place errors become pages."""
+
+    async def guarded(request: Request) -> Response:
+        session = web.session(request)
+        user = None
+        user_id = session.data.get("uid")
+        if isinstance(user_id, int):
+            user = await web.run(users.get_user, web.engine, user_id)
+            if user is not None and user.password_stamp != session.data.get("stamp"):
+                user = None
+        if user is None:
+            target = request.url.path.removeprefix(request.scope.get("root_path", ""))
+            if request.method == "GET" and request.url.query:
+                target += "?" + request.url.query
+            query = urlencode({"next": target}) if target not in ("", "/") else ""
+            return web.redirect(request, session, "/login" + (f"?{query}" if query else ""))
+        if request.method == "POST":
+            form = await request.form()
+            if not same_token(str(form.get("csrf", "")), session.data.get("csrf")):
+                return refused(web, request, session)
+        request.scope["clickloop_user"] = user
+        request.scope["clickloop_session"] = session
+        try:
+            return await handler(request)
+        except NotFound as exc:
+            return web.render(request, session, "error.html", status=404, message=str(exc))
+        except (StorageUnavailable, SQLAlchemyError) as exc:
+            log.warning("admin %s %s: storage error: %s", request.method, request.url.path, exc)
+            return web.render(
+                request,
+                session,
+                "error.html",
+                status=503,
+                message="The database is unavailable right now. Try again in a moment.",
+            )
+
+    return guarded
+
+
+def same_token(given: str, expected: Any) -> bool:
+    return isinstance(expected, str) and bool(expected) and hmac.compare_digest(given, expected)
+
+
+def refused(web: Web, request: Request, session: Session) -> Response:
+    return web.render(
+        request,
+        session,
+        "error.html",
+        status=403,
+        message="This form expired or did not come from this site. Reload the page and retry.",
+    )
+
+
+def session_of(request: Request) -> Session:
+    session: Session = request.scope["clickloop_session"]
+    return session
+
+
+def safe_next(value: str | None) -> str:
+    # Only a path inside the admin: never an absolute URL (open redirect) or "//host".
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def zone_of(settings: dict[str, Any]) -> ZoneInfo:
+    try:
+        return ZoneInfo(str(settings.get("timezone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def int_param(value: str | None) -> int | None:
+    if value and value.isdigit() and len(value) < 10:
+        return int(value)
+    return None
+
+
+def date_param(value: str | None, default: date) -> date:
+    try:
+        return date.fromisoformat(value) if value else default
+    except ValueError:
+        return default
+
+
+def optional_day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def names_by_id(web: Web, table_name: str) -> dict[int, str]:
+    return {row["id"]: row["name"] for row in entities.list_rows(web.engine, table_name)}
+
+
+def campaign_link(base_url: str, alias: str, parameters: Iterable[dict[str, str]]) -> str:
+    """The link to give the traffic source: its macros stay raw for the source to fill."""
+    query = "&".join(f"{quote(p['param'], safe='')}={p['macro']}" for p in parameters)
+    return f"{base_url}/{alias}" + (f"?{query}" if query else "")
+
+
+def bar_chart(values: list[Decimal | int], labels: list[str]) -> dict[str, Any]:
+    """Bar geometry for an inline SVG (viewBox 0 0 600 160), computed here, drawn by Jinja."""
+    width, height, top = 600.0, 140.0, 10.0
+    top_value = max(values, default=0)
+    peak = float(top_value) or 1.0
+    step = width / max(len(values), 1)
+    bars = []
+    for index, (value, label) in enumerate(zip(values, labels, strict=True)):
+        h = max(float(value), 0.0) / peak * height
+        bars.append(
+            {
+                "x": round(index * step + step * 0.15, 1),
+                "y": round(top + height - h, 1),
+                "w": round(step * 0.7, 1),
+                "h": round(h, 1),
+                "title": f"{label}: {value}",
+            }
+        )
+    return {
+        "bars": bars,
+        "peak": _money(top_value) if isinstance(top_value, Decimal) else f"{top_value:,}",
+        "first": labels[0] if labels else "",
+        "last": labels[-1] if labels else "",
+    }
+
+
+def int_cursor(value: str | None) -> str | None:
+    return value if value and value.isdigit() and len(value) <= 18 else None
+
+
+def next_url(request: Request, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    query = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    return "?" + urlencode({**query, "cursor": cursor})
+
+
+@functools.cache
+def zones() -> frozenset[str]:
+    """IANA zone names (read from disk once: the scan takes tens of milliseconds)."""
+    return frozenset(available_timezones())

@@ -1,0 +1,530 @@
+"""Admin pages that configure the tracker: campaigns, traffic sources, affiliate networks,
+offers and settings. Each handler is a thin adapter over the entity and template services.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from clickloop.domain.clicks import join_offer_params
+from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
+from clickloop.http import webforms
+
+# The API's reader of one entity (a campaign with its offers and postbacks), shared.
+from clickloop.http.api import _entity as read_entity
+from clickloop.http.webcore import (
+    Session,
+    Web,
+    campaign_link,
+    names_by_id,
+    session_of,
+    zone_of,
+    zones,
+)
+from clickloop.services import entities, postbacks, reports, templates, tokens, users
+
+
+class EntityPages:
+    """Create, edit and list what the tracker is configured with."""
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+
+    # -- campaigns -----------------------------------------------------------------------
+
+    async def campaigns(self, request: Request) -> Response:
+        web = self.web
+        settings = await web.run(entities.get_settings, web.engine)
+        days = {"1": 1, "7": 7, "30": 30}.get(request.query_params.get("days", ""), 7)
+        today = datetime.now(zone_of(settings)).date()
+        report = await web.run(
+            reports.build_report,
+            web.engine,
+            group_by="campaign",
+            date_from=today - timedelta(days=days - 1),
+            date_to=today,
+            timezone=settings["timezone"],
+            currency=settings["currency"],
+        )
+        figures = {row.key: row for row in report.rows}
+        rows = await web.run(entities.list_rows, web.engine, "campaigns")
+        sources = await web.run(names_by_id, web, "traffic_sources")
+        return web.render(
+            request,
+            session_of(request),
+            "campaigns.html",
+            section="campaigns",
+            campaigns=rows,
+            figures=figures,
+            empty=reports.ReportRow(key="", label=""),
+            sources=sources,
+            days=days,
+            settings=settings,
+        )
+
+    async def campaign_status(self, request: Request) -> Response:
+        """Pause or resume a campaign from the list: its link answers 404 while paused."""
+        campaign_id = int(request.path_params["id"])
+        status = str((await request.form()).get("status", ""))
+        session = session_of(request)
+        try:
+            await self.web.run(entities.set_campaign_status, self.web.engine, campaign_id, status)
+        except InvalidInput as exc:
+            session.flash(exc.reason, "error")
+            return self.web.redirect(request, session, "/campaigns")
+        await self.web.on_change()
+        verb = "paused: its link answers 404" if status == "paused" else "active again"
+        return self.web.redirect(request, session, "/campaigns", f"Campaign {verb}.")
+
+    async def campaign_form(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        campaign_id: int | None = request.path_params.get("id")
+        error: str | None = None
+        values: dict[str, Any] = {}
+        if request.method == "POST":
+            form = await request.form()
+            try:
+                values = webforms.campaign(form)
+                if campaign_id is None:
+                    campaign_id = await web.run(
+                        entities.create_campaign, web.engine, now=datetime.now(UTC), **values
+                    )
+                    message = "Campaign created."
+                else:
+                    await web.run(
+                        entities.update_entity,
+                        web.engine,
+                        "campaigns",
+                        campaign_id,
+                        values,
+                        now=datetime.now(UTC),
+                    )
+                    message = "Campaign saved."
+                await web.on_change()
+                return web.redirect(request, session, f"/campaigns/{campaign_id}", message)
+            except (InvalidInput, Conflict, NotFound) as exc:
+                error = str(exc)
+                values = webforms.campaign_echo(form)
+        campaign = (
+            await web.run(read_entity, web.engine, "campaigns", campaign_id)
+            if campaign_id
+            else None
+        )
+        if campaign is not None and not values:
+            values = campaign
+        sources = await web.run(entities.list_rows, web.engine, "traffic_sources")
+        offers = await web.run(entities.list_rows, web.engine, "offers")
+        types = await web.run(postbacks.list_conversion_types, web.engine)
+        link = None
+        if campaign is not None:
+            source = next((s for s in sources if s["id"] == campaign["traffic_source_id"]), None)
+            link = campaign_link(
+                web.base_url, campaign["alias"], source["parameters"] if source else []
+            )
+        return web.render(
+            request,
+            session,
+            "campaign_form.html",
+            status=422 if error else 200,
+            section="campaigns",
+            campaign=campaign,
+            values=values,
+            sources=sources,
+            offers=offers,
+            types=types,
+            link=link,
+            error=error,
+            cost_models=entities.COST_MODELS,
+        )
+
+    # -- traffic sources -----------------------------------------------------------------
+
+    async def traffic_sources(self, request: Request) -> Response:
+        web = self.web
+        rows = await web.run(entities.list_rows, web.engine, "traffic_sources")
+        return web.render(
+            request,
+            session_of(request),
+            "traffic_sources.html",
+            section="traffic-sources",
+            sources=rows,
+        )
+
+    async def traffic_source_form(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        source_id: int | None = request.path_params.get("id")
+        catalog = await web.run(templates.load_user_catalog, web.data_dir)
+        template_key = request.query_params.get("template") or None
+        template = None
+        if template_key and source_id is None:
+            template = catalog.traffic_source(template_key)
+        error: str | None = None
+        values: dict[str, Any] = {}
+        if request.method == "POST":
+            form = await request.form()
+            try:
+                now = datetime.now(UTC)
+                if template is not None:
+                    source_id = await web.run(
+                        templates.create_traffic_source_from_template,
+                        web.engine,
+                        catalog,
+                        template_key=template.key,
+                        field_values=webforms.template_fields(form, template.fields),
+                        now=now,
+                        name=str(form.get("name", "")).strip() or None,
+                    )
+                elif source_id is None:
+                    values = webforms.traffic_source(form)
+                    source_id = await web.run(
+                        entities.create_traffic_source, web.engine, now=now, **values
+                    )
+                else:
+                    values = webforms.traffic_source(form)
+                    await web.run(
+                        entities.update_entity,
+                        web.engine,
+                        "traffic_sources",
+                        source_id,
+                        values,
+                        now=now,
+                    )
+                await web.on_change()
+                return web.redirect(
+                    request, session, f"/traffic-sources/{source_id}", "Traffic source saved."
+                )
+            except (InvalidInput, Conflict, NotFound) as exc:
+                error = str(exc)
+                values = webforms.traffic_source_echo(form)
+        source = None
+        if source_id is not None:
+            source = await web.run(read_entity, web.engine, "traffic_sources", source_id)
+            values = values or source
+        types = await web.run(postbacks.list_conversion_types, web.engine)
+        used_by = []
+        if source is not None:
+            used_by = [
+                {**c, "link": campaign_link(web.base_url, c["alias"], source["parameters"])}
+                for c in await web.run(entities.list_rows, web.engine, "campaigns")
+                if c["traffic_source_id"] == source_id
+            ]
+        return web.render(
+            request,
+            session,
+            "traffic_source_form.html",
+            used_by=used_by,
+            status=422 if error else 200,
+            section="traffic-sources",
+            source=source,
+            values=values,
+            types=types,
+            template=template,
+            catalog=catalog.traffic_sources,
+            error=error,
+        )
+
+    async def reapply(self, request: Request) -> Response:
+        """Overwrite a source or network with its template as the catalog has it now."""
+        web = self.web
+        session = session_of(request)
+        entity_id = int(request.path_params["id"])
+        kind = request.url.path.removeprefix(request.scope.get("root_path", "")).split("/")[1]
+        reapply = (
+            templates.reapply_traffic_source_template
+            if kind == "traffic-sources"
+            else templates.reapply_affiliate_network_template
+        )
+        catalog = await web.run(templates.load_user_catalog, web.data_dir)
+        try:
+            changed = await web.run(reapply, web.engine, catalog, entity_id, now=datetime.now(UTC))
+        except ClickloopError as exc:
+            session.flash(f"Template not re-applied: {exc}", "error")
+            return web.redirect(request, session, f"/{kind}/{entity_id}")
+        await web.on_change()
+        message = (
+            "Template re-applied; changed: " + ", ".join(sorted(changed)) + "."
+            if changed
+            else "Already the same as its template: nothing changed."
+        )
+        return web.redirect(request, session, f"/{kind}/{entity_id}", message)
+
+    # -- affiliate networks --------------------------------------------------------------
+
+    async def networks(self, request: Request) -> Response:
+        web = self.web
+        rows = await web.run(entities.list_rows, web.engine, "affiliate_networks")
+        return web.render(
+            request,
+            session_of(request),
+            "networks.html",
+            section="affiliate-networks",
+            networks=rows,
+        )
+
+    async def network_form(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        network_id: int | None = request.path_params.get("id")
+        catalog = await web.run(templates.load_user_catalog, web.data_dir)
+        template_key = request.query_params.get("template") or None
+        template = None
+        if template_key and network_id is None:
+            template = catalog.affiliate_network(template_key)
+        error: str | None = None
+        values: dict[str, Any] = {}
+        if request.method == "POST":
+            form = await request.form()
+            try:
+                now = datetime.now(UTC)
+                if template is not None:
+                    network_id = await web.run(
+                        templates.create_affiliate_network_from_template,
+                        web.engine,
+                        catalog,
+                        template_key=template.key,
+                        field_values=webforms.template_fields(form, template.fields),
+                        now=now,
+                        name=str(form.get("name", "")).strip() or None,
+                    )
+                elif network_id is None:
+                    values = webforms.network(form)
+                    network_id = await web.run(
+                        entities.create_affiliate_network, web.engine, now=now, **values
+                    )
+                else:
+                    values = webforms.network(form)
+                    await web.run(
+                        entities.update_entity,
+                        web.engine,
+                        "affiliate_networks",
+                        network_id,
+                        values,
+                        now=now,
+                    )
+                await web.on_change()
+                return web.redirect(
+                    request, session, f"/affiliate-networks/{network_id}", "Network saved."
+                )
+            except (InvalidInput, Conflict, NotFound) as exc:
+                error = str(exc)
+                values = webforms.network_echo(form)
+        network = None
+        builder = None
+        if network_id is not None:
+            network = await web.run(read_entity, web.engine, "affiliate_networks", network_id)
+            values = values or network
+            settings = await web.run(entities.get_settings, web.engine)
+            builder = webforms.postback_builder(
+                templates.network_postback_url(
+                    web.base_url, settings["postback_key"], network["postback_params"]
+                ),
+                network,
+                request.query_params,
+            )
+        types = await web.run(postbacks.list_conversion_types, web.engine)
+        return web.render(
+            request,
+            session,
+            "network_form.html",
+            status=422 if error else 200,
+            section="affiliate-networks",
+            network=network,
+            values=values,
+            types=types,
+            template=template,
+            catalog=catalog.affiliate_networks,
+            builder=builder,
+            error=error,
+        )
+
+    # -- offers --------------------------------------------------------------------------
+
+    async def offers(self, request: Request) -> Response:
+        web = self.web
+        rows = await web.run(entities.list_rows, web.engine, "offers")
+        networks = await web.run(names_by_id, web, "affiliate_networks")
+        return web.render(
+            request,
+            session_of(request),
+            "offers.html",
+            section="offers",
+            offers=rows,
+            networks=networks,
+        )
+
+    async def offer_form(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        offer_id: int | None = request.path_params.get("id")
+        error: str | None = None
+        values: dict[str, Any] = {}
+        if request.method == "POST":
+            form = await request.form()
+            values = webforms.offer(form)
+            try:
+                now = datetime.now(UTC)
+                if offer_id is None:
+                    offer_id = await web.run(entities.create_offer, web.engine, now=now, **values)
+                else:
+                    await web.run(
+                        entities.update_entity, web.engine, "offers", offer_id, values, now=now
+                    )
+                await web.on_change()
+                return web.redirect(request, session, f"/offers/{offer_id}", "Offer saved.")
+            except (InvalidInput, Conflict, NotFound) as exc:
+                error = str(exc)
+        offer = None
+        if offer_id is not None:
+            offer = await web.run(read_entity, web.engine, "offers", offer_id)
+            values = values or offer
+        settings = await web.run(entities.get_settings, web.engine)
+        networks = await web.run(entities.list_rows, web.engine, "affiliate_networks")
+        final_url = None
+        if offer is not None:
+            network = next((n for n in networks if n["id"] == offer["affiliate_network_id"]), None)
+            final_url = join_offer_params(offer["url"], network["offer_params"] if network else "")
+        return web.render(
+            request,
+            session,
+            "offer_form.html",
+            status=422 if error else 200,
+            section="offers",
+            offer=offer,
+            final_url=final_url,
+            values=values or {"currency": settings["currency"], "payout": "0"},
+            networks=networks,
+            error=error,
+        )
+
+    # -- settings ------------------------------------------------------------------------
+
+    async def settings(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        error: str | None = None
+        echo: dict[str, Any] | None = None
+        if request.method == "POST":
+            form = await request.form()
+            try:
+                await web.run(entities.update_settings, web.engine, webforms.settings(form))
+                await web.on_change()
+                return web.redirect(request, session, "/settings", "Settings saved.")
+            except InvalidInput as exc:
+                error = str(exc)
+                echo = {key: str(value) for key, value in form.items()}
+        return await self._settings_page(request, session, error=error, echo=echo)
+
+    async def _settings_page(
+        self,
+        request: Request,
+        session: Session,
+        *,
+        error: str | None = None,
+        echo: dict[str, Any] | None = None,
+        password_error: str | None = None,
+        type_error: str | None = None,
+        token_error: str | None = None,
+        new_token: str | None = None,
+    ) -> Response:
+        web = self.web
+        settings = await web.run(entities.get_settings, web.engine)
+        types = await web.run(postbacks.list_conversion_types, web.engine)
+        failed = error or password_error or type_error or token_error
+        return web.render(
+            request,
+            session,
+            "settings.html",
+            status=422 if failed else 200,
+            section="settings",
+            settings=settings,
+            text=echo or webforms.settings_text(settings),
+            types=types,
+            postback_url=templates.network_postback_url(
+                web.base_url, settings["postback_key"], "subid={subid}&status={status}"
+            ),
+            error=error,
+            password_error=password_error,
+            type_error=type_error,
+            token_error=token_error,
+            new_token=new_token,
+            api_tokens=await web.run(tokens.list_tokens, web.engine),
+            api_url=f"{web.base_url}/api/v1",
+            timezones=sorted(zones()),
+        )
+
+    async def create_token(self, request: Request) -> Response:
+        form = await request.form()
+        session = session_of(request)
+        try:
+            token = await self.web.run(
+                tokens.create_token,
+                self.web.engine,
+                name=str(form.get("name", "")),
+                now=datetime.now(UTC),
+            )
+        except InvalidInput as exc:
+            return await self._settings_page(request, session, token_error=exc.reason)
+        # Shown in this answer only: a redirect would have to carry it in the (signed, not
+        # encrypted) session cookie.
+        return await self._settings_page(request, session, new_token=token)
+
+    async def revoke_token(self, request: Request) -> Response:
+        token_id = int(request.path_params["id"])
+        await self.web.run(tokens.revoke_token, self.web.engine, token_id)
+        return self.web.redirect(
+            request, session_of(request), "/settings", f"API token {token_id} revoked."
+        )
+
+    async def rotate_key(self, request: Request) -> Response:
+        await self.web.run(entities.rotate_postback_key, self.web.engine)
+        await self.web.on_change()
+        return self.web.redirect(
+            request,
+            session_of(request),
+            "/settings",
+            "Postback key rotated: the previous postback URLs no longer work.",
+        )
+
+    async def add_type(self, request: Request) -> Response:
+        form = await request.form()
+        session = session_of(request)
+        try:
+            name = await self.web.run(
+                postbacks.add_conversion_type,
+                self.web.engine,
+                str(form.get("name", "")),
+                label=str(form.get("label", "")),
+                now=datetime.now(UTC),
+            )
+        except (InvalidInput, Conflict) as exc:
+            return await self._settings_page(request, session, type_error=str(exc))
+        await self.web.on_change()
+        return self.web.redirect(request, session, "/settings", f"Conversion type {name} added.")
+
+    async def change_password(self, request: Request) -> Response:
+        form = await request.form()
+        session = session_of(request)
+        user = request.scope["clickloop_user"]
+        if form.get("new_password") != form.get("repeat_password"):
+            return await self._settings_page(
+                request, session, password_error="The two new passwords differ."
+            )
+        try:
+            changed = await self.web.run(
+                users.change_password,
+                self.web.engine,
+                user.id,
+                str(form.get("current_password", "")),
+                str(form.get("new_password", "")),
+            )
+        except InvalidInput as exc:
+            return await self._settings_page(request, session, password_error=exc.reason)
+        session.data["stamp"] = changed.password_stamp
+        session.dirty = True
+        return self.web.redirect(request, session, "/settings", "Password changed.")

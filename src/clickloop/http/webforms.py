@@ -1,0 +1,261 @@
+"""HTML form fields → the keyword arguments the entity services take, and back for re-display.
+
+Repeated rows (parameters, offers, postbacks) arrive as parallel lists (`param_name`,
+`param_param`, ...); a row left blank is dropped. Validation proper stays in the services:
+this module only turns text into the shapes they expect.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from starlette.datastructures import FormData
+
+from clickloop.catalog.templates import TemplateField
+from clickloop.errors import InvalidInput
+
+_WORD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ANSWER_STATUSES = (200, 202, 400, 403, 404, 422)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _list(form: FormData, name: str) -> list[str]:
+    return [value.strip() if isinstance(value, str) else "" for value in form.getlist(name)]
+
+
+def _optional_id(form: FormData, name: str) -> int | None:
+    value = _text(form, name)
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 9:
+        raise InvalidInput(name, "choose one from the list")
+    return int(value)
+
+
+def _rows(form: FormData, *names: str) -> list[dict[str, str]]:
+    columns = [_list(form, name) for name in names]
+    count = max((len(column) for column in columns), default=0)
+    rows = []
+    for index in range(count):
+        row = {
+            name: (column[index] if index < len(column) else "")
+            for name, column in zip(names, columns, strict=True)
+        }
+        if any(row.values()):
+            rows.append(row)
+    return rows
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+# --- campaigns ----------------------------------------------------------------------------
+
+
+def campaign(form: FormData) -> dict[str, Any]:
+    """Create/update arguments of a campaign, with its offers and its own S2S postbacks."""
+    offers: list[tuple[int, int]] = []
+    for row in _rows(form, "offer_id", "offer_weight"):
+        if not row["offer_id"]:
+            continue
+        weight = row["offer_weight"] or "100"
+        if not row["offer_id"].isdigit() or not weight.isdigit() or len(weight) > 6:
+            raise InvalidInput("offers.weight", "a whole number from 0 to 10000")
+        offers.append((int(row["offer_id"]), int(weight)))
+    return {
+        "name": _text(form, "name"),
+        "alias": _text(form, "alias"),
+        "traffic_source_id": _optional_id(form, "traffic_source_id"),
+        "cost_model": _text(form, "cost_model") or "none",
+        "cost_value": _text(form, "cost_value") or "0",
+        "status": _text(form, "status") or "active",
+        "offers": offers,
+        "postbacks": _postbacks(form),
+    }
+
+
+def _postbacks(form: FormData) -> list[dict[str, Any]]:
+    rows = _rows(form, "pb_url", "pb_method", "pb_statuses")
+    return [
+        {"url": row["pb_url"], "method": row["pb_method"] or "GET", "statuses": row["pb_statuses"]}
+        for row in rows
+        if row["pb_url"]
+    ]
+
+
+def campaign_echo(form: FormData) -> dict[str, Any]:
+    """The submitted campaign form as the template shows a stored one, errors and all."""
+    return {
+        "name": _text(form, "name"),
+        "alias": _text(form, "alias"),
+        "traffic_source_id": _int_or_none(_text(form, "traffic_source_id")),
+        "cost_model": _text(form, "cost_model"),
+        "cost_value": _text(form, "cost_value"),
+        "status": _text(form, "status"),
+        "offers": [
+            {"offer_id": _int_or_none(row["offer_id"]), "weight": row["offer_weight"]}
+            for row in _rows(form, "offer_id", "offer_weight")
+            if row["offer_id"]
+        ],
+        "postbacks": [
+            {"url": row["pb_url"], "method": row["pb_method"], "statuses": row["pb_statuses"]}
+            for row in _rows(form, "pb_url", "pb_method", "pb_statuses")
+            if row["pb_url"] or row["pb_statuses"]
+        ],
+    }
+
+
+def _int_or_none(value: str) -> int | None:
+    return int(value) if value.isdigit() and len(value) < 10 else None
+
+
+# --- traffic sources, networks, offers ----------------------------------------------------
+
+
+def traffic_source(form: FormData) -> dict[str, Any]:
+    return {
+        "name": _text(form, "name"),
+        "parameters": [
+            {"name": row["param_name"], "param": row["param_param"], "macro": row["param_macro"]}
+            for row in _rows(form, "param_name", "param_param", "param_macro")
+        ],
+        "postback_url": _text(form, "postback_url") or None,
+        "postback_method": _text(form, "postback_method") or "GET",
+        "postback_body": _text(form, "postback_body") or None,
+        "postback_statuses": [s for s in _list(form, "postback_statuses") if s],
+        "response_must_contain": _text(form, "response_must_contain") or None,
+    }
+
+
+traffic_source_echo = traffic_source
+
+
+def network(form: FormData) -> dict[str, Any]:
+    trainings = {}
+    for name in form:
+        if name.startswith("training_"):
+            words = [w.strip() for w in _text(form, name).split(",") if w.strip()]
+            if words:
+                trainings[name.removeprefix("training_")] = words
+    return {
+        "name": _text(form, "name"),
+        "offer_params": _text(form, "offer_params"),
+        "postback_params": _text(form, "postback_params"),
+        "status_trainings": trainings,
+        "postback_allowed_ips": _lines(_text(form, "postback_allowed_ips")),
+        "notes": _text(form, "notes"),
+    }
+
+
+network_echo = network
+
+
+def offer(form: FormData) -> dict[str, Any]:
+    return {
+        "name": _text(form, "name"),
+        "url": _text(form, "url"),
+        "affiliate_network_id": _int_or_none(_text(form, "affiliate_network_id")),
+        "currency": _text(form, "currency").upper() or "USD",
+        "payout": _text(form, "payout") or "0",
+        "upsell": form.get("upsell") == "on",
+    }
+
+
+def template_fields(form: FormData, fields: Sequence[TemplateField]) -> dict[str, str]:
+    return {field.name: _text(form, f"field_{field.name}") for field in fields}
+
+
+def postback_builder(
+    url: str, network: Mapping[str, Any], options: Mapping[str, str]
+) -> dict[str, Any]:
+    """The network's postback URL, optionally with its saved trainings and a `return` answer.
+
+    Saved trainings already apply to postbacks of this network's offers; putting them in the URL
+    as well makes the URL self-contained (it keeps working for clicks of any offer).
+    """
+    with_trainings = options.get("trainings") == "1"
+    answer = (options.get("return") or "").strip()[:40]
+    extra: list[str] = []
+    if with_trainings:
+        for kind, words in sorted((network.get("status_trainings") or {}).items()):
+            extra.append(f"{kind}_status={quote(','.join(words), safe=',')}")
+    if answer:
+        extra.append(f"return={quote(answer, safe='')}")
+    final = url
+    if extra:
+        final += ("&" if "?" in url else "?") + "&".join(extra)
+    base, _, query = final.partition("?")
+    parts = [part.partition("=") for part in query.split("&") if part]
+    return {
+        "url": final,
+        "base": base,
+        "parts": [(name, value) for name, _, value in parts],
+        "with_trainings": with_trainings,
+        "answer": answer,
+    }
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def settings(form: FormData) -> dict[str, Any]:
+    """Settings changes from the form; checked here because the settings service stores as-is."""
+    timezone = _text(form, "timezone") or "UTC"
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInput("timezone", f"unknown time zone: {timezone}") from exc
+    aliases: dict[str, str] = {}
+    for line in _lines(_text(form, "aliases")):
+        name, sep, target = (part.strip().lower() for part in line.partition("="))
+        if not sep or not _WORD.match(name) or not _WORD.match(target):
+            raise InvalidInput("aliases", f"one `name=parameter` per line, not {line!r}")
+        aliases[name] = target
+    trainings: dict[str, list[str]] = {}
+    for line in _lines(_text(form, "status_trainings")):
+        kind, sep, words = (part.strip() for part in line.partition("="))
+        kind = kind.lower()
+        if not sep or not _WORD.match(kind):
+            raise InvalidInput("status_trainings", f"one `type=word,word` per line, not {line!r}")
+        trainings[kind] = [w.strip().lower() for w in words.split(",") if w.strip()]
+    networks = []
+    for line in _lines(_text(form, "allowed_networks")):
+        try:
+            networks.append(str(ipaddress.ip_network(line, strict=False)))
+        except ValueError as exc:
+            raise InvalidInput("allowed_networks", f"not a network: {line!r}") from exc
+    status = _text(form, "ignored_answer_status") or "200"
+    if not status.isdigit() or int(status) not in ANSWER_STATUSES:
+        raise InvalidInput("ignored_answer_status", "one of the listed statuses")
+    return {
+        "currency": _text(form, "currency"),
+        "timezone": timezone,
+        "aliases": aliases,
+        "status_trainings": trainings,
+        "allowed_networks": networks,
+        "ignored_answer_status": int(status),
+    }
+
+
+def settings_text(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Stored settings as the text the settings form edits."""
+    return {
+        "currency": str(settings["currency"]),
+        "timezone": str(settings["timezone"]),
+        "aliases": "\n".join(f"{k}={v}" for k, v in sorted(settings["aliases"].items())),
+        "status_trainings": "\n".join(
+            f"{k}={','.join(v)}" for k, v in sorted(settings["status_trainings"].items())
+        ),
+        "allowed_networks": "\n".join(settings["allowed_networks"]),
+        "ignored_answer_status": str(settings["ignored_answer_status"]),
+    }

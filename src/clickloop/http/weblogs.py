@@ -1,0 +1,438 @@
+"""Admin pages that read what happened: dashboard, conversions, received and sent postbacks
+(re-process, resend) and reports with CSV export.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import or_, select
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from clickloop.domain.deliveries import DeliveryState, TargetKind, mask_secrets
+from clickloop.errors import InvalidInput, NotFound
+from clickloop.http.api import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, _csv_rows
+from clickloop.http.webcore import (
+    OUTCOMES,
+    PAGE_SIZE,
+    Web,
+    bar_chart,
+    date_param,
+    int_cursor,
+    int_param,
+    names_by_id,
+    next_url,
+    optional_day,
+    safe_next,
+    session_of,
+    zone_of,
+    zones,
+)
+from clickloop.services import entities, postbacks, queries, reports
+from clickloop.storage import outbox
+from clickloop.storage import tables as t
+
+# The reason entities.py gives a campaign postback dropped from its campaign.
+REMOVED = "removed from the campaign"
+
+
+class LogPages:
+    """The dashboard, the three logs and the reports."""
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+
+    # -- dashboard -----------------------------------------------------------------------
+
+    async def dashboard(self, request: Request) -> Response:
+        web = self.web
+        settings = await web.run(entities.get_settings, web.engine)
+        today = datetime.now(zone_of(settings)).date()
+        report = await web.run(
+            reports.build_report,
+            web.engine,
+            group_by="day",
+            date_from=today - timedelta(days=29),
+            date_to=today,
+            timezone=settings["timezone"],
+            currency=settings["currency"],
+        )
+        health = await web.run(self._s2s_health)
+        labels = [row.key for row in report.rows]
+        return web.render(
+            request,
+            session_of(request),
+            "dashboard.html",
+            section="dashboard",
+            settings=settings,
+            today=report.rows[-1],
+            month=report.totals,
+            health=health,
+            setup_done={
+                table: bool(await web.run(entities.list_rows, web.engine, table))
+                for table in ("traffic_sources", "affiliate_networks", "offers", "campaigns")
+            },
+            clicks_chart=bar_chart([row.clicks for row in report.rows], labels),
+            revenue_chart=bar_chart([row.revenue for row in report.rows], labels),
+            conversions_chart=bar_chart([row.conversion_count for row in report.rows], labels),
+        )
+
+    def _s2s_health(self) -> dict[str, Any]:
+        """Deliveries by state, and every target failing or switched off (the alerts)."""
+        ts, cp = t.traffic_sources, t.campaign_postbacks
+        with self.web.engine.connect() as conn:
+            states = outbox.count_by_state(conn)
+            sources = conn.execute(
+                select(
+                    ts.c.id,
+                    ts.c.name,
+                    ts.c.postback_enabled,
+                    ts.c.postback_disabled_reason,
+                    ts.c.failing_since,
+                ).where(or_(ts.c.failing_since.is_not(None), ts.c.postback_enabled.is_(False)))
+            ).all()
+            postbacks = conn.execute(
+                select(cp.c.id, cp.c.campaign_id, cp.c.url, cp.c.enabled, cp.c.disabled_reason)
+                .add_columns(cp.c.failing_since)
+                .where(
+                    or_(cp.c.failing_since.is_not(None), cp.c.enabled.is_(False)),
+                    # A postback taken off its campaign is history, not an alert.
+                    or_(cp.c.disabled_reason.is_(None), cp.c.disabled_reason != REMOVED),
+                )
+            ).all()
+        alerts = [
+            {
+                "kind": str(TargetKind.TRAFFIC_SOURCE),
+                "id": r.id,
+                "name": r.name,
+                "href": f"/traffic-sources/{r.id}",
+                "enabled": r.postback_enabled,
+                "reason": r.postback_disabled_reason,
+                "since": r.failing_since,
+            }
+            for r in sources
+        ] + [
+            {
+                "kind": str(TargetKind.CAMPAIGN_POSTBACK),
+                "id": r.id,
+                "name": mask_secrets(r.url),
+                "href": f"/campaigns/{r.campaign_id}",
+                "enabled": r.enabled,
+                "reason": r.disabled_reason,
+                "since": r.failing_since,
+            }
+            for r in postbacks
+        ]
+        return {
+            "states": {state: states.get(str(state), 0) for state in DeliveryState},
+            "alerts": alerts,
+        }
+
+    async def enable_target(self, request: Request) -> Response:
+        """Switch an S2S target back on; its parked deliveries are queued again."""
+        kind = request.path_params["kind"]
+        if kind not in {str(k) for k in TargetKind}:
+            raise NotFound("target kind", kind)
+        target_id = int(request.path_params["id"])
+
+        def enable() -> int:
+            with self.web.engine.begin() as conn:
+                return outbox.enable_target(
+                    conn, kind=TargetKind(kind), target_id=target_id, now=datetime.now(UTC)
+                )
+
+        resumed = await self.web.run(enable)
+        await self.web.on_change()
+        return self.web.redirect(
+            request,
+            session_of(request),
+            safe_next(str((await request.form()).get("back", "")) or "/"),
+            f"Target enabled again; {resumed} parked deliveries queued.",
+        )
+
+    # -- logs ----------------------------------------------------------------------------
+
+    async def conversions(self, request: Request) -> Response:
+        web = self.web
+        params = request.query_params
+        settings = await web.run(entities.get_settings, web.engine)
+        zone = zone_of(settings)
+        day_from = optional_day(params.get("from"))
+        day_to = optional_day(params.get("to"))
+        filters = {
+            "campaign_id": int_param(params.get("campaign_id")),
+            "type": params.get("type") or None,
+            "subid": (params.get("subid") or "").strip()[:64] or None,
+            # Local days of the report time zone, as UTC bounds (the end day included).
+            "since": datetime.combine(day_from, time(), zone) if day_from else None,
+            "until": (
+                datetime.combine(day_to + timedelta(days=1), time(), zone) if day_to else None
+            ),
+        }
+        if params.get("format") == "csv":
+            return StreamingResponse(
+                _csv_rows(queries.iter_conversions(web.engine, **filters), CONVERSION_CSV_COLUMNS),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="conversions.csv"'},
+            )
+        page = await web.run(
+            queries.list_conversions,
+            web.engine,
+            limit=PAGE_SIZE,
+            cursor=int_cursor(params.get("cursor")),
+            **filters,
+        )
+        query = {k: v for k, v in params.items() if k not in ("format", "cursor")}
+        return web.render(
+            request,
+            session_of(request),
+            "conversions.html",
+            section="conversions",
+            page=page,
+            filters=filters,
+            day_from=day_from,
+            day_to=day_to,
+            csv_url="?" + urlencode({**query, "format": "csv"}),
+            campaigns=await web.run(names_by_id, web, "campaigns"),
+            offers=await web.run(names_by_id, web, "offers"),
+            types=await web.run(postbacks.list_conversion_types, web.engine),
+            zone=zone,
+            next_url=next_url(request, page.next_cursor),
+        )
+
+    async def received(self, request: Request) -> Response:
+        web = self.web
+        params = request.query_params
+        outcome = params.get("outcome") if params.get("outcome") in OUTCOMES else None
+        filters = {
+            "outcome": outcome,
+            "reason": (params.get("reason") or "").strip()[:200] or None,
+            "subid": (params.get("subid") or "").strip()[:200] or None,
+        }
+        page = await web.run(
+            queries.list_received_postbacks,
+            web.engine,
+            limit=PAGE_SIZE,
+            cursor=int_cursor(params.get("cursor")),
+            **filters,
+        )
+        settings = await web.run(entities.get_settings, web.engine)
+        return web.render(
+            request,
+            session_of(request),
+            "received.html",
+            section="received",
+            page=page,
+            filters=filters,
+            outcomes=OUTCOMES,
+            zone=zone_of(settings),
+            next_url=next_url(request, page.next_cursor),
+        )
+
+    async def reprocess(self, request: Request) -> Response:
+        session = session_of(request)
+        log_id = int(request.path_params["id"])
+        try:
+            result = await self.web.run(
+                postbacks.reprocess, self.web.engine, log_id, now=datetime.now(UTC)
+            )
+        except InvalidInput as exc:
+            session.flash(exc.reason, "error")
+            return self.web.redirect(request, session, "/received-postbacks")
+        outcome = f"{result.outcome}" + (f" ({result.reason})" if result.reason else "")
+        return self.web.redirect(
+            request,
+            session,
+            "/received-postbacks",
+            f"Postback {log_id} re-processed as #{result.log_id}: {outcome}.",
+        )
+
+    async def reprocess_all(self, request: Request) -> Response:
+        """Re-run every ignored postback not re-run yet (after a training or rate was added)."""
+
+        def run_all() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for _, result in postbacks.reprocess_ignored(self.web.engine, now=datetime.now(UTC)):
+                counts[str(result.outcome)] = counts.get(str(result.outcome), 0) + 1
+            return counts
+
+        counts = await self.web.run(run_all)
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        return self.web.redirect(
+            request,
+            session_of(request),
+            "/received-postbacks",
+            f"Re-processed {sum(counts.values())} ignored postbacks"
+            + (f": {summary}." if summary else "."),
+        )
+
+    async def deliveries(self, request: Request) -> Response:
+        web = self.web
+        params = request.query_params
+        states = [str(s) for s in DeliveryState]
+        kinds = [str(k) for k in TargetKind]
+        filters = {
+            "state": params.get("state") if params.get("state") in states else None,
+            "target_kind": params.get("target_kind")
+            if params.get("target_kind") in kinds
+            else None,
+            "conversion_id": int_param(params.get("conversion_id")),
+        }
+        page = await web.run(
+            queries.list_deliveries,
+            web.engine,
+            limit=PAGE_SIZE,
+            cursor=int_cursor(params.get("cursor")),
+            **filters,
+        )
+        settings = await web.run(entities.get_settings, web.engine)
+        return web.render(
+            request,
+            session_of(request),
+            "deliveries.html",
+            section="deliveries",
+            page=page,
+            filters=filters,
+            states=states,
+            kinds=kinds,
+            targets=await web.run(self._target_names),
+            zone=zone_of(settings),
+            next_url=next_url(request, page.next_cursor),
+        )
+
+    def _target_names(self) -> dict[tuple[str, int], str]:
+        names = {
+            (str(TargetKind.TRAFFIC_SOURCE), i): n
+            for i, n in names_by_id(self.web, "traffic_sources").items()
+        }
+        campaigns = names_by_id(self.web, "campaigns")
+        with self.web.engine.connect() as conn:
+            for pid, cid in conn.execute(
+                select(t.campaign_postbacks.c.id, t.campaign_postbacks.c.campaign_id)
+            ):
+                names[(str(TargetKind.CAMPAIGN_POSTBACK), pid)] = (
+                    f"{campaigns.get(cid, cid)} · postback {pid}"
+                )
+        return names
+
+    async def delivery(self, request: Request) -> Response:
+        web = self.web
+        delivery_id = int(request.path_params["id"])
+        item = await web.run(queries.get_delivery, web.engine, delivery_id)
+        settings = await web.run(entities.get_settings, web.engine)
+        return web.render(
+            request,
+            session_of(request),
+            "delivery.html",
+            section="deliveries",
+            delivery=item,
+            target=(await web.run(self._target_names)).get(
+                (item["target_kind"], item["target_id"]), ""
+            ),
+            zone=zone_of(settings),
+        )
+
+    async def resend(self, request: Request) -> Response:
+        delivery_id = int(request.path_params["id"])
+
+        def requeue() -> int:
+            with self.web.engine.begin() as conn:
+                return outbox.resend(conn, delivery_ids=[delivery_id], now=datetime.now(UTC))
+
+        session = session_of(request)
+        if await self.web.run(requeue):
+            session.flash(f"Delivery {delivery_id} queued again.")
+        else:
+            session.flash(f"Delivery {delivery_id} is being sent right now; try again.", "error")
+        back = safe_next(str((await request.form()).get("back", "")) or "/deliveries")
+        return self.web.redirect(request, session, back)
+
+    async def resend_failed(self, request: Request) -> Response:
+        def requeue() -> int:
+            with self.web.engine.begin() as conn:
+                return outbox.resend_failed(conn, now=datetime.now(UTC))
+
+        count = await self.web.run(requeue)
+        return self.web.redirect(
+            request, session_of(request), "/deliveries", f"{count} failed deliveries queued again."
+        )
+
+    # -- reports -------------------------------------------------------------------------
+
+    async def reports(self, request: Request) -> Response:
+        web = self.web
+        params = request.query_params
+        settings = await web.run(entities.get_settings, web.engine)
+        # Another zone than the settings' one can be asked for; an unknown name falls back.
+        timezone = params.get("timezone") or settings["timezone"]
+        if timezone not in zones():
+            timezone = settings["timezone"]
+        today = datetime.now(zone_of({"timezone": timezone})).date()
+        group_by = params.get("group_by") if params.get("group_by") in reports.GROUPS else "day"
+        date_from = date_param(params.get("from"), today - timedelta(days=6))
+        date_to = date_param(params.get("to"), today)
+        campaign_id = int_param(params.get("campaign_id"))
+        error = None
+        try:
+            report = await web.run(
+                reports.build_report,
+                web.engine,
+                group_by=group_by,
+                date_from=date_from,
+                date_to=date_to,
+                timezone=timezone,
+                currency=settings["currency"],
+                campaign_id=campaign_id,
+            )
+        except InvalidInput as exc:
+            error = str(exc)
+            date_from, date_to, timezone = today - timedelta(days=6), today, settings["timezone"]
+            report = await web.run(
+                reports.build_report,
+                web.engine,
+                group_by=group_by,
+                date_from=date_from,
+                date_to=date_to,
+                timezone=timezone,
+                currency=settings["currency"],
+                campaign_id=campaign_id,
+            )
+        if params.get("format") == "csv":
+            rows = [row.as_dict() for row in report.rows] + [report.totals.as_dict()]
+            return StreamingResponse(
+                _csv_rows(iter(rows), REPORT_CSV_COLUMNS),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
+        types = [row["name"] for row in await web.run(postbacks.list_conversion_types, web.engine)]
+        shown_types = [
+            kind
+            for kind in types
+            if kind in ("lead", "sale", "rejected") or report.totals.conversions.get(kind)
+        ]
+        chart = None
+        if group_by == "day" and report.rows:
+            chart = bar_chart([r.clicks for r in report.rows], [r.key for r in report.rows])
+        query = {k: v for k, v in params.items() if k != "format"}
+        return web.render(
+            request,
+            session_of(request),
+            "reports.html",
+            section="reports",
+            report=report,
+            groups=reports.GROUPS,
+            group_by=group_by,
+            date_from=date_from,
+            date_to=date_to,
+            campaign_id=campaign_id,
+            timezone=timezone,
+            timezones=sorted(zones()),
+            campaigns=await web.run(names_by_id, web, "campaigns"),
+            shown_types=shown_types,
+            chart=chart,
+            csv_url="?" + urlencode({**query, "format": "csv"}),
+            error=error,
+        )

@@ -1,0 +1,1 @@
+"""Use cases. Each function owns one transaction; none takes a request object."""

@@ -1,0 +1,580 @@
+"""Use cases for the tracker's configuration: settings, traffic sources, affiliate networks,
+offers and campaigns. Every change bumps `config_version`, which hot-path caches poll.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from clickloop.domain.clicks import CLICK_FIELDS
+from clickloop.errors import Conflict, InvalidInput, NotFound
+from clickloop.storage import tables as t
+from clickloop.storage.db import reader_engine
+
+ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
+COST_MODELS = ("none", "cpc", "cpc_param")
+METHODS = ("GET", "POST")
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "currency": "USD",
+    "timezone": "UTC",
+    "aliases": {},  # {"clickid": "subid", "type": "status"}
+    "status_trainings": {},  # global trainings: {"sale": ["approved"], ...}
+    "allowed_networks": [],  # outbound S2S may reach these private networks (CIDR)
+    "s2s_disable_after_hours": 72,  # an S2S target failing this long with no success is disabled
+    "ignored_answer_status": 200,  # HTTP status of an ignored postback's answer
+    "config_version": 0,
+}
+
+
+def new_postback_key() -> str:
+    return secrets.token_hex(16)
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+def ensure_settings(engine: Engine) -> None:
+    """Write the default settings that are missing, and a postback key if there is none."""
+    with engine.begin() as conn:
+        present = {row.key for row in conn.execute(select(t.settings.c.key))}
+        defaults = DEFAULT_SETTINGS | {"postback_key": new_postback_key()}
+        missing = [{"key": k, "value": v} for k, v in defaults.items() if k not in present]
+        if missing:
+            conn.execute(insert(t.settings), missing)
+
+
+def read_settings(conn: Connection) -> dict[str, Any]:
+    stored = {row.key: row.value for row in conn.execute(select(t.settings))}
+    return DEFAULT_SETTINGS | stored
+
+
+def get_settings(engine: Engine) -> dict[str, Any]:
+    with reader_engine(engine).connect() as conn:
+        return read_settings(conn)
+
+
+def write_setting(conn: Connection, key: str, value: Any) -> None:
+    changed = conn.execute(update(t.settings).where(t.settings.c.key == key).values(value=value))
+    if changed.rowcount == 0:
+        conn.execute(insert(t.settings).values(key=key, value=value))
+
+
+def bump_config_version(conn: Connection) -> None:
+    version = read_settings(conn)["config_version"]
+    write_setting(conn, "config_version", int(version) + 1)
+
+
+def read_config_version(engine: Engine) -> int:
+    with reader_engine(engine).connect() as conn:
+        value = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "config_version")
+        ).scalar()
+    return int(value or 0)
+
+
+def update_settings(engine: Engine, changes: Mapping[str, Any]) -> dict[str, Any]:
+    allowed = set(DEFAULT_SETTINGS) - {"config_version"}
+    for key in changes:
+        if key not in allowed:
+            raise InvalidInput(key, "not a setting that can be changed")
+    if "currency" in changes:
+        changes = {**changes, "currency": _currency(changes["currency"])}
+    with engine.begin() as conn:
+        for key, value in changes.items():
+            write_setting(conn, key, value)
+        bump_config_version(conn)
+        return read_settings(conn)
+
+
+def rotate_postback_key(engine: Engine) -> str:
+    key = new_postback_key()
+    with engine.begin() as conn:
+        write_setting(conn, "postback_key", key)
+        bump_config_version(conn)
+    return key
+
+
+# --- entities -----------------------------------------------------------------------------
+# Each kind has one validator (`_x_values`) shared by create and update, so an update is
+# "merge the changes into the stored entity, then validate the whole as if new".
+
+
+def _traffic_source_values(
+    *,
+    name: str,
+    parameters: Sequence[Mapping[str, str]] = (),
+    postback_url: str | None = None,
+    postback_method: str = "GET",
+    postback_body: str | None = None,
+    postback_statuses: Sequence[str] = (),
+    response_must_contain: str | None = None,
+    template: str | None = None,
+) -> dict[str, Any]:
+    if not isinstance(parameters, list | tuple):
+        raise InvalidInput("parameters", "a list of {name, param, macro} rows")
+    return {
+        "name": _name(name),
+        "template": _optional_text("template", template, 200),
+        "parameters": [_parameter_row(row) for row in parameters],
+        "postback_url": _optional_url("postback_url", postback_url),
+        "postback_method": _method(postback_method),
+        "postback_body": _optional_text("postback_body", postback_body, 10000),
+        "postback_statuses": _statuses(postback_statuses),
+        "response_must_contain": _optional_text(
+            "response_must_contain", response_must_contain, 200
+        ),
+    }
+
+
+def _affiliate_network_values(
+    *,
+    name: str,
+    offer_params: str = "",
+    postback_params: str = "",
+    status_trainings: Mapping[str, Sequence[str]] | None = None,
+    postback_allowed_ips: Sequence[str] = (),
+    notes: str = "",
+    template: str | None = None,
+) -> dict[str, Any]:
+    if not isinstance(status_trainings or {}, Mapping):
+        raise InvalidInput("status_trainings", 'a mapping like {"sale": ["approved"]}')
+    if not isinstance(postback_allowed_ips, list | tuple):
+        raise InvalidInput("postback_allowed_ips", "a list of addresses or networks")
+    return {
+        "name": _name(name),
+        "template": _optional_text("template", template, 200),
+        "offer_params": _text("offer_params", offer_params, 2000),
+        "postback_params": _text("postback_params", postback_params, 4000),
+        "status_trainings": {
+            _word("status_trainings", k): _words("status_trainings", v)
+            for k, v in (status_trainings or {}).items()
+        },
+        "postback_allowed_ips": [
+            _network("postback_allowed_ips", ip) for ip in postback_allowed_ips
+        ],
+        "notes": _text("notes", notes, 10000),
+    }
+
+
+def _offer_values(
+    *,
+    name: str,
+    url: str,
+    affiliate_network_id: int | None = None,
+    currency: str = "USD",
+    payout: Decimal | str | int = Decimal(0),
+    upsell: bool = False,
+) -> dict[str, Any]:
+    return {
+        "name": _name(name),
+        "url": _url("url", url),
+        "affiliate_network_id": _optional_id("affiliate_network_id", affiliate_network_id),
+        "currency": _currency(currency),
+        "payout": _money("payout", payout),
+        "upsell": _bool("upsell", upsell),
+    }
+
+
+def _campaign_values(
+    *,
+    name: str,
+    alias: str,
+    traffic_source_id: int | None = None,
+    cost_model: str = "none",
+    cost_value: Decimal | str | int = Decimal(0),
+    status: str = "active",
+) -> dict[str, Any]:
+    if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
+        raise InvalidInput("alias", "1-64 letters, digits, '-' or '_', not a reserved word")
+    if alias.lower() in RESERVED_ALIASES:
+        raise InvalidInput("alias", "1-64 letters, digits, '-' or '_', not a reserved word")
+    if cost_model not in COST_MODELS:
+        raise InvalidInput("cost_model", f"one of {', '.join(COST_MODELS)}")
+    if status not in ("active", "paused"):
+        raise InvalidInput("status", "active or paused")
+    return {
+        "name": _name(name),
+        "alias": alias,
+        "traffic_source_id": _optional_id("traffic_source_id", traffic_source_id),
+        "cost_model": cost_model,
+        "cost_value": _money("cost_value", cost_value),
+        "status": status,
+    }
+
+
+def create_traffic_source(engine: Engine, **fields: Any) -> int:
+    with engine.begin() as conn:
+        return add_traffic_source(conn, **fields)
+
+
+def add_traffic_source(conn: Connection, *, now: datetime, **fields: Any) -> int:
+    values = _traffic_source_values(**fields) | {"postback_enabled": True, "created_at": now}
+    return _insert_in(conn, t.traffic_sources, values, "traffic source", values["name"])
+
+
+def create_affiliate_network(engine: Engine, **fields: Any) -> int:
+    with engine.begin() as conn:
+        return add_affiliate_network(conn, **fields)
+
+
+def add_affiliate_network(conn: Connection, *, now: datetime, **fields: Any) -> int:
+    values = _affiliate_network_values(**fields) | {"created_at": now}
+    return _insert_in(conn, t.affiliate_networks, values, "affiliate network", values["name"])
+
+
+def create_offer(engine: Engine, **fields: Any) -> int:
+    with engine.begin() as conn:
+        return add_offer(conn, **fields)
+
+
+def add_offer(conn: Connection, *, now: datetime, **fields: Any) -> int:
+    values = _offer_values(**fields) | {"created_at": now}
+    if values["affiliate_network_id"] is not None:
+        _require(conn, t.affiliate_networks, values["affiliate_network_id"], "affiliate network")
+    return _insert_in(conn, t.offers, values, "offer", values["name"])
+
+
+def create_campaign(engine: Engine, **fields: Any) -> int:
+    with engine.begin() as conn:
+        return add_campaign(conn, **fields)
+
+
+def add_campaign(
+    conn: Connection,
+    *,
+    now: datetime,
+    offers: Sequence[tuple[int, int]] = (),
+    postbacks: Sequence[Mapping[str, Any]] = (),
+    **fields: Any,
+) -> int:
+    """Create a campaign with its (offer id, weight) pairs and its own S2S postbacks."""
+    values = _campaign_values(**fields) | {"created_at": now}
+    if values["traffic_source_id"] is not None:
+        _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
+    campaign_id = _insert_in(conn, t.campaigns, values, "campaign", values["alias"])
+    _write_campaign_offers(conn, campaign_id, offers)
+    _write_campaign_postbacks(conn, campaign_id, postbacks, now)
+    return campaign_id
+
+
+def _write_campaign_offers(
+    conn: Connection, campaign_id: int, offers: Sequence[tuple[int, int]]
+) -> None:
+    conn.execute(delete(t.campaign_offers).where(t.campaign_offers.c.campaign_id == campaign_id))
+    seen: set[int] = set()
+    for offer_id, weight in offers:
+        offer_id = _optional_id("offers.offer_id", offer_id) or 0
+        _require(conn, t.offers, offer_id, "offer")
+        if offer_id in seen:
+            raise InvalidInput("offers", f"offer {offer_id} is listed twice")
+        seen.add(offer_id)
+        if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 10000:
+            raise InvalidInput("offers.weight", "a whole number from 0 to 10000")
+        conn.execute(
+            insert(t.campaign_offers).values(
+                campaign_id=campaign_id, offer_id=offer_id, weight=weight, active=True
+            )
+        )
+
+
+def _write_campaign_postbacks(
+    conn: Connection, campaign_id: int, postbacks: Sequence[Mapping[str, Any]], now: datetime
+) -> None:
+    """Replace the campaign's S2S postbacks, keeping the id (and delivery history) of each
+    postback whose URL, method and body are unchanged."""
+    existing = {
+        (row.url, row.method, row.body): row.id
+        for row in conn.execute(
+            select(t.campaign_postbacks).where(t.campaign_postbacks.c.campaign_id == campaign_id)
+        )
+    }
+    kept: set[int] = set()
+    for postback in postbacks:
+        if not isinstance(postback, Mapping):
+            raise InvalidInput("postbacks", "a list of {url, method, statuses, body} objects")
+        values = {
+            "url": _url("postbacks.url", str(postback.get("url", ""))),
+            "method": _method(str(postback.get("method", "GET"))),
+            "body": _optional_text("postbacks.body", postback.get("body"), 10000),
+            "statuses": _statuses(postback.get("statuses", ())),
+            "response_must_contain": _optional_text(
+                "postbacks.response_must_contain", postback.get("response_must_contain"), 200
+            ),
+        }
+        same = existing.get((values["url"], values["method"], values["body"]))
+        if same is not None and same not in kept:
+            kept.add(same)
+            conn.execute(
+                update(t.campaign_postbacks)
+                .where(t.campaign_postbacks.c.id == same)
+                .values(
+                    statuses=values["statuses"],
+                    response_must_contain=values["response_must_contain"],
+                )
+            )
+            continue
+        conn.execute(
+            insert(t.campaign_postbacks).values(
+                campaign_id=campaign_id, enabled=True, created_at=now, **values
+            )
+        )
+    gone = set(existing.values()) - kept
+    if gone:
+        # Disabled rather than deleted: queued deliveries and their history still point here.
+        conn.execute(
+            update(t.campaign_postbacks)
+            .where(t.campaign_postbacks.c.id.in_(gone))
+            .values(enabled=False, disabled_reason="removed from the campaign")
+        )
+
+
+_VALIDATORS: dict[str, Any] = {
+    "traffic_sources": _traffic_source_values,
+    "affiliate_networks": _affiliate_network_values,
+    "offers": _offer_values,
+    "campaigns": _campaign_values,
+}
+_KINDS = {
+    "traffic_sources": "traffic source",
+    "affiliate_networks": "affiliate network",
+    "offers": "offer",
+    "campaigns": "campaign",
+}
+
+
+def update_entity(
+    engine: Engine, table_name: str, entity_id: int, changes: Mapping[str, Any], *, now: datetime
+) -> None:
+    """Merge `changes` into a stored entity and validate the result as a whole."""
+    table = t.metadata.tables[table_name]
+    validator = _VALIDATORS[table_name]
+    kind = _KINDS[table_name]
+    accepted = set(inspect.signature(validator).parameters)
+    related = {"offers", "postbacks"} if table_name == "campaigns" else set()
+    unknown = set(changes) - accepted - related
+    if unknown:
+        raise InvalidInput(sorted(unknown)[0], f"not a field of a {kind}")
+    with engine.begin() as conn:
+        row = conn.execute(select(table).where(table.c.id == entity_id)).first()
+        if row is None:
+            raise NotFound(kind, entity_id)
+        stored = {name: value for name, value in row._mapping.items() if name in accepted}
+        values = validator(**(stored | {k: v for k, v in changes.items() if k in accepted}))
+        if values.get("affiliate_network_id") is not None:
+            _require(
+                conn, t.affiliate_networks, values["affiliate_network_id"], "affiliate network"
+            )
+        if values.get("traffic_source_id") is not None:
+            _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
+        try:
+            with conn.begin_nested():
+                conn.execute(update(table).where(table.c.id == entity_id).values(**values))
+        except IntegrityError as exc:
+            raise Conflict(kind, values.get("alias") or values.get("name")) from exc
+        if "offers" in changes:
+            _write_campaign_offers(conn, entity_id, offer_pairs(changes["offers"]))
+        if "postbacks" in changes:
+            _write_campaign_postbacks(conn, entity_id, changes["postbacks"], now)
+        bump_config_version(conn)
+
+
+def offer_pairs(offers: Any) -> list[tuple[int, int]]:
+    """Offers given as [(id, weight)] or [{"offer_id": id, "weight": w}]."""
+    if not isinstance(offers, list | tuple):
+        raise InvalidInput("offers", "a list of {offer_id, weight}")
+    pairs: list[tuple[int, int]] = []
+    for item in offers:
+        if isinstance(item, Mapping):
+            pairs.append((item.get("offer_id"), item.get("weight", 100)))  # type: ignore[arg-type]
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            pairs.append((item[0], item[1]))
+        else:
+            raise InvalidInput("offers", "a list of {offer_id, weight}")
+    return pairs
+
+
+def set_campaign_status(engine: Engine, campaign_id: int, status: str) -> None:
+    if status not in ("active", "paused"):
+        raise InvalidInput("status", "active or paused")
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(t.campaigns).where(t.campaigns.c.id == campaign_id).values(status=status)
+        )
+        if changed.rowcount == 0:
+            raise NotFound("campaign", campaign_id)
+        bump_config_version(conn)
+
+
+def list_rows(engine: Engine, table_name: str) -> list[dict[str, Any]]:
+    table = t.metadata.tables[table_name]
+    with reader_engine(engine).connect() as conn:
+        return [
+            dict(row._mapping) for row in conn.execute(select(table).order_by(*table.primary_key))
+        ]
+
+
+def find_id_by_name(conn: Connection, table_name: str, name: str) -> int:
+    table = t.metadata.tables[table_name]
+    found = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
+    if found is None:
+        raise NotFound(table_name.rstrip("s").replace("_", " "), name)
+    return int(found)
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def _insert_in(conn: Connection, table: Any, values: dict[str, Any], kind: str, key: str) -> int:
+    try:
+        with conn.begin_nested():
+            primary_key = conn.execute(insert(table).values(**values)).inserted_primary_key
+    except IntegrityError as exc:
+        raise Conflict(kind, key) from exc
+    bump_config_version(conn)
+    assert primary_key is not None
+    return int(primary_key[0])
+
+
+def _require(conn: Connection, table: Any, row_id: int, kind: str) -> None:
+    if conn.execute(select(table.c.id).where(table.c.id == row_id)).first() is None:
+        raise NotFound(kind, row_id)
+
+
+def _name(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("name", "required, at most 200 characters")
+    value = value.strip()
+    if not value or len(value) > 200:
+        raise InvalidInput("name", "required, at most 200 characters")
+    return value
+
+
+def _text(field: str, value: str, limit: int) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(field, f"at most {limit} characters")
+    return (value or "").strip()
+
+
+def _word(field: str, value: str) -> str:
+    value = str(value).strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", value):
+        raise InvalidInput(field, f"not a valid name: {value!r}")
+    return value
+
+
+def _url(field: str, value: str) -> str:
+    value = (value or "").strip()
+    if not isinstance(value, str) or len(value) > 4000:
+        raise InvalidInput(field, "an http(s) URL of at most 4000 characters")
+    if not re.match(r"^https?://[^\s/?#]+", value, re.IGNORECASE):
+        raise InvalidInput(field, "an http(s) URL of at most 4000 characters")
+    if any(ch in value for ch in "\r\n\t"):
+        raise InvalidInput(field, "control characters are not allowed")
+    return value
+
+
+def _optional_text(field: str, value: Any, limit: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(field, f"text of at most {limit} characters")
+    return value
+
+
+def _optional_id(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31:
+        raise InvalidInput(field, "a positive whole number")
+    return value
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(field, "true or false")
+    return value
+
+
+def _words(field: str, values: Any) -> list[str]:
+    if isinstance(values, str):
+        values = values.split(",")
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+        raise InvalidInput(field, "a list of words")
+    words = [v.strip().lower() for v in values if v.strip()]
+    if any(len(w) > 100 for w in words):
+        raise InvalidInput(field, "words of at most 100 characters")
+    return words
+
+
+def _network(field: str, value: Any) -> str:
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError as exc:
+        raise InvalidInput(field, f"not an address or network: {value!r}") from exc
+
+
+def _optional_url(field: str, value: str | None) -> str | None:
+    return _url(field, value) if value else None
+
+
+def _method(value: str) -> str:
+    value = str(value or "GET").upper()
+    if value not in METHODS:
+        raise InvalidInput("method", "GET or POST")
+    return value
+
+
+def _statuses(values: Any) -> list[str]:
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v.strip()]
+    if not isinstance(values, list | tuple):
+        raise InvalidInput("statuses", "a list of conversion types")
+    return [_word("statuses", v) for v in values]
+
+
+def _currency(value: str) -> str:
+    value = str(value or "").strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise InvalidInput("currency", "a three-letter ISO 4217 code")
+    return value
+
+
+def _money(field: str, value: Decimal | str | int) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
+        raise InvalidInput(field, f"not a number: {value!r}")
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidInput(field, f"not a number: {value!r}") from exc
+    if not amount.is_finite() or abs(amount) >= Decimal(10**12):
+        raise InvalidInput(field, "a finite amount below 10^12")
+    return amount
+
+
+def _parameter_row(row: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(row, Mapping):
+        raise InvalidInput("parameters", "a list of {name, param, macro} rows")
+    name = str(row.get("name", "")).strip()
+    param = str(row.get("param", "")).strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", name):
+        raise InvalidInput("parameters.name", f"not a valid field name: {name!r}")
+    if not param or len(param) > 64:
+        raise InvalidInput("parameters.param", "required, at most 64 characters")
+    if name.startswith("sub_id_") and name not in CLICK_FIELDS:
+        raise InvalidInput("parameters.name", "sub_id_1 to sub_id_30")
+    return {"name": name, "param": param, "macro": str(row.get("macro", ""))[:200]}

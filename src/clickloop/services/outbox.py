@@ -1,0 +1,256 @@
+"""Queueing S2S deliveries for a changed conversion, inside the caller's transaction.
+
+The conversion, its log row and its deliveries commit together (transactional outbox); the
+dispatcher sends them. Macro values follow SPEC §4; see docs/s2s.md for the full list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, func, select
+from sqlalchemy.engine import Connection
+
+from clickloop.domain.deliveries import TargetKind
+from clickloop.domain.macros import MacroValue, escape_json, render
+from clickloop.errors import NotFound
+from clickloop.storage import outbox
+from clickloop.storage import tables as t
+
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+_CLICK_TEXT_FIELDS = (
+    "external_id",
+    "keyword",
+    "creative_id",
+    "ad_campaign_id",
+    "source",
+    *(f"sub_id_{n}" for n in range(1, t.SUB_ID_COUNT + 1)),
+    "ip",
+    "user_agent",
+    "referrer",
+    "language",
+    "country",
+    "os",
+    "browser",
+    "device_type",
+)
+
+
+# One round trip for the conversion and everything its macros need, one for the campaign's
+# postbacks: built once, so SQLAlchemy's compiled cache serves every call.
+_SOURCE_ID = func.coalesce(t.conversions.c.traffic_source_id, t.campaigns.c.traffic_source_id)
+_CONTEXT = (
+    select(
+        t.conversions,
+        t.clicks,
+        t.campaigns,
+        t.offers,
+        t.affiliate_networks,
+        t.traffic_sources,
+    )
+    .select_from(
+        t.conversions.join(t.campaigns, t.campaigns.c.id == t.conversions.c.campaign_id)
+        .outerjoin(t.clicks, t.clicks.c.subid == t.conversions.c.subid)
+        .outerjoin(t.offers, t.offers.c.id == t.conversions.c.offer_id)
+        .outerjoin(
+            t.affiliate_networks, t.affiliate_networks.c.id == t.offers.c.affiliate_network_id
+        )
+        .outerjoin(t.traffic_sources, t.traffic_sources.c.id == _SOURCE_ID)
+    )
+    .where(t.conversions.c.id == bindparam("conversion_id"))
+    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+)
+_POSTBACKS = (
+    select(t.campaign_postbacks)
+    .where(t.campaign_postbacks.c.campaign_id == bindparam("campaign_id"))
+    .order_by(t.campaign_postbacks.c.id)
+)
+_TABLES = ("conversions", "clicks", "campaigns", "offers", "affiliate_networks", "traffic_sources")
+_CONTEXT_COLUMNS = [(c.table.name, c.name) for c in _CONTEXT.selected_columns]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Target:
+    kind: TargetKind
+    id: int
+    url: str
+    method: str
+    body: str | None
+    statuses: list[str]
+    must_contain: str | None
+    enabled: bool
+
+
+def queue_deliveries(conn: Connection, *, conversion_id: int, now: datetime) -> int:
+    """Queue one delivery per matching S2S target of the conversion; return how many were new.
+
+    Targets: the click's traffic source (its S2S URL) and the campaign's own S2S postbacks,
+    each when its statuses include the conversion's type ([] = all). A request identical to
+    one already queued for the conversion is skipped (dedup key), so re-running is harmless.
+    """
+    row = conn.execute(_CONTEXT, {"conversion_id": conversion_id}).first()
+    if row is None:
+        raise NotFound("conversion", conversion_id)
+    parts = _split(row)
+    conversion, campaign, source = (
+        parts["conversions"],
+        parts["campaigns"],
+        parts["traffic_sources"],
+    )
+    assert conversion is not None and campaign is not None  # inner-joined: always present
+    values = build_macro_values(
+        conversion=conversion,
+        click=parts["clicks"],
+        campaign=campaign,
+        offer=parts["offers"],
+        network=parts["affiliate_networks"],
+        source=source,
+    )
+    targets: list[_Target] = []
+    if source is not None and source["postback_url"]:
+        targets.append(
+            _Target(
+                kind=TargetKind.TRAFFIC_SOURCE,
+                id=source["id"],
+                url=source["postback_url"],
+                method=source["postback_method"],
+                body=source["postback_body"],
+                statuses=list(source["postback_statuses"] or ()),
+                must_contain=source["response_must_contain"],
+                enabled=bool(source["postback_enabled"]),
+            )
+        )
+    for pb in conn.execute(_POSTBACKS, {"campaign_id": campaign["id"]}):
+        targets.append(
+            _Target(
+                kind=TargetKind.CAMPAIGN_POSTBACK,
+                id=pb.id,
+                url=pb.url,
+                method=pb.method,
+                body=pb.body,
+                statuses=list(pb.statuses or ()),
+                must_contain=pb.response_must_contain,
+                enabled=bool(pb.enabled),
+            )
+        )
+    rows = [
+        _render_target(target, values, conversion_id=conversion_id, now=now)
+        for target in targets
+        if _wants(target.statuses, conversion["type"])
+    ]
+    return outbox.insert_deliveries(conn, rows, now=now)
+
+
+def _split(row: Sequence[Any]) -> dict[str, dict[str, Any] | None]:
+    """Per-table dicts from a `_CONTEXT` row; None for a table the outer join missed."""
+    parts: dict[str, dict[str, Any]] = {name: {} for name in _TABLES}
+    for (table, column), value in zip(_CONTEXT_COLUMNS, row, strict=True):
+        parts[table][column] = value
+    return {
+        name: (cols if cols.get("id", cols.get("subid")) is not None else None)
+        for name, cols in parts.items()
+    }
+
+
+def build_macro_values(
+    *,
+    conversion: Mapping[str, Any],
+    click: Mapping[str, Any] | None,
+    campaign: Mapping[str, Any],
+    offer: Mapping[str, Any] | None,
+    network: Mapping[str, Any] | None,
+    source: Mapping[str, Any] | None,
+) -> dict[str, MacroValue]:
+    """Every click, conversion and entity macro of SPEC §4, keyed by lower-case name."""
+    values: dict[str, MacroValue] = {}
+    if click is not None:
+        # Custom parameters first, so that a custom name can never shadow a built-in macro.
+        extra = click.get("extra") or {}
+        for name, value in extra.items():
+            if isinstance(value, str | int) or value is None:
+                values[str(name).lower()] = value
+        for name in _CLICK_TEXT_FIELDS:
+            values[name] = click.get(name)
+        values["cost"] = click.get("cost")
+        values["date"] = click.get("created_at")
+    values["subid"] = conversion["subid"]
+    payout: Decimal = conversion["payout"]
+    conversion_cost: Decimal | None = conversion.get("cost")
+    cost_for_profit = conversion_cost if conversion_cost is not None else values.get("cost")
+    values.update(
+        status=conversion["type"],
+        original_status=conversion["original_status"],
+        tid=conversion["tid"],
+        payout=payout,
+        conversion_cost=conversion_cost,
+        profit=payout - (cost_for_profit if isinstance(cost_for_profit, Decimal) else 0),
+        currency=conversion["currency"],
+        conversion_time=conversion["converted_at"],
+        conversion_id=conversion["id"],
+        campaign_id=campaign["id"],
+        campaign_name=campaign["name"],
+        offer_id=offer["id"] if offer else None,
+        offer_name=offer["name"] if offer else None,
+        ts_id=source["id"] if source else None,
+        traffic_source_name=source["name"] if source else None,
+        affiliate_network_name=network["name"] if network else None,
+    )
+    return values
+
+
+def _render_target(
+    target: _Target, values: Mapping[str, MacroValue], *, conversion_id: int, now: datetime
+) -> outbox.NewDelivery:
+    method = (target.method or "GET").upper()
+    # Seeded by the delivery's identity: {random}/{sample} render the same on every re-queue,
+    # so the dedup key still recognises the request.
+    seed = f"{target.kind}:{target.id}:{conversion_id}"
+    url = render(target.url, values, now=now, rng=random.Random(seed))
+    warnings = dict.fromkeys(url.unknown)
+    body: str | None = None
+    content_type: str | None = None
+    final_url = url.text
+    if method == "POST":
+        if target.body:
+            rendered_body = render(
+                target.body, values, now=now, rng=random.Random(seed), encode=escape_json
+            )
+            warnings.update(dict.fromkeys(rendered_body.unknown))
+            body, content_type = rendered_body.text, JSON
+        else:
+            final_url, _, query = url.text.partition("?")
+            query = query.partition("#")[0]
+            body, content_type = query, FORM
+    return outbox.NewDelivery(
+        conversion_id=conversion_id,
+        target_kind=target.kind,
+        target_id=target.id,
+        method=method,
+        url=final_url,
+        body=body,
+        content_type=content_type,
+        response_must_contain=target.must_contain or None,
+        dedup_key=dedup_key(target.kind, target.id, conversion_id, method, final_url, body),
+        warnings=tuple(warnings),
+        enabled=target.enabled,
+    )
+
+
+def dedup_key(
+    kind: TargetKind, target_id: int, conversion_id: int, method: str, url: str, body: str | None
+) -> str:
+    """sha256 of the target, the conversion and the rendered request."""
+    parts = (str(kind), str(target_id), str(conversion_id), method, url, body or "")
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _wants(statuses: list[str], conversion_type: str) -> bool:
+    return not statuses or conversion_type.lower() in {s.strip().lower() for s in statuses}

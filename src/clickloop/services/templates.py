@@ -1,0 +1,230 @@
+"""Use cases around the template catalog: make a traffic source or an affiliate network from a
+template, and re-apply a template to an entity made earlier.
+
+An entity stores a copy of what the template gave it (and the template's key), so a newer
+catalog never changes it behind the user's back; re-applying is the explicit way to take it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection, Engine
+
+from clickloop.catalog.templates import (
+    AffiliateNetworkTemplate,
+    Catalog,
+    TemplateField,
+    TrafficSourceTemplate,
+    fill_fields,
+    load_catalog,
+)
+from clickloop.errors import Conflict, NotFound
+from clickloop.services import entities
+from clickloop.storage import tables as t
+
+USER_TEMPLATES_FILE = "templates.json"
+
+
+def load_user_catalog(data_dir: Path) -> Catalog:
+    """The shipped catalog plus the user's own templates file in the data directory."""
+    return load_catalog(data_dir / USER_TEMPLATES_FILE)
+
+
+def create_traffic_source_from_template(
+    engine: Engine,
+    catalog: Catalog,
+    *,
+    template_key: str,
+    field_values: Mapping[str, str],
+    now: datetime,
+    name: str | None = None,
+) -> int:
+    """Create a traffic source filled from a template; its fields must all be given."""
+    template = fill_fields(catalog.traffic_source(template_key), field_values)
+    with engine.begin() as conn:
+        return entities.add_traffic_source(
+            conn, name=name or template.name, now=now, **_traffic_source_values(template)
+        )
+
+
+def create_affiliate_network_from_template(
+    engine: Engine,
+    catalog: Catalog,
+    *,
+    template_key: str,
+    field_values: Mapping[str, str],
+    now: datetime,
+    name: str | None = None,
+) -> int:
+    """Create an affiliate network filled from a template, and add the aliases it needs."""
+    template = fill_fields(catalog.affiliate_network(template_key), field_values)
+    with engine.begin() as conn:
+        _add_aliases(conn, template)
+        return entities.add_affiliate_network(
+            conn, name=name or template.name, now=now, **_network_values(template)
+        )
+
+
+def reapply_traffic_source_template(
+    engine: Engine,
+    catalog: Catalog,
+    traffic_source_id: int,
+    *,
+    now: datetime,
+    field_values: Mapping[str, str] | None = None,
+    template_key: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Overwrite a traffic source with its template as the catalog has it now.
+
+    Field values not given are read back from the entity's current URL where the template
+    shows where they sit (`goal=VALUE&`). Returns the columns that changed (or would, with
+    `dry_run`), with their new values.
+    """
+    with engine.connect() as conn:
+        row = _row(conn, t.traffic_sources, traffic_source_id, "traffic source")
+    key = _template_key(template_key, row, "traffic source", traffic_source_id)
+    raw = catalog.traffic_source(key)
+    recovered = _recover_fields(raw.fields, (raw.postback_url or "",), (row["postback_url"] or "",))
+    values = recovered | dict(field_values or {})
+    new = _traffic_source_values(fill_fields(raw, values))
+    return _overwrite(engine, "traffic_sources", row, new, now, dry_run=dry_run)
+
+
+def reapply_affiliate_network_template(
+    engine: Engine,
+    catalog: Catalog,
+    affiliate_network_id: int,
+    *,
+    now: datetime,
+    field_values: Mapping[str, str] | None = None,
+    template_key: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Overwrite an affiliate network with its template as the catalog has it now.
+
+    Notes the user wrote are kept below the template's; see reapply_traffic_source_template
+    for field values. Returns the columns that changed, new values.
+    """
+    with engine.connect() as conn:
+        row = _row(conn, t.affiliate_networks, affiliate_network_id, "affiliate network")
+    key = _template_key(template_key, row, "affiliate network", affiliate_network_id)
+    raw = catalog.affiliate_network(key)
+    recovered = _recover_fields(
+        raw.fields,
+        (raw.offer_params, raw.postback_params or ""),
+        (row["offer_params"], row["postback_params"]),
+    )
+    template = fill_fields(raw, recovered | dict(field_values or {}))
+    new = _network_values(template)
+    new.pop("notes")
+    changed = _overwrite(engine, "affiliate_networks", row, new, now, dry_run=dry_run)
+    if template.aliases and not dry_run:
+        # After the entity: a clash then leaves the entity re-applied and says which alias.
+        with engine.begin() as conn:
+            _add_aliases(conn, template)
+    return changed
+
+
+def network_postback_url(base_url: str, postback_key: str, postback_params: str) -> str:
+    """The URL to paste into the network: the tracker's postback endpoint and the parameters."""
+    url = f"{base_url.rstrip('/')}/{postback_key}/postback"
+    return f"{url}?{postback_params}" if postback_params else url
+
+
+def _traffic_source_values(template: TrafficSourceTemplate) -> dict[str, Any]:
+    return {
+        "template": template.key,
+        "parameters": [
+            {"name": row.name, "param": row.param, "macro": row.macro}
+            for row in template.parameters
+        ],
+        "postback_url": template.postback_url,
+        "postback_method": template.postback_method,
+        "postback_statuses": list(template.postback_statuses),
+        "response_must_contain": template.response_must_contain,
+    }
+
+
+def _network_values(template: AffiliateNetworkTemplate) -> dict[str, Any]:
+    notes = [text for text in (template.notes, template.defect) if text]
+    return {
+        "template": template.key,
+        "offer_params": template.offer_params,
+        "postback_params": template.postback_params or "",
+        "status_trainings": {k: list(v) for k, v in template.status_trainings.items()},
+        "notes": "\n".join(notes),
+    }
+
+
+def _add_aliases(conn: Connection, template: AffiliateNetworkTemplate) -> None:
+    """Merge the template's parameter aliases into the settings; a clash is a Conflict."""
+    if not template.aliases:
+        return
+    aliases = dict(entities.read_settings(conn)["aliases"])
+    for alias, target in template.aliases:
+        if aliases.get(alias, target) != target:
+            raise Conflict("parameter alias", f"{alias} (already maps to {aliases[alias]})")
+        aliases[alias] = target
+    entities.write_setting(conn, "aliases", aliases)
+
+
+def _recover_fields(
+    fields: tuple[TemplateField, ...], template_texts: tuple[str, ...], texts: tuple[str, ...]
+) -> dict[str, str]:
+    """Field values read back from an entity's texts, found after the same `name=` or path.
+
+    A placeholder is found by the literal text between it and the `?`, `&` or `/` before it
+    in the template (`goal=` in `?goal=YOUR_ID&`); those without such text must be given.
+    """
+    recovered: dict[str, str] = {}
+    for field in fields:
+        for template_text in template_texts:
+            if field.placeholder_in_url not in template_text:
+                continue
+            before = template_text.split(field.placeholder_in_url, 1)[0]
+            prefix = re.split(r"(?=[?&/])", before)[-1]
+            if len(prefix) < 2:
+                continue
+            for text in texts:
+                found = re.search(re.escape(prefix) + r"([^&#?/]+)", text)
+                if found:
+                    recovered[field.name] = found.group(1)
+                    break
+    return recovered
+
+
+def _row(conn: Connection, table: Any, row_id: int, kind: str) -> dict[str, Any]:
+    row = conn.execute(select(table).where(table.c.id == row_id)).mappings().first()
+    if row is None:
+        raise NotFound(kind, row_id)
+    return dict(row)
+
+
+def _template_key(given: str | None, row: Mapping[str, Any], kind: str, row_id: int) -> str:
+    key = given or row["template"]
+    if not key:
+        raise NotFound(f"template of {kind}", row_id)
+    return str(key)
+
+
+def _overwrite(
+    engine: Engine,
+    table_name: str,
+    row: Mapping[str, Any],
+    new: dict[str, Any],
+    now: datetime,
+    *,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Write the columns that differ, validated like any edit of the entity."""
+    changed = {column: value for column, value in new.items() if row[column] != value}
+    if changed and not dry_run:
+        entities.update_entity(engine, table_name, row["id"], changed, now=now)
+    return changed

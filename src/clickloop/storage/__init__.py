@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy Core tables, engine, repositories, outbox and Alembic migrations."""

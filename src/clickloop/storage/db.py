@@ -1,0 +1,87 @@
+"""Engines and migrations: one place that knows how SQLite and PostgreSQL are set up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+
+from clickloop.errors import ConfigError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "sqlite_read_only"
+
+
+def writer_engine(engine: Engine) -> Engine:
+    """The engine for writing: on SQLite every transaction already takes the write lock up front
+    (see make_engine), so this is the engine itself, named for what its callers do."""
+    return engine
+
+
+def reader_engine(engine: Engine) -> Engine:
+    """The same engine, but its SQLite transactions only read and never take the write lock, so
+    long reports do not hold up the click writer. Writing through it can fail with "locked"."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5) -> Engine:
+    """An engine for `url`: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg 3."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        synchronous = sqlite_synchronous.upper()
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigError(
+                f"sqlite_synchronous must be FULL, NORMAL or EXTRA, not {synchronous}"
+            )
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, decide when transactions begin, so that
+            # savepoints and rollbacks work (SQLAlchemy's documented pysqlite recipe).
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Transactions take the write lock up front (waiting up to busy_timeout): a deferred
+            # one that read first and then writes after another connection committed fails at
+            # once with SQLITE_BUSY. Only readers (reader_engine) begin deferred.
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith("postgresql+"):
+        raise ConfigError(f"unsupported database URL (use sqlite:/// or postgresql://): {url}")
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+    )
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def is_migrated(engine: Engine) -> bool:
+    return "alembic_version" in inspect(engine).get_table_names()

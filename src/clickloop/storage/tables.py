@@ -1,0 +1,329 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations must produce exactly this.
+
+Money is stored as integer micro-units (`Money`): exact on SQLite and PostgreSQL alike, and
+summable in SQL without ever passing through a float.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+MICROS = Decimal(1_000_000)
+SUB_ID_COUNT = 30
+
+
+class Money(TypeDecorator[Decimal]):
+    """A Decimal stored as a BIGINT count of millionths (6 decimal places, exact)."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        return int((Decimal(value) * MICROS).to_integral_value())
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-6)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps naive text, so attach UTC on read)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_datetime() -> UTCDateTime:
+    return UTCDateTime()
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+traffic_sources = Table(
+    "traffic_sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("template", String(200)),
+    # [{"name": "external_id", "param": "clickid", "macro": "{click_id}"}, ...]
+    Column("parameters", JSON, nullable=False),
+    Column("postback_url", Text),
+    Column("postback_method", String(8), nullable=False, default="GET"),
+    Column("postback_body", Text),
+    Column("postback_statuses", JSON, nullable=False),  # [] = every status
+    Column("response_must_contain", Text),
+    Column("postback_enabled", Boolean, nullable=False, default=True),
+    Column("postback_disabled_reason", Text),
+    Column("last_success_at", utc_datetime()),
+    Column("failing_since", utc_datetime()),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+affiliate_networks = Table(
+    "affiliate_networks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("template", String(200)),
+    Column("offer_params", Text, nullable=False, default=""),
+    Column("postback_params", Text, nullable=False, default=""),
+    Column("status_trainings", JSON, nullable=False),  # {"sale": ["approved", ...], ...}
+    Column("postback_allowed_ips", JSON, nullable=False),  # [] = any sender
+    Column("notes", Text, nullable=False, default=""),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("affiliate_network_id", Integer, ForeignKey("affiliate_networks.id")),
+    Column("currency", String(3), nullable=False, default="USD"),
+    Column("payout", Money, nullable=False, default=Decimal(0)),
+    Column("upsell", Boolean, nullable=False, default=False),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("alias", String(64), nullable=False, unique=True),
+    Column("traffic_source_id", Integer, ForeignKey("traffic_sources.id")),
+    Column("cost_model", String(16), nullable=False, default="none"),  # none | cpc | cpc_param
+    Column("cost_value", Money, nullable=False, default=Decimal(0)),
+    Column("status", String(16), nullable=False, default="active"),  # active | paused
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+campaign_offers = Table(
+    "campaign_offers",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("offer_id", Integer, ForeignKey("offers.id"), primary_key=True),
+    Column("weight", Integer, nullable=False, default=100),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+campaign_postbacks = Table(
+    "campaign_postbacks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("method", String(8), nullable=False, default="GET"),
+    Column("body", Text),
+    Column("statuses", JSON, nullable=False),  # [] = every status
+    Column("response_must_contain", Text),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("disabled_reason", Text),
+    Column("last_success_at", utc_datetime()),
+    Column("failing_since", utc_datetime()),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+conversion_types = Table(
+    "conversion_types",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("label", String(200), nullable=False),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("per_eur", String(40), nullable=False),  # Decimal as text: units of currency per 1 EUR
+    Column("source", String(16), nullable=False),  # ecb | manual
+    Column("as_of", String(10), nullable=False),  # the date the rate is for, YYYY-MM-DD
+    Column("updated_at", utc_datetime(), nullable=False),
+)
+
+_sub_id_columns = [Column(f"sub_id_{n}", Text) for n in range(1, SUB_ID_COUNT + 1)]
+
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("subid", String(24), primary_key=True),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("campaign_id", Integer, nullable=False),
+    Column("offer_id", Integer),
+    Column("traffic_source_id", Integer),
+    Column("external_id", Text),
+    Column("keyword", Text),
+    Column("cost", Money),
+    Column("creative_id", Text),
+    Column("ad_campaign_id", Text),
+    Column("source", Text),
+    *_sub_id_columns,
+    Column("extra", JSON),  # custom parameters by name, and unmapped query parameters
+    Column("ip", String(45)),
+    Column("user_agent", Text),
+    Column("referrer", Text),
+    Column("language", String(64)),
+    Column("country", String(2)),
+    Column("os", String(64)),
+    Column("browser", String(64)),
+    Column("device_type", String(16)),
+    Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
+)
+
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("subid", String(24), ForeignKey("clicks.subid"), nullable=False),
+    Column("tid", String(200), nullable=False, default=""),
+    Column("type", String(64), nullable=False),
+    Column("original_status", Text, nullable=False),
+    Column("payout", Money, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("original_payout", Money, nullable=False),
+    Column("original_currency", String(3), nullable=False),
+    Column("rate", String(40), nullable=False),
+    Column("cost", Money),
+    Column("campaign_id", Integer, nullable=False),
+    Column("offer_id", Integer),
+    Column("traffic_source_id", Integer),
+    Column("params", JSON, nullable=False),
+    Column("converted_at", utc_datetime(), nullable=False),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("updated_at", utc_datetime(), nullable=False),
+    UniqueConstraint("subid", "tid"),
+    Index("ix_conversions_campaign_id_converted_at", "campaign_id", "converted_at"),
+)
+
+received_postbacks = Table(
+    "received_postbacks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("received_at", utc_datetime(), nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("remote_ip", String(45)),
+    Column("query", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("content_type", String(200)),
+    Column("headers", JSON, nullable=False),
+    Column("subid", String(200)),
+    Column("outcome", String(16), nullable=False),  # accepted | updated | duplicate | ignored
+    Column("reason", Text, nullable=False, default=""),
+    Column("conversion_id", Integer, ForeignKey("conversions.id")),
+    Column("reprocessed_by", Integer),  # id of the log row that re-ran this one
+    Index("ix_received_postbacks_outcome_id", "outcome", "id"),
+    Index("ix_received_postbacks_subid", "subid"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("conversion_id", Integer, ForeignKey("conversions.id"), nullable=False, index=True),
+    Column("target_kind", String(24), nullable=False),  # traffic_source | campaign_postback
+    Column("target_id", Integer, nullable=False),
+    Column("method", String(8), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("host", String(300), nullable=False),  # host:port of url, for per-host claim limits
+    Column("body", Text),
+    Column("content_type", String(100)),
+    Column("response_must_contain", Text),
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("warnings", JSON, nullable=False),
+    # queued | delivered | failed (gave up) | disabled (target off)
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", utc_datetime(), nullable=False),
+    Column("claimed_until", utc_datetime()),
+    Column("claimed_by", String(64)),
+    Column("last_error", Text),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("delivered_at", utc_datetime()),
+    Index("ix_deliveries_state_attempts_next_attempt_at", "state", "attempts", "next_attempt_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", Integer, ForeignKey("deliveries.id"), nullable=False, index=True),
+    Column("started_at", utc_datetime(), nullable=False),
+    Column("url", Text, nullable=False),  # secrets masked
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("response", Text),  # first 4 KiB
+    # dns | connect | tls | timeout | http_status | body_check | ssrf
+    Column("error_kind", String(16)),
+    Column("error", Text),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", utc_datetime(), nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("last_used_at", utc_datetime()),
+)

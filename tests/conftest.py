@@ -1,0 +1,178 @@
+"""Shared fixtures: a migrated database on SQLite and (when configured) PostgreSQL, and a real
+`clickloop serve` process on a free port for end-to-end tests.
+
+PostgreSQL runs when CLICKLOOP_TEST_DATABASE_URL names a server (CI sets it); each test gets its
+own database cloned from a migrated template, so tests and parallel runs never share state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from clickloop.services.entities import ensure_settings
+from clickloop.storage.db import make_engine, upgrade
+
+PG_ENV = "CLICKLOOP_TEST_DATABASE_URL"
+PG_SKIP_REASON = (
+    f"PostgreSQL tests skipped: set {PG_ENV} (e.g. postgresql://postgres@127.0.0.1/test)"
+)
+
+
+def pytest_report_header() -> str:
+    url = os.environ.get(PG_ENV)
+    return f"PostgreSQL: {url}" if url else PG_SKIP_REASON
+
+
+def _pg_admin(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
+def _pg_url_for(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated PostgreSQL database used as the template of each test's database."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"clickloop_tpl_{secrets.token_hex(4)}"
+    with _pg_admin(url) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_pg_url_for(url, name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with _pg_admin(url) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database URL: SQLite always, PostgreSQL when configured."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'clickloop.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    template = request.getfixturevalue("pg_template")
+    server = os.environ[PG_ENV]
+    name = f"clickloop_t_{secrets.token_hex(6)}"
+    with _pg_admin(server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield _pg_url_for(server, name)
+    with _pg_admin(server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a migrated database with default settings written."""
+    engine = make_engine(database_url)
+    ensure_settings(engine)
+    yield engine
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running `clickloop serve` process."""
+
+    base_url: str
+    port: int
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=Path)
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "clickloop.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs, nothing is flushed."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "clickloop.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path, engine: Engine) -> Iterator[Server]:
+    """A real clickloop server process on a free port, over the test database."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CLICKLOOP_DATABASE_URL": database_url,
+        "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
+        "CLICKLOOP_PORT": str(port),
+        "CLICKLOOP_LOG_LEVEL": "warning",
+    }
+    instance = Server(
+        base_url=f"http://127.0.0.1:{port}",
+        port=port,
+        data_dir=tmp_path / "data",
+        env=env,
+        log_path=tmp_path / "server.log",
+    )
+    instance.start()
+    yield instance
+    instance.stop()

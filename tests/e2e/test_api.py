@@ -1,0 +1,221 @@
+"""The admin REST API against a real server: auth, CRUD, validation, pagination, exports."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from clickloop.services.tokens import create_token
+from tests.conftest import Server
+from tests.e2e.test_clicks import request, wait_for_link
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+class Api:
+    def __init__(self, server: Server, token: str) -> None:
+        self.base = f"{server.base_url}/api/v1"
+        self.token = token
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+    ) -> tuple[int, Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(f"{self.base}{path}", data=data, method=method)
+        req.add_header("Authorization", f"Bearer {token if token is not None else self.token}")
+        req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as answer:
+                text = answer.read()
+                status = answer.status
+                kind = answer.headers.get("content-type", "")
+        except urllib.error.HTTPError as error:
+            text, status, kind = error.read(), error.code, error.headers.get("content-type", "")
+        return status, json.loads(text) if "json" in kind else text.decode()
+
+
+@pytest.fixture
+def api(server: Server, engine: Engine) -> Api:
+    return Api(server, create_token(engine, name="tests", now=NOW))
+
+
+def test_tokens_are_required(api: Api) -> None:
+    """No token, a wrong token and a non-bearer scheme all get 401 with a JSON error."""
+    for token in ("", "clk_wrong", "Basic abc"):
+        status, body = api.call("GET", "/campaigns", token=token)
+        assert status == 401 and body["code"] == "unauthorized"
+
+
+def test_openapi_document_is_served(api: Api) -> None:
+    """The OpenAPI document is public and describes the routes."""
+    with urllib.request.urlopen(f"{api.base}/openapi.json", timeout=5) as answer:
+        document = json.loads(answer.read())
+    assert document["openapi"].startswith("3.1") and "/campaigns" in document["paths"]
+
+
+def test_full_setup_through_the_api(api: Api, server: Server) -> None:
+    """Create a source, network, offer and campaign; the link works at once; pausing stops it."""
+    status, source = api.call(
+        "POST",
+        "/traffic-sources",
+        {
+            "name": "PropellerAds",
+            "parameters": [{"name": "external_id", "param": "visitor_id"}],
+            "postback_url": "https://ad.propellerads.com/conversion.php?visitor_id={external_id}",
+        },
+    )
+    assert status == 201, source
+    status, network = api.call(
+        "POST",
+        "/affiliate-networks",
+        {
+            "name": "Admitad",
+            "offer_params": "&subid={subid}",
+            "status_trainings": {"sale": ["approved"]},
+        },
+    )
+    assert status == 201, network
+    status, offer = api.call(
+        "POST",
+        "/offers",
+        {
+            "name": "Shop",
+            "url": "https://shop.test/",
+            "affiliate_network_id": network["id"],
+            "payout": 0.1,
+            "currency": "eur",
+        },
+    )
+    assert status == 201 and offer["payout"] == "0.100000" and offer["currency"] == "EUR"
+    status, campaign = api.call(
+        "POST",
+        "/campaigns",
+        {
+            "name": "Launch",
+            "alias": "launch",
+            "traffic_source_id": source["id"],
+            "offers": [{"offer_id": offer["id"], "weight": 100}],
+            "postbacks": [{"url": "https://crm.test/hook?c={subid}", "statuses": ["sale"]}],
+        },
+    )
+    assert status == 201, campaign
+    assert campaign["offers"] == [{"offer_id": offer["id"], "weight": 100}]
+    assert campaign["postbacks"][0]["statuses"] == ["sale"]
+    assert request(server, "GET", "/launch?visitor_id=v1")[0] == 302
+    status, paused = api.call("PATCH", f"/campaigns/{campaign['id']}", {"status": "paused"})
+    assert status == 200 and paused["status"] == "paused"
+    assert request(server, "GET", "/launch")[0] == 404
+    status, clicks = api.call("GET", f"/clicks?campaign_id={campaign['id']}")
+    assert status == 200 and clicks["items"][0]["external_id"] == "v1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "code"),
+    [
+        ("POST", "/campaigns", {"name": "x", "alias": "api"}, 422, "invalid"),
+        ("POST", "/campaigns", {"name": "x", "alias": "ok", "colour": "red"}, 422, "invalid"),
+        ("POST", "/offers", {"name": "x", "url": "ftp://x"}, 422, "invalid"),
+        (
+            "POST",
+            "/offers",
+            {"name": "x", "url": "https://x.test", "payout": "ten"},
+            422,
+            "invalid",
+        ),
+        ("POST", "/offers", {"name": "x", "url": "https://x.test", "payout": True}, 422, "invalid"),
+        ("POST", "/offers", b"{not json", 400, "bad_json"),
+        ("POST", "/offers", b"[1,2]", 400, "bad_json"),
+        (
+            "POST",
+            "/offers",
+            b'{"name": "x", "url": "https://x.test", "payout": NaN}',
+            400,
+            "bad_json",
+        ),
+        (
+            "POST",
+            "/offers",
+            b"{" + b'"a":' * 1 + b'"' + b"x" * (1024 * 1024 + 1) + b'"}',
+            413,
+            "too_large",
+        ),
+        ("PATCH", "/offers/999", {"name": "y"}, 404, "not_found"),
+        ("GET", "/clicks?limit=0", None, 422, "invalid"),
+        ("GET", "/clicks?cursor=" + "z" * 100, None, 422, "invalid"),
+        ("GET", "/conversions?since=yesterday", None, 422, "invalid"),
+        ("GET", "/reports?group_by=planet", None, 422, "invalid"),
+        ("GET", "/deliveries?state=lost", None, 422, "invalid"),
+        ("GET", "/nothing-here", None, 404, "not_found"),
+        ("DELETE", "/campaigns", None, 405, "method_not_allowed"),
+        ("PATCH", "/settings", {"postback_key": "mine"}, 422, "invalid"),
+        ("PATCH", "/settings", {"currency": "dollars"}, 422, "invalid"),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    api: Api, method: str, path: str, payload: Any, status: int, code: str
+) -> None:
+    """Every kind of bad request gets a stable code and a human message, never a 500."""
+    raw = payload if isinstance(payload, bytes) else None
+    got_status, body = api.call(method, path, None if raw else payload, raw=raw)
+    assert (got_status, body["code"]) == (status, code), body
+    assert body["message"]
+
+
+def test_duplicate_alias_is_409(api: Api) -> None:
+    """A taken alias is a conflict."""
+    assert api.call("POST", "/campaigns", {"name": "a", "alias": "same"})[0] == 201
+    status, body = api.call("POST", "/campaigns", {"name": "b", "alias": "same"})
+    assert status == 409 and body["code"] == "conflict"
+
+
+def test_keyset_pagination_visits_every_click_once(api: Api, server: Server) -> None:
+    """Walking pages with next_cursor returns each click exactly once, newest first."""
+    api.call("POST", "/offers", {"name": "o", "url": "https://o.test/"})
+    api.call("POST", "/campaigns", {"name": "c", "alias": "c", "offers": [{"offer_id": 1}]})
+    wait_for_link(server, "c")
+    for n in range(7):
+        assert request(server, "GET", f"/c?n={n}")[0] == 302
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        status, page = api.call("GET", f"/clicks?limit=3{'&cursor=' + cursor if cursor else ''}")
+        assert status == 200
+        seen += [item["subid"] for item in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        cursor = page["next_cursor"]
+    assert len(seen) == 7 and seen == sorted(seen, reverse=True)
+
+
+def test_settings_and_key_rotation(api: Api) -> None:
+    """Settings read and change; rotation gives a new postback URL."""
+    status, settings = api.call(
+        "PATCH", "/settings", {"currency": "eur", "timezone": "Europe/Berlin"}
+    )
+    assert status == 200 and settings["currency"] == "EUR"
+    status, rotated = api.call("POST", "/settings/postback-key/rotate")
+    assert rotated["postback_key"] != settings["postback_key"]
+    assert rotated["postback_url"].endswith(f"/{rotated['postback_key']}/postback")
+
+
+def test_report_and_csv_exports(api: Api) -> None:
+    """Reports come as JSON or CSV; the conversions export has its header row."""
+    status, report = api.call("GET", "/reports?group_by=campaign&from=2026-01-01&to=2026-01-31")
+    assert status == 200 and report["totals"]["clicks"] == 0
+    status, text = api.call("GET", "/reports?group_by=day&from=2026-01-01&to=2026-01-02&format=csv")
+    assert status == 200 and text.splitlines()[0].startswith("key,label,clicks")
+    assert len(text.splitlines()) == 4
+    status, text = api.call("GET", "/conversions.csv")
+    assert status == 200 and text.splitlines() == [text.splitlines()[0]]

@@ -1,0 +1,69 @@
+"""`clickloop deliveries list|resend|resend-failed` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from clickloop.storage import tables as t
+from tests.integration.test_outbox import add_deliveries, make_world
+
+
+def cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CLICKLOOP_DATABASE_URL": database_url,
+        "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "clickloop.cli", "deliveries", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def states(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        query = select(t.deliveries.c.state).order_by(t.deliveries.c.id)
+        return list(conn.execute(query).scalars())
+
+
+def test_list_masks_secrets_and_resend_requeues(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """The log hides tokens; resend and resend-failed put failed deliveries back in the queue."""
+    world = make_world(engine, source_url=None)
+    ids = add_deliveries(
+        world,
+        [
+            "https://api.telegram.org/bot123456:ABCdef_ghi/sendMessage?chat_id=1&text=x",
+            "https://crm.example/hook?api_key=s3cret&cid=2",
+            "https://crm.example/hook?cid=3",
+        ],
+    )
+    with engine.begin() as conn:
+        conn.execute(update(t.deliveries).values(state="failed", attempts=9))
+
+    listed = cli(database_url, tmp_path, "list", "--state", "failed").stdout.splitlines()
+    urls = [json.loads(line)["url"] for line in listed]
+    assert urls == [
+        "https://crm.example/hook?cid=3",
+        "https://crm.example/hook?api_key=***&cid=2",
+        "https://api.telegram.org/bot***/sendMessage?chat_id=1&text=x",
+    ]
+
+    assert "requeued 1 of 1" in cli(database_url, tmp_path, "resend", str(ids[0])).stdout
+    assert states(engine) == ["queued", "failed", "failed"]
+    assert "requeued 2 failed" in cli(database_url, tmp_path, "resend-failed").stdout
+    assert states(engine) == ["queued", "queued", "queued"]
+    with engine.connect() as conn:
+        assert set(conn.execute(select(t.deliveries.c.attempts)).scalars()) == {0}

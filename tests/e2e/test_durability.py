@@ -1,0 +1,107 @@
+"""Click durability on a real server: an acknowledged click survives SIGKILL mid-stream, and a
+click the database cannot take is a 503 with Retry-After that leaves nothing behind."""
+
+from __future__ import annotations
+
+import http.client
+import sqlite3
+import threading
+import time
+import urllib.parse
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from clickloop.storage import tables as t
+from tests.conftest import Server
+from tests.e2e.test_clicks import make_campaign, request, wait_for_link
+
+CLIENTS = 16
+KILL_AFTER_ACKNOWLEDGED = 600
+
+
+def _click_until_refused(server: Server, client: int, acknowledged: list[str]) -> None:
+    """Send clicks on one keep-alive connection; record the subid of every complete 302."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    n = 0
+    try:
+        while True:
+            n += 1
+            conn.request("GET", f"/go?clickid=c{client}-{n}&zone={n}", headers={"User-Agent": "t"})
+            answer = conn.getresponse()
+            answer.read()
+            assert answer.status == 302, answer.status
+            cookie = answer.getheader("set-cookie") or ""
+            acknowledged.append(cookie.split(";", 1)[0].removeprefix("_subid="))
+    except (OSError, http.client.HTTPException):
+        return  # the server is gone: this request was never acknowledged
+    finally:
+        conn.close()
+
+
+def test_acknowledged_clicks_survive_sigkill(server: Server, engine: Engine) -> None:
+    """Every subid a client received in a 302 is in the database after a SIGKILL mid-stream."""
+    make_campaign(engine)
+    wait_for_link(server, "go")
+    acknowledged: list[str] = []
+    clients = [
+        threading.Thread(target=_click_until_refused, args=(server, n, acknowledged))
+        for n in range(CLIENTS)
+    ]
+    for client in clients:
+        client.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < KILL_AFTER_ACKNOWLEDGED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.kill()  # while all clients still have requests in flight
+    for client in clients:
+        client.join(30)
+    assert len(acknowledged) >= KILL_AFTER_ACKNOWLEDGED
+    assert all(len(subid) == 23 for subid in acknowledged)
+    with engine.connect() as conn:
+        stored = set(conn.scalars(select(t.clicks.c.subid)))
+    missing = set(acknowledged) - stored
+    assert not missing, f"{len(missing)} acknowledged clicks lost, e.g. {sorted(missing)[:3]}"
+
+
+def _count_clicks(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(t.clicks)).scalar_one())
+
+
+def test_click_is_503_with_retry_after_while_storage_is_unavailable(
+    server: Server, engine: Engine, database_url: str
+) -> None:
+    """No redirect without a durable row: 503 + Retry-After, no row, and service then resumes."""
+    make_campaign(engine)
+    wait_for_link(server, "go")
+    assert request(server, "GET", "/go?clickid=before")[0] == 302
+    if database_url.startswith("sqlite"):
+        # Another holder of SQLite's write lock, as a stuck process or a full disk would be:
+        # the writer gives up after busy_timeout.
+        holder = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        status, headers, _ = request(server, "GET", "/go?clickid=during")
+        holder.execute("ROLLBACK")
+        holder.close()
+    else:
+        import psycopg
+
+        name = urllib.parse.urlsplit(database_url).path.lstrip("/")
+        admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            status, headers, _ = request(server, "GET", "/go?clickid=during")
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert status == 503 and headers["retry-after"] == "1"
+    assert "location" not in headers and "set-cookie" not in headers
+    assert _count_clicks(engine) == 1
+    assert request(server, "GET", "/go?clickid=after")[0] == 302
+    with engine.connect() as conn:
+        stored = set(conn.scalars(select(t.clicks.c.external_id)))
+    assert stored == {"before", "after"}

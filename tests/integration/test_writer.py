@@ -1,0 +1,193 @@
+"""The group-commit writer on a real database: shared commits, isolated failures, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from clickloop.errors import StorageUnavailable
+from clickloop.storage import tables as t
+from clickloop.storage.db import make_engine
+from clickloop.storage.writer import GroupCommitWriter
+
+NOW = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def click_row(subid: str, **fields: Any) -> dict[str, Any]:
+    """A full click row, shaped as the click handler makes it (every column present)."""
+    row: dict[str, Any] = dict.fromkeys(column.name for column in t.clicks.columns)
+    row.update(subid=subid, created_at=NOW, campaign_id=1, **fields)
+    return row
+
+
+def run_with_writer(
+    engine: Engine, scenario: Callable[[GroupCommitWriter], Coroutine[Any, Any, Any]]
+) -> Any:
+    async def main() -> Any:
+        writer = GroupCommitWriter(engine)
+        writer.start()
+        try:
+            return await scenario(writer)
+        finally:
+            await writer.stop()
+
+    return asyncio.run(main())
+
+
+async def queue_behind_gate(
+    writer: GroupCommitWriter, submit: Callable[[], list[asyncio.Future[Any]]]
+) -> list[Any]:
+    """Hold the writer inside a transaction until everything `submit` makes is queued, so that
+    it all lands in one batch; return each one's outcome (result or exception)."""
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(writer.run(lambda _conn: gate.wait(30)))
+    await asyncio.sleep(0)  # the blocker is queued first
+    futures = submit()
+    await asyncio.sleep(0)  # every task has run up to its wait on the writer
+    gate.set()
+    await blocker
+    return list(await asyncio.gather(*futures, return_exceptions=True))
+
+
+def count_clicks(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(t.clicks)).scalar_one())
+
+
+def test_concurrent_inserts_share_commits_and_are_all_durable(engine: Engine) -> None:
+    """500 concurrent clicks are all stored in one commit (two if the gate's came apart)."""
+    commits: list[object] = []
+    event.listen(engine, "commit", commits.append)
+    rows = [click_row(f"s{n:05d}", external_id=f"e{n}") for n in range(500)]
+
+    async def scenario(writer: GroupCommitWriter) -> list[Any]:
+        return await queue_behind_gate(
+            writer,
+            lambda: [asyncio.ensure_future(writer.insert(t.clicks, r, None)) for r in rows],
+        )
+
+    outcomes = run_with_writer(engine, scenario)
+    assert outcomes == [None] * 500
+    assert count_clicks(engine) == 500
+    assert 1 <= len(commits) <= 2
+
+
+def test_rows_keep_their_types_through_the_fast_insert(engine: Engine) -> None:
+    """Money, UTC time, JSON and NULLs read back exactly as the handler wrote them."""
+    row = click_row(
+        "typed", cost=Decimal("0.012345"), extra={"did": "é", "n": "1"}, user_agent=None
+    )
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        await writer.insert(t.clicks, dict(row), None)
+
+    run_with_writer(engine, scenario)
+    with engine.connect() as conn:
+        stored = conn.execute(select(t.clicks)).one()._mapping
+    assert stored["cost"] == Decimal("0.012345") and stored["created_at"] == NOW
+    assert stored["extra"] == {"did": "é", "n": "1"} and stored["user_agent"] is None
+
+
+def test_prepare_runs_in_the_writer_before_the_insert(engine: Engine) -> None:
+    """Derived fields filled by `prepare` are stored; a failing `prepare` still stores the row."""
+
+    def derive(row: dict[str, Any]) -> None:
+        row["os"] = "iOS"
+
+    def broken(row: dict[str, Any]) -> None:
+        raise RuntimeError("parser bug")
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        await writer.insert(t.clicks, click_row("a"), derive)
+        await writer.insert(t.clicks, click_row("b"), broken)
+
+    run_with_writer(engine, scenario)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(t.clicks.c.subid, t.clicks.c.os)).all())
+    assert stored == {"a": "iOS", "b": None}
+
+
+def test_one_bad_unit_does_not_fail_its_neighbours(engine: Engine) -> None:
+    """A duplicate row and a raising work fail alone; the rest of their batch commits."""
+
+    def insert_existing(conn: Connection) -> None:
+        conn.execute(t.clicks.insert(), [click_row("taken")])
+
+    async def scenario(writer: GroupCommitWriter) -> list[Any]:
+        await writer.insert(t.clicks, click_row("taken"), None)
+        return await queue_behind_gate(
+            writer,
+            lambda: [
+                asyncio.ensure_future(writer.insert(t.clicks, click_row("good-1"), None)),
+                asyncio.ensure_future(writer.insert(t.clicks, click_row("taken"), None)),
+                asyncio.ensure_future(writer.run(lambda _c: 1 / 0)),
+                asyncio.ensure_future(writer.run(insert_existing)),
+                asyncio.ensure_future(writer.run(lambda _c: 42)),
+                asyncio.ensure_future(writer.insert(t.clicks, click_row("good-2"), None)),
+            ],
+        )
+
+    good_1, duplicate, division, work_duplicate, answer, good_2 = run_with_writer(engine, scenario)
+    assert good_1 is None and good_2 is None and answer == 42
+    assert isinstance(duplicate, IntegrityError)
+    assert isinstance(division, ZeroDivisionError)
+    assert isinstance(work_duplicate, IntegrityError)
+    with engine.connect() as conn:
+        stored = set(conn.scalars(select(t.clicks.c.subid)))
+    assert stored == {"taken", "good-1", "good-2"}
+
+
+def test_storage_unavailable(engine: Engine, database_url: str) -> None:
+    """A database that cannot be opened fails each waiting caller with StorageUnavailable."""
+    engine.dispose()
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.split("///", 1)[1])
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        path.write_bytes(b"this is not a database, " * 1000)
+    else:
+        import psycopg
+
+        name = database_url.rsplit("/", 1)[1]
+        admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    broken = make_engine(database_url)
+
+    async def scenario(writer: GroupCommitWriter) -> list[Any]:
+        return list(
+            await asyncio.gather(
+                writer.insert(t.clicks, click_row("lost-1"), None),
+                writer.insert(t.clicks, click_row("lost-2"), None),
+                writer.run(lambda _conn: 1),
+                return_exceptions=True,
+            )
+        )
+
+    outcomes = run_with_writer(broken, scenario)
+    broken.dispose()
+    assert [type(outcome) for outcome in outcomes] == [StorageUnavailable] * 3
+
+
+def test_a_stopped_writer_refuses_work(engine: Engine) -> None:
+    """After stop() nothing can be queued: callers get StorageUnavailable, not a hang."""
+
+    async def scenario() -> None:
+        writer = GroupCommitWriter(engine)
+        writer.start()
+        await writer.stop()
+        with pytest.raises(StorageUnavailable):
+            await writer.insert(t.clicks, click_row("late"), None)
+
+    asyncio.run(scenario())
+    assert count_clicks(engine) == 0
