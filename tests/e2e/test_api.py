@@ -161,6 +161,18 @@ def test_full_setup_through_the_api(api: Api, server: Server) -> None:
         ("DELETE", "/campaigns", None, 405, "method_not_allowed"),
         ("PATCH", "/settings", {"postback_key": "mine"}, 422, "invalid"),
         ("PATCH", "/settings", {"currency": "dollars"}, 422, "invalid"),
+        ("PATCH", "/settings", {"timezone": "&TXlv@FH}"}, 422, "invalid"),
+        ("PATCH", "/settings", {"timezone": "../../etc/passwd"}, 422, "invalid"),
+        ("PATCH", "/settings", {"ignored_answer_status": 10**22}, 422, "invalid"),
+        ("PATCH", "/settings", {"ignored_answer_status": 500}, 422, "invalid"),
+        ("PATCH", "/settings", {"s2s_disable_after_hours": -1}, 422, "invalid"),
+        ("PATCH", "/settings", {"status_trainings": {"": ["x"]}}, 422, "invalid"),
+        ("PATCH", "/settings", {"status_trainings": {"sale": [1]}}, 422, "invalid"),
+        ("PATCH", "/settings", {"aliases": ["clickid"]}, 422, "invalid"),
+        ("PATCH", "/settings", {"allowed_networks": ["not-a-net"]}, 422, "invalid"),
+        ("PATCH", "/settings", b'{"timezone": "\\udaf1"}', 400, "bad_json"),
+        ("GET", "/received-postbacks?cursor=%C2%B2", None, 422, "invalid"),
+        ("GET", "/clicks?cursor=%C2%B2", None, 422, "invalid"),
     ],
 )
 def test_bad_requests_get_clear_errors(
@@ -205,6 +217,22 @@ def test_settings_and_key_rotation(api: Api) -> None:
         "PATCH", "/settings", {"currency": "eur", "timezone": "Europe/Berlin"}
     )
     assert status == 200 and settings["currency"] == "EUR"
+    status, settings = api.call(
+        "PATCH",
+        "/settings",
+        {
+            "aliases": {"ClickID": "subid"},
+            "status_trainings": {"sale": ["Approved", " paid "]},
+            "allowed_networks": ["10.1.2.3/8"],
+            "ignored_answer_status": 404,
+            "s2s_disable_after_hours": 24,
+        },
+    )
+    assert status == 200, settings
+    assert settings["aliases"] == {"clickid": "subid"}
+    assert settings["status_trainings"] == {"sale": ["approved", "paid"]}
+    assert settings["allowed_networks"] == ["10.0.0.0/8"]
+    assert (settings["ignored_answer_status"], settings["s2s_disable_after_hours"]) == (404, 24)
     status, rotated = api.call("POST", "/settings/postback-key/rotate")
     assert rotated["postback_key"] != settings["postback_key"]
     assert rotated["postback_url"].endswith(f"/{rotated['postback_key']}/postback")

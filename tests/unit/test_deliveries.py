@@ -104,6 +104,8 @@ def test_retry_after_is_a_bounded_lower_bound(
         ("Fri, 02 Jan 2026 03:00:00 GMT", timedelta(0)),
         ("soon", None),
         ("-3", None),
+        ("²", None),
+        ("9" * 40, RETRY_AFTER_MAX),
         (None, None),
     ],
 )

@@ -8,6 +8,7 @@ from starlette.datastructures import FormData
 from clickloop.errors import InvalidInput
 from clickloop.http import webforms
 from clickloop.http.webcore import campaign_link
+from clickloop.services import entities
 
 
 def test_campaign_rows_drop_blank_rows_and_default_the_weight() -> None:
@@ -87,7 +88,7 @@ def test_settings_text_round_trips() -> None:
         "ignored_answer_status": 200,
     }
     form = FormData(list(webforms.settings_text(stored).items()))
-    assert webforms.settings(form) == stored
+    assert entities.check_settings(webforms.settings(form)) == stored
 
 
 @pytest.mark.parametrize(
@@ -99,13 +100,14 @@ def test_settings_text_round_trips() -> None:
         ("status_trainings", "=approved"),
         ("allowed_networks", "10.0.0.300/8"),
         ("ignored_answer_status", "500"),
+        ("ignored_answer_status", "²"),
     ],
 )
 def test_settings_refuse_text_they_cannot_store(field: str, value: str) -> None:
     """A bad time zone, alias line, training line, network or answer status names its field."""
     form = FormData([("currency", "USD"), (field, value)])
     with pytest.raises(InvalidInput) as raised:
-        webforms.settings(form)
+        entities.check_settings(webforms.settings(form))
     assert raised.value.field == field
 
 

@@ -138,8 +138,9 @@ def parse_retry_after(value: str | None, *, now: datetime) -> timedelta | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():
+        # Past the cap the exact figure does not matter, and a huge one would overflow timedelta.
+        return timedelta(seconds=int(value)) if len(value) <= 9 else RETRY_AFTER_MAX
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

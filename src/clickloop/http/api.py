@@ -133,6 +133,11 @@ async def _json_body(request: Request) -> dict[str, Any]:
         raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
+    try:
+        # JSON may spell lone surrogates (\udaf1), which no database can store as text.
+        json.dumps(value, ensure_ascii=False, default=str).encode()
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, "bad_json", "the body has text that is not valid Unicode") from exc
     return value
 
 
@@ -143,7 +148,7 @@ def _refuse(name: str) -> Any:
 def _int(value: str | None, field: str, *, default: int | None = None) -> int | None:
     if value is None or value == "":
         return default
-    if not value.isdigit() or len(value) > 10:
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
         raise InvalidInput(field, "a positive whole number")
     return int(value)
 

@@ -300,7 +300,7 @@ def zone_of(settings: dict[str, Any]) -> ZoneInfo:
 
 
 def int_param(value: str | None) -> int | None:
-    if value and value.isdigit() and len(value) < 10:
+    if value and value.isascii() and value.isdigit() and len(value) < 10:
         return int(value)
     return None
 
@@ -356,7 +356,7 @@ def bar_chart(values: list[Decimal | int], labels: list[str]) -> dict[str, Any]:
 
 
 def int_cursor(value: str | None) -> str | None:
-    return value if value and value.isdigit() and len(value) <= 18 else None
+    return value if value and value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def next_url(request: Request, cursor: str | None) -> str | None:

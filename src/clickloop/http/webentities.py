@@ -445,6 +445,7 @@ class EntityPages:
             settings=settings,
             text=echo or webforms.settings_text(settings),
             types=types,
+            answer_statuses=[str(s) for s in entities.ANSWER_STATUSES],
             postback_url=templates.network_postback_url(
                 web.base_url, settings["postback_key"], "subid={subid}&status={status}"
             ),

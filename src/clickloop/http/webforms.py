@@ -7,20 +7,14 @@ this module only turns text into the shapes they expect.
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.datastructures import FormData
 
 from clickloop.catalog.templates import TemplateField
 from clickloop.errors import InvalidInput
-
-_WORD = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-ANSWER_STATUSES = (200, 202, 400, 403, 404, 422)
 
 
 def _text(form: FormData, name: str) -> str:
@@ -36,7 +30,7 @@ def _optional_id(form: FormData, name: str) -> int | None:
     value = _text(form, name)
     if not value:
         return None
-    if not value.isdigit() or len(value) > 9:
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
         raise InvalidInput(name, "choose one from the list")
     return int(value)
 
@@ -69,7 +63,11 @@ def campaign(form: FormData) -> dict[str, Any]:
         if not row["offer_id"]:
             continue
         weight = row["offer_weight"] or "100"
-        if not row["offer_id"].isdigit() or not weight.isdigit() or len(weight) > 6:
+        if (
+            not (row["offer_id"].isascii() and row["offer_id"].isdigit())
+            or not (weight.isascii() and weight.isdigit())
+            or len(weight) > 6
+        ):
             raise InvalidInput("offers.weight", "a whole number from 0 to 10000")
         offers.append((int(row["offer_id"]), int(weight)))
     return {
@@ -116,7 +114,7 @@ def campaign_echo(form: FormData) -> dict[str, Any]:
 
 
 def _int_or_none(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 10 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 # --- traffic sources, networks, offers ----------------------------------------------------
@@ -209,41 +207,26 @@ def postback_builder(
 
 
 def settings(form: FormData) -> dict[str, Any]:
-    """Settings changes from the form; checked here because the settings service stores as-is."""
-    timezone = _text(form, "timezone") or "UTC"
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput("timezone", f"unknown time zone: {timezone}") from exc
+    """Settings changes from the form's text; the settings service checks the values."""
     aliases: dict[str, str] = {}
     for line in _lines(_text(form, "aliases")):
-        name, sep, target = (part.strip().lower() for part in line.partition("="))
-        if not sep or not _WORD.match(name) or not _WORD.match(target):
+        name, sep, target = (part.strip() for part in line.partition("="))
+        if not sep:
             raise InvalidInput("aliases", f"one `name=parameter` per line, not {line!r}")
         aliases[name] = target
     trainings: dict[str, list[str]] = {}
     for line in _lines(_text(form, "status_trainings")):
         kind, sep, words = (part.strip() for part in line.partition("="))
-        kind = kind.lower()
-        if not sep or not _WORD.match(kind):
+        if not sep:
             raise InvalidInput("status_trainings", f"one `type=word,word` per line, not {line!r}")
-        trainings[kind] = [w.strip().lower() for w in words.split(",") if w.strip()]
-    networks = []
-    for line in _lines(_text(form, "allowed_networks")):
-        try:
-            networks.append(str(ipaddress.ip_network(line, strict=False)))
-        except ValueError as exc:
-            raise InvalidInput("allowed_networks", f"not a network: {line!r}") from exc
-    status = _text(form, "ignored_answer_status") or "200"
-    if not status.isdigit() or int(status) not in ANSWER_STATUSES:
-        raise InvalidInput("ignored_answer_status", "one of the listed statuses")
+        trainings[kind] = words.split(",")
     return {
         "currency": _text(form, "currency"),
-        "timezone": timezone,
+        "timezone": _text(form, "timezone") or "UTC",
         "aliases": aliases,
         "status_trainings": trainings,
-        "allowed_networks": networks,
-        "ignored_answer_status": int(status),
+        "allowed_networks": _lines(_text(form, "allowed_networks")),
+        "ignored_answer_status": _int_or_none(_text(form, "ignored_answer_status") or "200"),
     }
 
 

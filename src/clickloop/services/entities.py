@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -26,6 +27,8 @@ ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
 COST_MODELS = ("none", "cpc", "cpc_param")
 METHODS = ("GET", "POST")
+# What an ignored postback may answer (Keitaro answers 200; some networks want an error).
+ANSWER_STATUSES = (200, 202, 400, 403, 404, 422)
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "currency": "USD",
@@ -85,13 +88,16 @@ def read_config_version(engine: Engine) -> int:
     return int(value or 0)
 
 
-def update_settings(engine: Engine, changes: Mapping[str, Any]) -> dict[str, Any]:
-    allowed = set(DEFAULT_SETTINGS) - {"config_version"}
+def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings changes, checked and normalised; InvalidInput names the first bad one."""
     for key in changes:
-        if key not in allowed:
+        if key not in _SETTING_VALIDATORS:
             raise InvalidInput(key, "not a setting that can be changed")
-    if "currency" in changes:
-        changes = {**changes, "currency": _currency(changes["currency"])}
+    return {key: _SETTING_VALIDATORS[key](value) for key, value in changes.items()}
+
+
+def update_settings(engine: Engine, changes: Mapping[str, Any]) -> dict[str, Any]:
+    changes = check_settings(changes)
     with engine.begin() as conn:
         for key, value in changes.items():
             write_setting(conn, key, value)
@@ -149,22 +155,13 @@ def _affiliate_network_values(
     notes: str = "",
     template: str | None = None,
 ) -> dict[str, Any]:
-    if not isinstance(status_trainings or {}, Mapping):
-        raise InvalidInput("status_trainings", 'a mapping like {"sale": ["approved"]}')
-    if not isinstance(postback_allowed_ips, list | tuple):
-        raise InvalidInput("postback_allowed_ips", "a list of addresses or networks")
     return {
         "name": _name(name),
         "template": _optional_text("template", template, 200),
         "offer_params": _text("offer_params", offer_params, 2000),
         "postback_params": _text("postback_params", postback_params, 4000),
-        "status_trainings": {
-            _word("status_trainings", k): _words("status_trainings", v)
-            for k, v in (status_trainings or {}).items()
-        },
-        "postback_allowed_ips": [
-            _network("postback_allowed_ips", ip) for ip in postback_allowed_ips
-        ],
+        "status_trainings": _trainings("status_trainings", status_trainings),
+        "postback_allowed_ips": _networks("postback_allowed_ips", postback_allowed_ips),
         "notes": _text("notes", notes, 10000),
     }
 
@@ -578,3 +575,59 @@ def _parameter_row(row: Mapping[str, str]) -> dict[str, str]:
     if name.startswith("sub_id_") and name not in CLICK_FIELDS:
         raise InvalidInput("parameters.name", "sub_id_1 to sub_id_30")
     return {"name": name, "param": param, "macro": str(row.get("macro", ""))[:200]}
+
+
+# --- settings values ----------------------------------------------------------------------
+
+
+def _timezone(value: Any) -> str:
+    try:
+        if isinstance(value, str) and len(value) <= 64:
+            ZoneInfo(value)
+            return value
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        pass
+    raise InvalidInput("timezone", f"not a known IANA time zone: {str(value)[:64]!r}")
+
+
+def _aliases(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidInput("aliases", 'a mapping like {"clickid": "subid"}')
+    return {_word("aliases", name): _word("aliases", target) for name, target in value.items()}
+
+
+def _trainings(field: str, value: Any) -> dict[str, list[str]]:
+    if not isinstance(value or {}, Mapping):
+        raise InvalidInput(field, 'a mapping like {"sale": ["approved"]}')
+    return {_word(field, kind): _words(field, words) for kind, words in (value or {}).items()}
+
+
+def _networks(field: str, value: Any) -> list[str]:
+    if not isinstance(value, list | tuple):
+        raise InvalidInput(field, "a list of addresses or networks")
+    return [_network(field, item) for item in value]
+
+
+def _whole(field: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(field, f"a whole number from {low} to {high}")
+    return value
+
+
+def _answer_status(value: Any) -> int:
+    if isinstance(value, bool) or value not in ANSWER_STATUSES:
+        raise InvalidInput(
+            "ignored_answer_status", f"one of {', '.join(map(str, ANSWER_STATUSES))}"
+        )
+    return int(value)
+
+
+_SETTING_VALIDATORS: dict[str, Any] = {
+    "currency": _currency,
+    "timezone": _timezone,
+    "aliases": _aliases,
+    "status_trainings": lambda value: _trainings("status_trainings", value),
+    "allowed_networks": lambda value: _networks("allowed_networks", value),
+    "s2s_disable_after_hours": lambda value: _whole("s2s_disable_after_hours", value, 1, 8760),
+    "ignored_answer_status": _answer_status,
+}

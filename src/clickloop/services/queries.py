@@ -165,11 +165,11 @@ def _page(
 
 
 def _cursor_value(key: Column[Any], cursor: str) -> Any:
-    if isinstance(key.type, String):
-        if len(cursor) > 64:
+    if isinstance(key.type, String):  # a click id: ASCII letters and digits
+        if len(cursor) > 64 or not (cursor.isascii() and cursor.isalnum()):
             raise InvalidInput("cursor", "not a cursor from a previous page")
         return cursor
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise InvalidInput("cursor", "not a cursor from a previous page")
     return int(cursor)
 
