@@ -390,6 +390,24 @@ def test_not_yet_due_is_not_claimed(engine: Engine) -> None:
     assert len(claim(engine, now=NOW + timedelta(minutes=5))) == 1
 
 
+def test_any_due_tells_an_idle_poll_whether_to_claim(engine: Engine) -> None:
+    """any_due is true exactly when claim_due would find something: not for leased or
+    later deliveries."""
+
+    def due(now: datetime) -> bool:
+        with engine.connect() as conn:
+            return outbox.any_due(conn, now=now)
+
+    world = make_world(engine, source_url=None)
+    assert not due(NOW)
+    add_deliveries(world, ["https://a.example/1"])
+    assert due(NOW)
+    claimed = claim(engine)
+    assert not due(NOW) and due(NOW + outbox.DEFAULT_LEASE + timedelta(seconds=1))
+    record(engine, claimed, Retry(at=NOW + timedelta(minutes=5), reason="x"))
+    assert not due(NOW + timedelta(minutes=4)) and due(NOW + timedelta(minutes=5))
+
+
 @pytest.mark.parametrize(
     ("outcome", "state", "attempts"),
     [

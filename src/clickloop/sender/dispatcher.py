@@ -27,7 +27,7 @@ from clickloop.sender.delivery import DEFAULT_TIMEOUT, Request, send_attempt, ut
 from clickloop.sender.ssrf import AddressPolicy, GuardedResolver, make_connector
 from clickloop.services.entities import read_settings
 from clickloop.storage import outbox
-from clickloop.storage.db import writer_engine
+from clickloop.storage.db import reader_engine, writer_engine
 from clickloop.storage.outbox import ClaimedDelivery
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Dispatcher:
     ) -> None:
         # BEGIN IMMEDIATE on SQLite: a claim or record never has to upgrade a read lock.
         self._engine = writer_engine(engine)
+        self._reader = reader_engine(engine)
         self.worker_id = worker_id or make_worker_id()
         self._limits = limits or Limits()
         self._rng: Rng = rng or random.Random()
@@ -210,6 +211,10 @@ class Dispatcher:
     ) -> list[ClaimedDelivery]:
         now = self._clock()
         claims: list[ClaimedDelivery] = []
+        if not (results or deferred or released):
+            with self._reader.connect() as conn:
+                if not outbox.any_due(conn, now=now):
+                    return claims  # an idle poll: nothing to write, nothing to claim
         with self._engine.begin() as conn:
             disabled = outbox.record_attempts(
                 conn, results, worker=self.worker_id, now=now, disable_after=self._disable_after

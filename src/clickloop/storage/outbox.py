@@ -138,6 +138,17 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
     return stmt.on_conflict_do_nothing(index_elements=["dedup_key"]).returning(_d.c.id)
 
 
+def any_due(conn: Connection, *, now: datetime) -> bool:
+    """Whether some queued delivery is due and unleased: a plain read, so that an idle
+    dispatcher's poll costs no write transaction (on SQLite, no turn at the write lock)."""
+    due = select(_d.c.id).where(
+        _d.c.state == str(DeliveryState.QUEUED),
+        _d.c.next_attempt_at <= now,
+        or_(_d.c.claimed_until.is_(None), _d.c.claimed_until < now),
+    )
+    return conn.execute(due.limit(1)).first() is not None
+
+
 def claim_due(
     conn: Connection,
     *,
