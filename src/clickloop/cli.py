@@ -287,23 +287,20 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deliveries_resend(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.storage.outbox import resend
+    from clickloop.services.deliveries import resend
 
-    with _ready_engine(settings).begin() as conn:
-        count = resend(conn, delivery_ids=args.ids, now=_now())
+    count = resend(_ready_engine(settings), args.ids, now=_now())
     print(f"requeued {count} of {len(args.ids)} (a delivery being sent right now is skipped)")
     return 0
 
 
 def _deliveries_resend_failed(args: argparse.Namespace, settings: Settings) -> int:
-    # Reconstructed after the working copy was lost (see the postbacks engineer's report).
-    from clickloop.storage.outbox import resend_failed
+    from clickloop.services.deliveries import resend_failed
 
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    with _ready_engine(settings).begin() as conn:
-        count = resend_failed(conn, now=_now(), since=since)
+    count = resend_failed(_ready_engine(settings), now=_now(), since=since)
     print(f"requeued {count} failed deliveries")
     return 0
 

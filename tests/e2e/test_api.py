@@ -247,3 +247,20 @@ def test_report_and_csv_exports(api: Api) -> None:
     assert len(text.splitlines()) == 4
     status, text = api.call("GET", "/conversions.csv")
     assert status == 200 and text.splitlines() == [text.splitlines()[0]]
+
+
+def test_resend_and_resend_failed(api: Api, engine: Engine) -> None:
+    """A failed delivery is queued again by id or with every failed one; unknown ids are 404."""
+    from clickloop.domain.deliveries import GiveUp
+    from tests.integration.test_outbox import add_deliveries, claim, make_world, record
+
+    world = make_world(engine, source_url=None)
+    first, second = add_deliveries(world, ["https://a.example/1", "https://a.example/2"])
+    record(engine, claim(engine), GiveUp(reason="HTTP 500"))
+    assert api.call("GET", f"/deliveries/{first}")[1]["state"] == "failed"
+    assert api.call("POST", f"/deliveries/{first}/resend") == (200, {"queued": 1})
+    assert api.call("GET", f"/deliveries/{first}")[1]["state"] == "queued"
+    assert api.call("POST", "/deliveries/resend-failed") == (200, {"queued": 1})
+    assert api.call("GET", f"/deliveries/{second}")[1]["state"] == "queued"
+    status, body = api.call("POST", "/deliveries/999999/resend")
+    assert status == 404 and body["code"] == "not_found"

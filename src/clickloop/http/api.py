@@ -7,17 +7,14 @@ routes is built from the same table (`http/openapi.py`) and served at /api/v1/op
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.applications import Starlette
@@ -33,10 +30,10 @@ from clickloop.errors import (
     NotFound,
     StorageUnavailable,
 )
+from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.openapi import build_openapi
-from clickloop.services import entities, postbacks, queries, reports, tokens
+from clickloop.services import deliveries, entities, postbacks, queries, reports, tokens
 from clickloop.storage import outbox
-from clickloop.storage import tables as t
 
 log = logging.getLogger(__name__)
 
@@ -189,32 +186,6 @@ def _page_body(page: queries.Page) -> dict[str, Any]:
     return {"items": page.items, "next_cursor": page.next_cursor}
 
 
-def _entity(engine: Engine, table_name: str, entity_id: int) -> dict[str, Any]:
-    table = t.metadata.tables[table_name]
-    with engine.connect() as conn:
-        row = conn.execute(select(table).where(table.c.id == entity_id)).first()
-        if row is None:
-            raise NotFound(table_name.rstrip("s").replace("_", " "), entity_id)
-        item = dict(row._mapping)
-        if table_name == "campaigns":
-            item["offers"] = [
-                {"offer_id": r.offer_id, "weight": r.weight}
-                for r in conn.execute(
-                    select(t.campaign_offers).where(t.campaign_offers.c.campaign_id == entity_id)
-                )
-            ]
-            item["postbacks"] = [
-                dict(r._mapping)
-                for r in conn.execute(
-                    select(t.campaign_postbacks).where(
-                        t.campaign_postbacks.c.campaign_id == entity_id,
-                        t.campaign_postbacks.c.enabled.is_(True),
-                    )
-                )
-            ]
-    return item
-
-
 def create_api(
     engine: Engine, *, base_url: str, on_change: Callable[[], Awaitable[None]]
 ) -> Starlette:
@@ -239,12 +210,12 @@ def create_api(
         except TypeError as exc:  # an unknown or missing field name
             raise InvalidInput("body", _argument_problem(exc)) from exc
         await on_change()
-        return Json(await run(_entity, engine, table_name, new_id), status_code=201)
+        return Json(await run(entities.get_entity, engine, table_name, new_id), status_code=201)
 
     async def get_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
         entity_id = _path_id(request)
-        return Json(await run(_entity, engine, table_name, entity_id))
+        return Json(await run(entities.get_entity, engine, table_name, entity_id))
 
     async def patch_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
@@ -254,7 +225,7 @@ def create_api(
             entities.update_entity, engine, table_name, entity_id, changes, now=datetime.now(UTC)
         )
         await on_change()
-        return Json(await run(_entity, engine, table_name, entity_id))
+        return Json(await run(entities.get_entity, engine, table_name, entity_id))
 
     async def get_settings(request: Request) -> Response:
         return Json(_public_settings(await run(entities.get_settings, engine), base_url))
@@ -321,7 +292,7 @@ def create_api(
     async def export_conversions(request: Request) -> Response:
         filters = conversion_filters(request)
         return StreamingResponse(
-            _csv_rows(queries.iter_conversions(engine, **filters), CONVERSION_CSV_COLUMNS),
+            csv_rows(queries.iter_conversions(engine, **filters), CONVERSION_CSV_COLUMNS),
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="conversions.csv"'},
         )
@@ -397,21 +368,12 @@ def create_api(
 
     async def resend(request: Request) -> Response:
         delivery_id = _path_id(request)
-
-        def requeue() -> int:
-            with engine.begin() as conn:
-                return outbox.resend(conn, delivery_ids=[delivery_id], now=datetime.now(UTC))
-
-        if not await run(requeue):
+        if not await run(deliveries.resend, engine, [delivery_id], now=datetime.now(UTC)):
             raise NotFound("delivery (or it is being sent right now)", delivery_id)
         return Json({"queued": 1})
 
     async def resend_failed(request: Request) -> Response:
-        def requeue() -> int:
-            with engine.begin() as conn:
-                return outbox.resend_failed(conn, now=datetime.now(UTC))
-
-        return Json({"queued": await run(requeue)})
+        return Json({"queued": await run(deliveries.resend_failed, engine, now=datetime.now(UTC))})
 
     async def report(request: Request) -> Response:
         params = request.query_params
@@ -430,7 +392,7 @@ def create_api(
         rows = [row.as_dict() for row in built.rows]
         if params.get("format") == "csv":
             return StreamingResponse(
-                _csv_rows(iter([*rows, built.totals.as_dict()]), REPORT_CSV_COLUMNS),
+                csv_rows(iter([*rows, built.totals.as_dict()]), REPORT_CSV_COLUMNS),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": 'attachment; filename="report.csv"'},
             )
@@ -519,62 +481,3 @@ def _delivery(row: outbox.DeliveryRow) -> dict[str, Any]:
 def _argument_problem(exc: TypeError) -> str:
     text = str(exc)
     return text.split(") ", 1)[-1] if ") " in text else text
-
-
-CONVERSION_CSV_COLUMNS = (
-    "id",
-    "subid",
-    "tid",
-    "type",
-    "original_status",
-    "payout",
-    "currency",
-    "original_payout",
-    "original_currency",
-    "rate",
-    "cost",
-    "campaign_id",
-    "offer_id",
-    "traffic_source_id",
-    "converted_at",
-    "created_at",
-    "updated_at",
-)
-REPORT_CSV_COLUMNS = (
-    "key",
-    "label",
-    "clicks",
-    "conversions",
-    "revenue",
-    "cost",
-    "profit",
-    "roi",
-    "cr",
-    "epc",
-)
-
-
-def _csv_rows(rows: Iterator[dict[str, Any]], columns: tuple[str, ...]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(column)) for column in columns])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _csv_cell(value: Any) -> str:
-    text = "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
-    # A leading =, +, - or @ makes spreadsheets run the cell as a formula (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        Decimal(text)
-    except ArithmeticError:
-        return False
-    return True

@@ -15,7 +15,6 @@ from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
 from clickloop.http import webforms
 
 # The API's reader of one entity (a campaign with its offers and postbacks), shared.
-from clickloop.http.api import _entity as read_entity
 from clickloop.http.webcore import (
     Session,
     Web,
@@ -111,7 +110,7 @@ class EntityPages:
                 error = str(exc)
                 values = webforms.campaign_echo(form)
         campaign = (
-            await web.run(read_entity, web.engine, "campaigns", campaign_id)
+            await web.run(entities.get_entity, web.engine, "campaigns", campaign_id)
             if campaign_id
             else None
         )
@@ -204,7 +203,7 @@ class EntityPages:
                 values = webforms.traffic_source_echo(form)
         source = None
         if source_id is not None:
-            source = await web.run(read_entity, web.engine, "traffic_sources", source_id)
+            source = await web.run(entities.get_entity, web.engine, "traffic_sources", source_id)
             values = values or source
         types = await web.run(postbacks.list_conversion_types, web.engine)
         used_by = []
@@ -317,7 +316,9 @@ class EntityPages:
         network = None
         builder = None
         if network_id is not None:
-            network = await web.run(read_entity, web.engine, "affiliate_networks", network_id)
+            network = await web.run(
+                entities.get_entity, web.engine, "affiliate_networks", network_id
+            )
             values = values or network
             settings = await web.run(entities.get_settings, web.engine)
             builder = webforms.postback_builder(
@@ -381,7 +382,7 @@ class EntityPages:
                 error = str(exc)
         offer = None
         if offer_id is not None:
-            offer = await web.run(read_entity, web.engine, "offers", offer_id)
+            offer = await web.run(entities.get_entity, web.engine, "offers", offer_id)
             values = values or offer
         settings = await web.run(entities.get_settings, web.engine)
         networks = await web.run(entities.list_rows, web.engine, "affiliate_networks")

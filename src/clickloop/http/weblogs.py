@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from clickloop.domain.deliveries import DeliveryState, TargetKind, mask_secrets
 from clickloop.errors import InvalidInput, NotFound
-from clickloop.http.api import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, _csv_rows
+from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.webcore import (
     OUTCOMES,
     PAGE_SIZE,
@@ -31,7 +31,7 @@ from clickloop.http.webcore import (
     zone_of,
     zones,
 )
-from clickloop.services import entities, postbacks, queries, reports
+from clickloop.services import deliveries, entities, postbacks, queries, reports
 from clickloop.storage import outbox
 from clickloop.storage import tables as t
 
@@ -174,7 +174,7 @@ class LogPages:
         }
         if params.get("format") == "csv":
             return StreamingResponse(
-                _csv_rows(queries.iter_conversions(web.engine, **filters), CONVERSION_CSV_COLUMNS),
+                csv_rows(queries.iter_conversions(web.engine, **filters), CONVERSION_CSV_COLUMNS),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": 'attachment; filename="conversions.csv"'},
             )
@@ -337,13 +337,9 @@ class LogPages:
 
     async def resend(self, request: Request) -> Response:
         delivery_id = int(request.path_params["id"])
-
-        def requeue() -> int:
-            with self.web.engine.begin() as conn:
-                return outbox.resend(conn, delivery_ids=[delivery_id], now=datetime.now(UTC))
-
         session = session_of(request)
-        if await self.web.run(requeue):
+        now = datetime.now(UTC)
+        if await self.web.run(deliveries.resend, self.web.engine, [delivery_id], now=now):
             session.flash(f"Delivery {delivery_id} queued again.")
         else:
             session.flash(f"Delivery {delivery_id} is being sent right now; try again.", "error")
@@ -351,11 +347,8 @@ class LogPages:
         return self.web.redirect(request, session, back)
 
     async def resend_failed(self, request: Request) -> Response:
-        def requeue() -> int:
-            with self.web.engine.begin() as conn:
-                return outbox.resend_failed(conn, now=datetime.now(UTC))
-
-        count = await self.web.run(requeue)
+        now = datetime.now(UTC)
+        count = await self.web.run(deliveries.resend_failed, self.web.engine, now=now)
         return self.web.redirect(
             request, session_of(request), "/deliveries", f"{count} failed deliveries queued again."
         )
@@ -403,7 +396,7 @@ class LogPages:
         if params.get("format") == "csv":
             rows = [row.as_dict() for row in report.rows] + [report.totals.as_dict()]
             return StreamingResponse(
-                _csv_rows(iter(rows), REPORT_CSV_COLUMNS),
+                csv_rows(iter(rows), REPORT_CSV_COLUMNS),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": 'attachment; filename="report.csv"'},
             )

@@ -423,6 +423,33 @@ def list_rows(engine: Engine, table_name: str) -> list[dict[str, Any]]:
         ]
 
 
+def get_entity(engine: Engine, table_name: str, entity_id: int) -> dict[str, Any]:
+    table = t.metadata.tables[table_name]
+    """One entity by id; a campaign comes with its offer weights and enabled S2S postbacks."""
+    with reader_engine(engine).connect() as conn:
+        row = conn.execute(select(table).where(table.c.id == entity_id)).first()
+        if row is None:
+            raise NotFound(table_name.rstrip("s").replace("_", " "), entity_id)
+        item = dict(row._mapping)
+        if table_name == "campaigns":
+            item["offers"] = [
+                {"offer_id": r.offer_id, "weight": r.weight}
+                for r in conn.execute(
+                    select(t.campaign_offers).where(t.campaign_offers.c.campaign_id == entity_id)
+                )
+            ]
+            item["postbacks"] = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(t.campaign_postbacks).where(
+                        t.campaign_postbacks.c.campaign_id == entity_id,
+                        t.campaign_postbacks.c.enabled.is_(True),
+                    )
+                )
+            ]
+    return item
+
+
 def find_id_by_name(conn: Connection, table_name: str, name: str) -> int:
     table = t.metadata.tables[table_name]
     found = conn.execute(select(table.c.id).where(table.c.name == name)).scalar()
