@@ -117,6 +117,15 @@ def test_admin_ui_runs_the_whole_conversion_loop(
     page.click("button:has-text('Create traffic source')")
     assert "Traffic source saved." in page.inner_text("main")
     _shoot_everywhere(page, "06-traffic-source-edit")
+    # A refused edit says why and keeps what was typed; nothing is saved.
+    s2s_url = page.input_value("input[name=postback_url]")
+    page.fill("input[name=postback_url]", "ftp://nowhere.example/")
+    page.click("button:has-text('Save traffic source')")
+    assert "http(s) URL" in page.inner_text("main")
+    assert page.input_value("input[name=postback_url]") == "ftp://nowhere.example/"
+    page.fill("input[name=postback_url]", s2s_url)
+    page.click("button:has-text('Save traffic source')")
+    assert "Traffic source saved." in page.inner_text("main")
 
     # A network from a template (one without fields), then our own network from the blank form.
     template = next(t for t in load_catalog().affiliate_networks if not t.fields)

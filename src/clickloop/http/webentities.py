@@ -4,17 +4,19 @@ offers and settings. Each handler is a thin adapter over the entity and template
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clickloop.catalog.templates import Catalog, Template
 from clickloop.domain.clicks import join_offer_params
 from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
 from clickloop.http import webforms
-
-# The API's reader of one entity (a campaign with its offers and postbacks), shared.
 from clickloop.http.webcore import (
     Session,
     Web,
@@ -166,41 +168,10 @@ class EntityPages:
         error: str | None = None
         values: dict[str, Any] = {}
         if request.method == "POST":
-            form = await request.form()
-            try:
-                now = datetime.now(UTC)
-                if template is not None:
-                    source_id = await web.run(
-                        templates.create_traffic_source_from_template,
-                        web.engine,
-                        catalog,
-                        template_key=template.key,
-                        field_values=webforms.template_fields(form, template.fields),
-                        now=now,
-                        name=str(form.get("name", "")).strip() or None,
-                    )
-                elif source_id is None:
-                    values = webforms.traffic_source(form)
-                    source_id = await web.run(
-                        entities.create_traffic_source, web.engine, now=now, **values
-                    )
-                else:
-                    values = webforms.traffic_source(form)
-                    await web.run(
-                        entities.update_entity,
-                        web.engine,
-                        "traffic_sources",
-                        source_id,
-                        values,
-                        now=now,
-                    )
-                await web.on_change()
-                return web.redirect(
-                    request, session, f"/traffic-sources/{source_id}", "Traffic source saved."
-                )
-            except (InvalidInput, Conflict, NotFound) as exc:
-                error = str(exc)
-                values = webforms.traffic_source_echo(form)
+            saved = await self._save(request, _SOURCES, catalog, template, source_id)
+            if isinstance(saved, Response):
+                return saved
+            error, values = saved
         source = None
         if source_id is not None:
             source = await web.run(entities.get_entity, web.engine, "traffic_sources", source_id)
@@ -253,6 +224,46 @@ class EntityPages:
         )
         return web.redirect(request, session, f"/{kind}/{entity_id}", message)
 
+    async def _save(
+        self,
+        request: Request,
+        kind: _TemplatedKind,
+        catalog: Catalog,
+        template: Template | None,
+        entity_id: int | None,
+    ) -> Response | tuple[str, dict[str, Any]]:
+        """Create (from `template` or the form) or update from a posted form: a redirect to the
+        saved entity, or the error and the form's values to show again."""
+        web = self.web
+        form = await request.form()
+        now = datetime.now(UTC)
+        try:
+            if template is not None:
+                entity_id = await web.run(
+                    kind.create_from_template,
+                    web.engine,
+                    catalog,
+                    template_key=template.key,
+                    field_values=webforms.template_fields(form, template.fields),
+                    now=now,
+                    name=str(form.get("name", "")).strip() or None,
+                )
+            elif entity_id is None:
+                entity_id = await web.run(kind.create, web.engine, now=now, **kind.parse(form))
+            else:
+                await web.run(
+                    entities.update_entity,
+                    web.engine,
+                    kind.table,
+                    entity_id,
+                    kind.parse(form),
+                    now=now,
+                )
+            await web.on_change()
+        except (InvalidInput, Conflict, NotFound) as exc:
+            return str(exc), kind.parse(form)
+        return web.redirect(request, session_of(request), f"{kind.path}/{entity_id}", kind.saved)
+
     # -- affiliate networks --------------------------------------------------------------
 
     async def networks(self, request: Request) -> Response:
@@ -278,41 +289,10 @@ class EntityPages:
         error: str | None = None
         values: dict[str, Any] = {}
         if request.method == "POST":
-            form = await request.form()
-            try:
-                now = datetime.now(UTC)
-                if template is not None:
-                    network_id = await web.run(
-                        templates.create_affiliate_network_from_template,
-                        web.engine,
-                        catalog,
-                        template_key=template.key,
-                        field_values=webforms.template_fields(form, template.fields),
-                        now=now,
-                        name=str(form.get("name", "")).strip() or None,
-                    )
-                elif network_id is None:
-                    values = webforms.network(form)
-                    network_id = await web.run(
-                        entities.create_affiliate_network, web.engine, now=now, **values
-                    )
-                else:
-                    values = webforms.network(form)
-                    await web.run(
-                        entities.update_entity,
-                        web.engine,
-                        "affiliate_networks",
-                        network_id,
-                        values,
-                        now=now,
-                    )
-                await web.on_change()
-                return web.redirect(
-                    request, session, f"/affiliate-networks/{network_id}", "Network saved."
-                )
-            except (InvalidInput, Conflict, NotFound) as exc:
-                error = str(exc)
-                values = webforms.network_echo(form)
+            saved = await self._save(request, _NETWORKS, catalog, template, network_id)
+            if isinstance(saved, Response):
+                return saved
+            error, values = saved
         network = None
         builder = None
         if network_id is not None:
@@ -530,3 +510,33 @@ class EntityPages:
         session.data["stamp"] = changed.password_stamp
         session.dirty = True
         return self.web.redirect(request, session, "/settings", "Password changed.")
+
+
+@dataclass(frozen=True, slots=True)
+class _TemplatedKind:
+    """What differs between the traffic source and the affiliate network forms."""
+
+    table: str
+    path: str
+    saved: str
+    parse: Callable[[FormData], dict[str, Any]]
+    create: Callable[..., int]
+    create_from_template: Callable[..., int]
+
+
+_SOURCES = _TemplatedKind(
+    table="traffic_sources",
+    path="/traffic-sources",
+    saved="Traffic source saved.",
+    parse=webforms.traffic_source,
+    create=entities.create_traffic_source,
+    create_from_template=templates.create_traffic_source_from_template,
+)
+_NETWORKS = _TemplatedKind(
+    table="affiliate_networks",
+    path="/affiliate-networks",
+    saved="Network saved.",
+    parse=webforms.network,
+    create=entities.create_affiliate_network,
+    create_from_template=templates.create_affiliate_network_from_template,
+)

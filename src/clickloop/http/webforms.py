@@ -135,9 +135,6 @@ def traffic_source(form: FormData) -> dict[str, Any]:
     }
 
 
-traffic_source_echo = traffic_source
-
-
 def network(form: FormData) -> dict[str, Any]:
     trainings = {}
     for name in form:
@@ -153,9 +150,6 @@ def network(form: FormData) -> dict[str, Any]:
         "postback_allowed_ips": _lines(_text(form, "postback_allowed_ips")),
         "notes": _text(form, "notes"),
     }
-
-
-network_echo = network
 
 
 def offer(form: FormData) -> dict[str, Any]:
