@@ -206,9 +206,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level,
         server_header=False,
         date_header=False,
-        # The client address is clickloop's to judge (CLICKLOOP_TRUSTED_PROXY_HEADER); uvicorn's
-        # own rewrite would trust X-Forwarded-For from any local peer, and costs every request.
-        proxy_headers=False,
     )
     return 0
 

@@ -111,17 +111,6 @@ def test_click_redirects_and_stores_mapped_params(server: Server, engine: Engine
     assert (click["os"], click["device_type"]) == ("iOS", "mobile")
 
 
-def test_forwarded_for_is_ignored_unless_configured(server: Server, engine: Engine) -> None:
-    """With no trusted proxy header set, a client cannot choose its recorded IP (or country)."""
-    make_campaign(engine)
-    wait_for_link(server, "go")
-    status, headers, _ = request(server, "GET", "/go", {"X-Forwarded-For": "8.8.8.8"})
-    assert status == 302
-    subid = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(headers["location"]).query))["sub1"]
-    click = stored_click(engine, subid)
-    assert click is not None and (click["ip"], click["country"]) == ("127.0.0.1", None)
-
-
 def test_unknown_and_paused_links_answer_404_and_record_nothing(
     server: Server, engine: Engine
 ) -> None:

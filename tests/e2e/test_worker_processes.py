@@ -78,9 +78,11 @@ def start_worker(database_url: str, tmp_path: Path, name: str) -> subprocess.Pop
         "CLICKLOOP_LOG_LEVEL": "warning",
         "CLICKLOOP_S2S_PER_HOST": "16",
         "CLICKLOOP_S2S_CONNECT_TIMEOUT_SECONDS": "1",
-        "CLICKLOOP_S2S_TOTAL_TIMEOUT_SECONDS": "2",
+        # Not shorter: on a loaded machine a 2 s limit sent a few deliveries into the 5-minute
+        # retry, past the test's deadline.
+        "CLICKLOOP_S2S_TOTAL_TIMEOUT_SECONDS": "5",
         # Short, so that the test need not wait a minute for a dead worker's claims.
-        "CLICKLOOP_S2S_LEASE_SECONDS": "12",
+        "CLICKLOOP_S2S_LEASE_SECONDS": "15",
     }
     log = (tmp_path / f"{name}.log").open("ab")
     return subprocess.Popen(
