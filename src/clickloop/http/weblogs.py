@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from clickloop.domain.deliveries import DeliveryState, TargetKind, mask_secrets
+from clickloop.domain.deliveries import DeliveryState, TargetKind
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.webcore import (
@@ -32,11 +31,7 @@ from clickloop.http.webcore import (
     zones,
 )
 from clickloop.services import deliveries, entities, postbacks, queries, reports
-from clickloop.storage import outbox
 from clickloop.storage import tables as t
-
-# The reason entities.py gives a campaign postback dropped from its campaign.
-REMOVED = "removed from the campaign"
 
 
 class LogPages:
@@ -60,7 +55,7 @@ class LogPages:
             timezone=settings["timezone"],
             currency=settings["currency"],
         )
-        health = await web.run(self._s2s_health)
+        health = await web.run(deliveries.s2s_health, web.engine)
         labels = [row.key for row in report.rows]
         return web.render(
             request,
@@ -80,57 +75,6 @@ class LogPages:
             conversions_chart=bar_chart([row.conversion_count for row in report.rows], labels),
         )
 
-    def _s2s_health(self) -> dict[str, Any]:
-        """Deliveries by state, and every target failing or switched off (the alerts)."""
-        ts, cp = t.traffic_sources, t.campaign_postbacks
-        with self.web.engine.connect() as conn:
-            states = outbox.count_by_state(conn)
-            sources = conn.execute(
-                select(
-                    ts.c.id,
-                    ts.c.name,
-                    ts.c.postback_enabled,
-                    ts.c.postback_disabled_reason,
-                    ts.c.failing_since,
-                ).where(or_(ts.c.failing_since.is_not(None), ts.c.postback_enabled.is_(False)))
-            ).all()
-            postbacks = conn.execute(
-                select(cp.c.id, cp.c.campaign_id, cp.c.url, cp.c.enabled, cp.c.disabled_reason)
-                .add_columns(cp.c.failing_since)
-                .where(
-                    or_(cp.c.failing_since.is_not(None), cp.c.enabled.is_(False)),
-                    # A postback taken off its campaign is history, not an alert.
-                    or_(cp.c.disabled_reason.is_(None), cp.c.disabled_reason != REMOVED),
-                )
-            ).all()
-        alerts = [
-            {
-                "kind": str(TargetKind.TRAFFIC_SOURCE),
-                "id": r.id,
-                "name": r.name,
-                "href": f"/traffic-sources/{r.id}",
-                "enabled": r.postback_enabled,
-                "reason": r.postback_disabled_reason,
-                "since": r.failing_since,
-            }
-            for r in sources
-        ] + [
-            {
-                "kind": str(TargetKind.CAMPAIGN_POSTBACK),
-                "id": r.id,
-                "name": mask_secrets(r.url),
-                "href": f"/campaigns/{r.campaign_id}",
-                "enabled": r.enabled,
-                "reason": r.disabled_reason,
-                "since": r.failing_since,
-            }
-            for r in postbacks
-        ]
-        return {
-            "states": {state: states.get(str(state), 0) for state in DeliveryState},
-            "alerts": alerts,
-        }
-
     async def enable_target(self, request: Request) -> Response:
         """Switch an S2S target back on; its parked deliveries are queued again."""
         kind = request.path_params["kind"]
@@ -138,13 +82,10 @@ class LogPages:
             raise NotFound("target kind", kind)
         target_id = int(request.path_params["id"])
 
-        def enable() -> int:
-            with self.web.engine.begin() as conn:
-                return outbox.enable_target(
-                    conn, kind=TargetKind(kind), target_id=target_id, now=datetime.now(UTC)
-                )
-
-        resumed = await self.web.run(enable)
+        now = datetime.now(UTC)
+        resumed = await self.web.run(
+            deliveries.enable_target, self.web.engine, TargetKind(kind), target_id, now=now
+        )
         await self.web.on_change()
         return self.web.redirect(
             request,

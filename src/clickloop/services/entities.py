@@ -27,6 +27,8 @@ ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
 COST_MODELS = ("none", "cpc", "cpc_param")
 METHODS = ("GET", "POST")
+# Why a campaign postback taken off its campaign is disabled (kept: its deliveries refer to it).
+REMOVED_FROM_CAMPAIGN = "removed from the campaign"
 # What an ignored postback may answer (Keitaro answers 200; some networks want an error).
 ANSWER_STATUSES = (200, 202, 400, 403, 404, 422)
 
@@ -334,7 +336,7 @@ def _write_campaign_postbacks(
         conn.execute(
             update(t.campaign_postbacks)
             .where(t.campaign_postbacks.c.id.in_(gone))
-            .values(enabled=False, disabled_reason="removed from the campaign")
+            .values(enabled=False, disabled_reason=REMOVED_FROM_CAMPAIGN)
         )
 
 
