@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,12 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.postbacks import Outcome
-from clickloop.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
+from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.services import entities, outbox
 from clickloop.services import postbacks as service
 from clickloop.services.postbacks import PostbackResult, RawPostback
 from clickloop.services.rates import set_rate
-from clickloop.storage import conversions as repo
 from clickloop.storage import tables as t
 from tests.postback_world import World, add_clicks, make_world
 
@@ -332,60 +330,6 @@ def test_network_ip_allowlist(engine: Engine, world: World) -> None:
     assert insider.outcome == Outcome.ACCEPTED
     [(_, imported)] = service.import_conversions(engine, ["g2,1,,sale"], now=NOW)
     assert imported.outcome == Outcome.ACCEPTED
-
-
-def batch_of(engine: Engine, queries: list[str]) -> list[service.PendingPostback]:
-    with engine.connect() as conn:
-        rules = service.load_rules(conn)
-    raws = [RawPostback(received_at=NOW, method="GET", query=q) for q in queries]
-    return [
-        service.PendingPostback(raw=raw, rules=rules, parsed=service.parse_raw(raw, rules))
-        for raw in raws
-    ]
-
-
-def test_batch_isolates_a_failing_postback(
-    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In a batch, a postback that crashes is undone alone and logged; the others commit."""
-    real = repo.find_click
-
-    def flaky(conn: Connection, subid: str) -> Any:
-        if subid == "pl2":
-            raise KeyError("boom")
-        return real(conn, subid)
-
-    monkeypatch.setattr(repo, "find_click", flaky)
-    batch = batch_of(
-        engine, ["subid=pl1&status=sale", "subid=pl2&status=sale", "subid=up1&status=lead"]
-    )
-    with engine.begin() as conn:
-        results = service.process_postbacks(conn, batch, now=NOW)
-    assert [(r.outcome, r.reason) for r in results] == [
-        (Outcome.ACCEPTED, ""),
-        (Outcome.IGNORED, "KeyError: 'boom'"),
-        (Outcome.ACCEPTED, ""),
-    ]
-    assert [r["subid"] for r in conversions(engine)] == ["pl1", "up1"]
-    assert log_rows(engine)[1]["reason"] == "internal error: KeyError: 'boom'"
-
-
-def test_batch_aborts_when_the_database_fails(
-    engine: Engine, world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A database failure mid-batch raises StorageUnavailable and nothing of the batch stays."""
-    real = repo.find_click
-
-    def failing(conn: Connection, subid: str) -> Any:
-        if subid == "pl2":
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(conn, subid)
-
-    monkeypatch.setattr(repo, "find_click", failing)
-    batch = batch_of(engine, ["subid=pl1&status=sale", "subid=pl2&status=sale"])
-    with pytest.raises(StorageUnavailable), engine.begin() as conn:
-        service.process_postbacks(conn, batch, now=NOW)
-    assert conversions(engine) == [] and log_rows(engine) == []
 
 
 def test_offer_newer_than_the_cached_rules(engine: Engine, world: World) -> None:

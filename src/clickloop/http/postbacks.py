@@ -26,15 +26,14 @@ from clickloop.http.responses import (
 )
 from clickloop.http.tracking import SUBID_COOKIE
 from clickloop.services.config import TrackerConfig
+from clickloop.services.postback_batches import PendingPostback, process_postbacks
 from clickloop.services.postbacks import (
     COOKIE_HEADER,
-    PendingPostback,
     PostbackResult,
     PostbackRules,
     RawPostback,
     load_rules,
     parse_raw,
-    process_postbacks,
 )
 from clickloop.storage.writer import GroupCommitWriter
 

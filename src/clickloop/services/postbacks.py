@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.conversions import (
-    Create,
+    ConversionState,
+    Decision,
     Duplicate,
     Incoming,
     Stale,
@@ -42,7 +43,7 @@ from clickloop.domain.statuses import (
     check_type_name,
     resolve_status,
 )
-from clickloop.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
+from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.services.entities import bump_config_version, read_settings
 from clickloop.services.outbox import queue_deliveries
 from clickloop.services.rates import read_rate_table
@@ -57,6 +58,7 @@ _LOG_SUBID_CHARS = 200
 # again. Twice is enough: after a conflict the row exists and the next round is an update.
 _CONFLICT_ROUNDS = 3
 COOKIE_HEADER = "cookie:_subid"
+SALE_TYPES = (ConversionType.SALE, ConversionType.REBILL)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +83,18 @@ class PostbackRules:
     rates: Mapping[str, Decimal]
     offers: Mapping[int, OfferTerms]
     ignored_status_code: int = 200
+    # Which clicks can have S2S targets at all, so that the writer skips the outbox query for
+    # the rest: campaigns with their own postbacks, sources with a URL, each campaign's source.
+    s2s_campaigns: frozenset[int] = frozenset()
+    s2s_sources: frozenset[int] = frozenset()
+    campaign_sources: Mapping[int, int | None] = field(default_factory=dict)
+
+    def may_have_s2s(self, click: repo.ClickRef) -> bool:
+        """False when no S2S target can match a conversion of `click` (then none is queued)."""
+        source = click.traffic_source_id
+        if source is None:
+            source = self.campaign_sources.get(click.campaign_id)
+        return click.campaign_id in self.s2s_campaigns or source in self.s2s_sources
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,7 +125,9 @@ class PostbackResult:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Verdict:
+class Verdict:
+    """What became of a postback: its outcome, and what its log row records."""
+
     outcome: Outcome
     reason: str = ""
     subid: str = ""
@@ -119,9 +135,22 @@ class _Verdict:
     silent: bool = False
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Judged:
+    """A postback that passed every check: what it asks of the conversion (subid, tid)."""
+
+    postback: Postback
+    click: repo.ClickRef
+    incoming: Incoming
+    default_payout: Converted
+    upsell: bool  # the click's offer allows upsells
+    notes: str
+
+
 def load_rules(conn: Connection) -> PostbackRules:
     settings = read_settings(conn)
     n = t.affiliate_networks.c
+    ts = t.traffic_sources.c
     networks = list(conn.execute(select(n.id, n.status_trainings, n.postback_allowed_ips)))
     offers = {
         row.id: OfferTerms(
@@ -143,6 +172,18 @@ def load_rules(conn: Connection) -> PostbackRules:
         rates=read_rate_table(conn),
         offers=offers,
         ignored_status_code=int(settings.get("ignored_answer_status") or 200),
+        s2s_campaigns=frozenset(
+            conn.execute(select(t.campaign_postbacks.c.campaign_id).distinct()).scalars()
+        ),
+        s2s_sources=frozenset(
+            conn.execute(
+                select(ts.id).where(ts.postback_url.is_not(None), ts.postback_url != "")
+            ).scalars()
+        ),
+        campaign_sources={
+            row.id: row.traffic_source_id
+            for row in conn.execute(select(t.campaigns.c.id, t.campaigns.c.traffic_source_id))
+        },
     )
 
 
@@ -179,64 +220,31 @@ def process_postback(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PendingPostback:
-    """A received postback waiting for the writer, parsed already (outside the writer thread)."""
-
-    raw: RawPostback
-    rules: PostbackRules
-    parsed: Postback | Ignored
-
-
-def process_postbacks(
-    conn: Connection, batch: Sequence[PendingPostback], *, now: datetime
-) -> list[PostbackResult]:
-    """Apply many postbacks in one transaction, each in its own savepoint.
-
-    A postback whose processing fails for an unexpected reason is rolled back alone and logged
-    as ignored ("internal error: …", re-processable). When the database itself fails
-    (locked, disk full, connection lost) StorageUnavailable aborts the whole batch.
-    """
-    results: list[PostbackResult] = []
-    for item in batch:
-        try:
-            with repo.savepoint(conn):
-                result = process_postback(conn, item.raw, item.rules, now=now, parsed=item.parsed)
-        except repo.UNAVAILABLE as exc:
-            raise StorageUnavailable(str(exc).splitlines()[0]) from exc
-        except Exception as exc:
-            log.exception("postback processing failed")
-            first_line = str(exc).splitlines()[0] if str(exc) else ""
-            reason = f"{type(exc).__name__}: {first_line}"
-            log_id = log_failure(conn, item.raw, reason, now=now)
-            result = PostbackResult(log_id=log_id, outcome=Outcome.IGNORED, reason=reason)
-        results.append(result)
-    return results
-
-
 def log_failure(conn: Connection, raw: RawPostback, reason: str, *, now: datetime) -> int:
     """Log a postback whose processing failed unexpectedly, so that it can be re-processed."""
     reason = f"internal error: {reason}"[:1000]
-    return _log(conn, raw, _Verdict(outcome=Outcome.IGNORED, reason=reason), now=now)
+    return _log(conn, raw, Verdict(outcome=Outcome.IGNORED, reason=reason), now=now)
 
 
-def _log(conn: Connection, raw: RawPostback, verdict: _Verdict, *, now: datetime) -> int:
-    return repo.insert_received(
-        conn,
-        {
-            "received_at": now,
-            "method": raw.method[:8],
-            "remote_ip": raw.remote_ip[:45] if raw.remote_ip else None,
-            "query": raw.query,
-            "body": raw.body,
-            "content_type": raw.content_type[:200] or None,
-            "headers": dict(raw.headers),
-            "subid": verdict.subid[:_LOG_SUBID_CHARS] or None,
-            "outcome": verdict.outcome.value,
-            "reason": verdict.reason,
-            "conversion_id": verdict.conversion_id,
-        },
-    )
+def _log(conn: Connection, raw: RawPostback, verdict: Verdict, *, now: datetime) -> int:
+    return repo.insert_received(conn, log_values(raw, verdict, now=now))
+
+
+def log_values(raw: RawPostback, verdict: Verdict, *, now: datetime) -> dict[str, Any]:
+    """The received-postback log row of a request and what became of it."""
+    return {
+        "received_at": now,
+        "method": raw.method[:8],
+        "remote_ip": raw.remote_ip[:45] if raw.remote_ip else None,
+        "query": raw.query,
+        "body": raw.body,
+        "content_type": raw.content_type[:200] or None,
+        "headers": dict(raw.headers),
+        "subid": verdict.subid[:_LOG_SUBID_CHARS] or None,
+        "outcome": verdict.outcome.value,
+        "reason": verdict.reason,
+        "conversion_id": verdict.conversion_id,
+    }
 
 
 def _apply(
@@ -247,86 +255,33 @@ def _apply(
     sender: str | None,
     moment: datetime,
     now: datetime,
-) -> _Verdict:
+) -> Verdict:
     """`sender` is the request's address; None (an import) is not checked against allowlists."""
     if isinstance(parsed, Ignored):
-        return _Verdict(outcome=Outcome.IGNORED, reason=parsed.reason, subid=parsed.subid)
+        return Verdict(outcome=Outcome.IGNORED, reason=parsed.reason, subid=parsed.subid)
     subid = parsed.subid
     click = repo.find_click(conn, subid)
     if click is None:
-        return _Verdict(outcome=Outcome.IGNORED, reason=f"subid not found: {subid}", subid=subid)
-    if click.offer_id is not None and click.offer_id not in rules.offers:
-        # The click's offer is newer than the cached snapshot (created within the last poll).
-        rules = load_rules(conn)
-    offer = rules.offers.get(click.offer_id) if click.offer_id is not None else None
-    network = offer.affiliate_network_id if offer else None
-    allowed = rules.network_allowed_ips.get(network, ()) if network is not None else ()
-    if sender is not None and not is_sender_allowed(sender, allowed):
-        return _Verdict(
-            outcome=Outcome.IGNORED, reason=f"sender not allowed: {sender}", subid=subid
-        )
-    saved = [rules.network_trainings.get(network, {})] if network is not None else []
-    kind = resolve_status(
-        parsed.status,
-        ignore=parsed.ignore_statuses,
-        url_trainings=parsed.trainings,
-        saved_trainings=[*saved, rules.global_trainings],
-        custom_types=rules.custom_types,
-    )
-    if isinstance(kind, StatusIgnored):
-        return _Verdict(
-            outcome=Outcome.IGNORED, reason=kind.reason, subid=subid, silent=kind.silent
-        )
-    payout: Converted | None = None
-    if parsed.payout is not None:
-        converted = convert(
-            parsed.payout,
-            from_currency=parsed.currency or rules.currency,
-            to_currency=rules.currency,
-            rates=rules.rates,
-        )
-        if isinstance(converted, MoneyProblem):
-            return _Verdict(outcome=Outcome.IGNORED, reason=converted.reason, subid=subid)
-        payout = converted
-    incoming = Incoming(
-        type=kind,
-        original_status=parsed.status,
-        payout=payout,
-        cost=parsed.cost,
-        date=parsed.date,
-        params=parsed.params,
-    )
-    notes = "; ".join(parsed.notes)
+        return Verdict(outcome=Outcome.IGNORED, reason=f"subid not found: {subid}", subid=subid)
+    judged = judge(parsed, click, rules_for(conn, click, rules), sender=sender)
+    if isinstance(judged, Verdict):
+        return judged
     for _ in range(_CONFLICT_ROUNDS):
         existing = repo.find_conversion(conn, subid, parsed.tid)
-        upsell = offer is not None and offer.upsell
-        decision = decide_conversion(
-            incoming,
-            existing=existing.state if existing else None,
-            default_payout=_default_payout(offer, rules),
-            now=moment,
-            click_has_sale=(
-                existing is None
-                and upsell
-                and kind == ConversionType.SALE
-                and repo.has_sale(conn, subid, [ConversionType.SALE, ConversionType.REBILL])
-            ),
-            upsell_allowed=upsell,
+        decision = decide(
+            judged,
+            existing.state if existing else None,
+            moment=moment,
+            has_sale=lambda: repo.has_sale(conn, subid, list(SALE_TYPES)),
         )
-        if isinstance(decision, Stale):
-            return _Verdict(outcome=Outcome.IGNORED, reason=decision.reason, subid=subid)
-        if isinstance(decision, Duplicate):
-            assert existing is not None
-            return _Verdict(
-                outcome=Outcome.DUPLICATE, reason=notes, subid=subid, conversion_id=existing.id
-            )
+        if isinstance(decision, Stale | Duplicate):
+            return refusal(judged, decision, existing.id if existing else None)
         if isinstance(decision, Update):
             assert existing is not None
             conversion_id = existing.id
             repo.update_conversion(conn, existing.id, decision.state, now)
             outcome = Outcome.UPDATED
         else:
-            assert isinstance(decision, Create)
             inserted = repo.insert_conversion(
                 conn, click=click, tid=parsed.tid, state=decision.state, now=now
             )
@@ -336,8 +291,99 @@ def _apply(
             outcome = Outcome.ACCEPTED
         repo.overwrite_click_fields(conn, subid, parsed.click_fields, parsed.cost)
         queue_deliveries(conn, conversion_id=conversion_id, now=now)
-        return _Verdict(outcome=outcome, reason=notes, subid=subid, conversion_id=conversion_id)
+        return Verdict(
+            outcome=outcome, reason=judged.notes, subid=subid, conversion_id=conversion_id
+        )
     raise RuntimeError(f"conversion {subid}/{parsed.tid} kept conflicting")
+
+
+def rules_for(conn: Connection, click: repo.ClickRef, rules: PostbackRules) -> PostbackRules:
+    """`rules`, or fresh ones when the click's offer is newer than them (created since)."""
+    if click.offer_id is not None and click.offer_id not in rules.offers:
+        return load_rules(conn)
+    return rules
+
+
+def judge(
+    parsed: Postback, click: repo.ClickRef, rules: PostbackRules, *, sender: str | None
+) -> Judged | Verdict:
+    """Check a postback for an existing click: sender allowlist, status, payout currency."""
+    subid = parsed.subid
+    offer = rules.offers.get(click.offer_id) if click.offer_id is not None else None
+    network = offer.affiliate_network_id if offer else None
+    allowed = rules.network_allowed_ips.get(network, ()) if network is not None else ()
+    if sender is not None and not is_sender_allowed(sender, allowed):
+        return Verdict(outcome=Outcome.IGNORED, reason=f"sender not allowed: {sender}", subid=subid)
+    saved = [rules.network_trainings.get(network, {})] if network is not None else []
+    kind = resolve_status(
+        parsed.status,
+        ignore=parsed.ignore_statuses,
+        url_trainings=parsed.trainings,
+        saved_trainings=[*saved, rules.global_trainings],
+        custom_types=rules.custom_types,
+    )
+    if isinstance(kind, StatusIgnored):
+        return Verdict(outcome=Outcome.IGNORED, reason=kind.reason, subid=subid, silent=kind.silent)
+    payout: Converted | None = None
+    if parsed.payout is not None:
+        converted = convert(
+            parsed.payout,
+            from_currency=parsed.currency or rules.currency,
+            to_currency=rules.currency,
+            rates=rules.rates,
+        )
+        if isinstance(converted, MoneyProblem):
+            return Verdict(outcome=Outcome.IGNORED, reason=converted.reason, subid=subid)
+        payout = converted
+    return Judged(
+        postback=parsed,
+        click=click,
+        incoming=Incoming(
+            type=kind,
+            original_status=parsed.status,
+            payout=payout,
+            cost=parsed.cost,
+            date=parsed.date,
+            params=parsed.params,
+        ),
+        default_payout=_default_payout(offer, rules),
+        upsell=offer is not None and offer.upsell,
+        notes="; ".join(parsed.notes),
+    )
+
+
+def decide(
+    judged: Judged,
+    existing: ConversionState | None,
+    *,
+    moment: datetime,
+    has_sale: Callable[[], bool],
+) -> Decision:
+    """The effect on the identity's conversion; `has_sale()` is asked only when it matters
+    (a new sale on an upsell offer: does the click have a sale or rebill already?)."""
+    return decide_conversion(
+        judged.incoming,
+        existing=existing,
+        default_payout=judged.default_payout,
+        now=moment,
+        click_has_sale=(
+            existing is None
+            and judged.upsell
+            and judged.incoming.type == ConversionType.SALE
+            and has_sale()
+        ),
+        upsell_allowed=judged.upsell,
+    )
+
+
+def refusal(judged: Judged, decision: Stale | Duplicate, conversion_id: int | None) -> Verdict:
+    """The verdict for a decision that writes nothing but the log row."""
+    subid = judged.postback.subid
+    if isinstance(decision, Stale):
+        return Verdict(outcome=Outcome.IGNORED, reason=decision.reason, subid=subid)
+    return Verdict(
+        outcome=Outcome.DUPLICATE, reason=judged.notes, subid=subid, conversion_id=conversion_id
+    )
 
 
 def _default_payout(offer: OfferTerms | None, rules: PostbackRules) -> Converted:

@@ -23,7 +23,7 @@ from clickloop.domain.conversions import ConversionState
 from clickloop.domain.money import format_rate
 from clickloop.storage import tables as t
 
-_CONVERSION_FIELDS = (
+CONVERSION_FIELDS = (
     "type",
     "original_status",
     "payout",
@@ -40,7 +40,7 @@ _FIND_CLICK = select(
     t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
 ).where(t.clicks.c.subid == bindparam("key_subid"))
 _FIND_CONVERSION = (
-    select(t.conversions.c.id, *(t.conversions.c[name] for name in _CONVERSION_FIELDS))
+    select(t.conversions.c.id, *(t.conversions.c[name] for name in CONVERSION_FIELDS))
     .where(
         and_(
             t.conversions.c.subid == bindparam("key_subid"),
@@ -127,16 +127,19 @@ def find_conversion(conn: Connection, subid: str, tid: str) -> StoredConversion 
     if conn.dialect.name == "sqlite":
         # One writer holds SQLite's lock for the whole transaction: no row lock is needed.
         key = {"subid": subid, "tid": tid}
-        values = _sqlite_select_one(conn, t.conversions, ("id", *_CONVERSION_FIELDS), key)
+        values = _sqlite_select_one(conn, t.conversions, ("id", *CONVERSION_FIELDS), key)
     else:
         found = conn.execute(_FIND_CONVERSION, {"key_subid": subid, "key_tid": tid}).first()
         values = dict(found._mapping) if found is not None else None
-    if values is None:
-        return None
+    return stored_conversion(values) if values is not None else None
+
+
+def stored_conversion(values: Mapping[Any, Any]) -> StoredConversion:
+    """A conversion from its `id` and CONVERSION_FIELDS columns, as SQLAlchemy loads them."""
     return StoredConversion(
         id=values["id"],
         state=ConversionState(
-            **{name: values[name] for name in _CONVERSION_FIELDS if name not in ("rate", "params")},
+            **{name: values[name] for name in CONVERSION_FIELDS if name not in ("rate", "params")},
             rate=Decimal(values["rate"]),
             params=dict(values["params"] or {}),
         ),
@@ -161,7 +164,7 @@ def insert_conversion(
     for the other transaction and then does nothing, so the caller reads the winner's row.
     """
     values = {
-        **_state_values(state),
+        **state_values(state),
         "subid": click.subid,
         "tid": tid,
         "campaign_id": click.campaign_id,
@@ -188,15 +191,15 @@ def _insert_conversion_statement(dialect_name: str) -> Any:
 def update_conversion(
     conn: Connection, conversion_id: int, state: ConversionState, now: datetime
 ) -> None:
-    values = {**_state_values(state), "updated_at": now}
+    values = {**state_values(state), "updated_at": now}
     if conn.dialect.name == "sqlite":
         _sqlite_update(conn, t.conversions, values, {"id": conversion_id})
         return
     conn.execute(_UPDATE_CONVERSION, {**values, "key_id": conversion_id})
 
 
-def _state_values(state: ConversionState) -> dict[str, Any]:
-    values = {name: getattr(state, name) for name in _CONVERSION_FIELDS}
+def state_values(state: ConversionState) -> dict[str, Any]:
+    values = {name: getattr(state, name) for name in CONVERSION_FIELDS}
     values["rate"] = format_rate(state.rate)
     values["params"] = dict(state.params)
     return values
