@@ -6,14 +6,15 @@ Every function works inside the caller's connection and transaction; none commit
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from clickloop.domain.conversions import ConversionState
 from clickloop.storage import tables as t
@@ -21,12 +22,21 @@ from clickloop.storage.conversions import (
     CONVERSION_FIELDS,
     ClickRef,
     StoredConversion,
+    column_processors,
+    sqlite_cursor,
     state_values,
     stored_conversion,
 )
 
-# Keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
+# Keys per IN (...) list, rows per multi-row INSERT: well under SQLite's and PostgreSQL's
+# parameter limits (SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32).
 _IN_CHUNK = 500
+_ROWS_PER_INSERT = 500
+_CLICK_REF_FIELDS = ("subid", "campaign_id", "offer_id", "traffic_source_id")
+_CONVERSION_COLUMNS = (
+    *CONVERSION_FIELDS,
+    *("subid", "tid", "campaign_id", "offer_id", "traffic_source_id", "created_at", "updated_at"),
+)
 _c = t.conversions.c
 _FIND_CLICKS = select(
     t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
@@ -44,16 +54,10 @@ _FIND_CONVERSIONS = (
     .with_for_update()
 )
 _UPDATE_CONVERSION = update(t.conversions).where(_c.id == bindparam("key_id"))
-# Log ids in the order of the rows given. PostgreSQL: SQLAlchemy's "insertmanyvalues" sorts
-# them. SQLite: it would do so by inserting one row per statement, so the rows go in multi-row
-# statements and their ids are sorted instead: SQLite gives each new row the table's largest
-# rowid + 1, so within one writer's statements ids grow in the order of the rows.
-_INSERT_RECEIVED = {
-    "postgresql": insert(t.received_postbacks).returning(
-        t.received_postbacks.c.id, sort_by_parameter_order=True
-    ),
-    "sqlite": insert(t.received_postbacks).returning(t.received_postbacks.c.id),
-}
+# The log ids come back in the order of the rows given (SQLAlchemy's "insertmanyvalues").
+_INSERT_RECEIVED = insert(t.received_postbacks).returning(
+    t.received_postbacks.c.id, sort_by_parameter_order=True
+)
 _INSERT_CONVERSIONS = {
     name: dialect.insert(t.conversions)
     .on_conflict_do_nothing(index_elements=["subid", "tid"])
@@ -75,6 +79,10 @@ def find_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef
     """The clicks among `subids`, by subid."""
     found: dict[str, ClickRef] = {}
     for chunk in _chunks(sorted(subids)):
+        if conn.dialect.name == "sqlite":
+            for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, "subid", chunk):
+                found[values["subid"]] = ClickRef(**values)
+            continue
         for row in conn.execute(_FIND_CLICKS, {"subids": chunk}):
             found[row.subid] = ClickRef(**row._mapping)
     return found
@@ -89,9 +97,19 @@ def find_conversions(
     for chunk in _chunks(sorted(wanted)):
         subids = sorted({subid for subid, _ in chunk})
         tids = sorted({tid for _, tid in chunk})
-        for row in conn.execute(_FIND_CONVERSIONS, {"subids": subids, "tids": tids}):
-            if (row.subid, row.tid) in wanted:
-                found[(row.subid, row.tid)] = stored_conversion(row._mapping)
+        if conn.dialect.name == "sqlite":
+            columns = ("id", "subid", "tid", *CONVERSION_FIELDS)
+            rows: Iterator[Mapping[Any, Any]] = iter(
+                _sqlite_select(conn, t.conversions, columns, "subid", subids, ("tid", tids))
+            )
+        else:
+            rows = (
+                row._mapping
+                for row in conn.execute(_FIND_CONVERSIONS, {"subids": subids, "tids": tids})
+            )
+        for values in rows:
+            if (values["subid"], values["tid"]) in wanted:
+                found[(values["subid"], values["tid"])] = stored_conversion(values)
     return found
 
 
@@ -115,6 +133,13 @@ def insert_conversions(
         }
         for row in rows
     ]
+    if conn.dialect.name == "sqlite":
+        ids: dict[tuple[str, str], int] = {}
+        for chunk, chunk_ids in _sqlite_insert(conn, t.conversions, _CONVERSION_COLUMNS, values):
+            if chunk_ids is not None:  # else a row conflicted: all of the chunk count as taken
+                pairs = zip(chunk, chunk_ids, strict=True)
+                ids.update(((row["subid"], row["tid"]), i) for row, i in pairs)
+        return ids
     statement = _INSERT_CONVERSIONS[conn.dialect.name]
     return {(row.subid, row.tid): row.id for row in conn.execute(statement, values)}
 
@@ -123,25 +148,157 @@ def update_conversions(
     conn: Connection, states: Mapping[int, ConversionState], *, now: datetime
 ) -> None:
     """Store the new state of each conversion, by id."""
-    if states:
-        conn.execute(
-            _UPDATE_CONVERSION,
-            [
-                {**state_values(state), "updated_at": now, "key_id": conversion_id}
-                for conversion_id, state in states.items()
-            ],
-        )
+    if not states:
+        return
+    if conn.dialect.name == "sqlite":
+        _sqlite_update(conn, states, now=now)
+        return
+    conn.execute(
+        _UPDATE_CONVERSION,
+        [
+            {**state_values(state), "updated_at": now, "key_id": conversion_id}
+            for conversion_id, state in states.items()
+        ],
+    )
 
 
 def insert_received(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Insert received-postback log rows; return their ids in the same order."""
     if not rows:
         return []
-    dialect = conn.dialect.name
-    ids = [row.id for row in conn.execute(_INSERT_RECEIVED[dialect], [dict(r) for r in rows])]
-    return sorted(ids) if dialect == "sqlite" else ids
+    if conn.dialect.name == "sqlite":
+        columns = tuple(rows[0])
+        ids: list[int] = []
+        for _, chunk_ids in _sqlite_insert(conn, t.received_postbacks, columns, rows):
+            assert chunk_ids is not None  # no conflict clause: every row is inserted or it raises
+            ids.extend(chunk_ids)
+        return ids
+    statement = _INSERT_RECEIVED
+    return [row.id for row in conn.execute(statement, [dict(row) for row in rows])]
 
 
 def _chunks(items: Sequence[_T]) -> Iterator[list[_T]]:
     for start in range(0, len(items), _IN_CHUNK):
         yield list(items[start : start + _IN_CHUNK])
+
+
+# --- SQLite: statements on the driver's cursor ----------------------------------------------
+# Through SQLAlchemy these statements cost ~half of the writer's time per postback (statement
+# set-up, per-row parameter processing, RETURNING rows fetched one step at a time). They go to
+# the sqlite3 cursor of the same connection and transaction instead, with SQLAlchemy's own
+# type processors, so the stored values are the ones SQLAlchemy would store.
+
+
+def _sqlite_select(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    key: str,
+    values: Sequence[Any],
+    also: tuple[str, Sequence[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows whose `key` is in `values` (and `also[0]` in `also[1]`), loaded as SQLAlchemy would."""
+    marks = ", ".join("?" * len(values))
+    sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} IN ({marks})"
+    params = list(values)
+    if also is not None:
+        sql += f" AND {also[0]} IN ({', '.join('?' * len(also[1]))})"
+        params.extend(also[1])
+    loads = [column_processors(table, conn.dialect)[name][1] for name in columns]
+    return [
+        {
+            name: load(value) if load is not None and value is not None else value
+            for name, load, value in zip(columns, loads, row, strict=True)
+        }
+        for row in sqlite_cursor(conn).execute(sql, params).fetchall()
+    ]
+
+
+def _sqlite_insert(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> Iterator[tuple[Sequence[Mapping[str, Any]], range | None]]:
+    """Insert `rows` with multi-row INSERTs; yield each chunk of rows with its ids (None when a
+    row of the chunk was skipped by a conflict clause).
+
+    One statement is one sqlite3 step, where RETURNING would be one step (and one GIL hand-over
+    to the event loop) per row. The ids follow from the last one: SQLite gives a new row the
+    table's largest rowid + 1, so the rows of one statement get consecutive ids, in order.
+    """
+    binds = _sqlite_binds(table, columns, conn.dialect)
+    group = f"({', '.join('?' * len(columns))})"
+    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    suffix = " ON CONFLICT DO NOTHING" if table is t.conversions else ""
+    cursor = sqlite_cursor(conn)
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        params: list[Any] = []
+        for row in chunk:
+            params.extend(_bound(row, columns, binds))
+        cursor.execute(head + ", ".join([group] * len(chunk)) + suffix, params)
+        if cursor.rowcount != len(chunk):
+            yield chunk, None
+            continue
+        last = int(cursor.lastrowid)
+        yield chunk, range(last - len(chunk) + 1, last + 1)
+
+
+def _sqlite_update(
+    conn: Connection, states: Mapping[int, ConversionState], *, now: datetime
+) -> None:
+    """All the updates in one UPDATE … FROM (VALUES …) statement (one sqlite3 step)."""
+    columns = (*CONVERSION_FIELDS, "updated_at")
+    binds = _sqlite_binds(t.conversions, columns, conn.dialect)
+    group = f"({', '.join('?' * (len(columns) + 1))})"
+    assignments = ", ".join(f"{name} = v.column{n}" for n, name in enumerate(columns, start=2))
+    cursor = sqlite_cursor(conn)
+    items = list(states.items())
+    for start in range(0, len(items), _ROWS_PER_INSERT):
+        chunk = items[start : start + _ROWS_PER_INSERT]
+        params: list[Any] = []
+        for conversion_id, state in chunk:
+            params.append(conversion_id)
+            params.extend(_bound({**state_values(state), "updated_at": now}, columns, binds))
+        values = ", ".join([group] * len(chunk))
+        cursor.execute(
+            f"UPDATE conversions SET {assignments} "
+            f"FROM (VALUES {values}) AS v WHERE conversions.id = v.column1",
+            params,
+        )
+
+
+def _bound(
+    row: Mapping[str, Any], columns: Sequence[str], binds: Sequence[Callable[[Any], Any] | None]
+) -> list[Any]:
+    values = [row[name] for name in columns]
+    for index, bind in enumerate(binds):
+        if bind is not None and values[index] is not None:
+            values[index] = bind(values[index])
+    return values
+
+
+@functools.cache
+def _sqlite_binds(
+    table: Table, columns: tuple[str, ...], dialect: Dialect
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    """Each column's bind processor; for UTC datetimes a cheaper one (~0.5 µs instead of ~4)
+    that gives the same text, checked here on probe values."""
+    processors = column_processors(table, dialect)
+    return tuple(_faster(processors[name][0]) for name in columns)
+
+
+def _faster(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+    if bind is None:
+        return None
+    zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7)))
+    moments = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(2026, 1, 2, 3, 4, 5))
+    probes = [moment.replace(tzinfo=zone) for moment in moments for zone in zones]
+    try:
+        if all(_utc_text(probe) == bind(probe) for probe in probes):
+            return _utc_text
+    except (TypeError, ValueError, AttributeError, ArithmeticError):
+        pass  # not a datetime column
+    return bind
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

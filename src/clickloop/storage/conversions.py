@@ -313,7 +313,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
         with conn.begin_nested():
             yield
         return
-    cursor = _sqlite_cursor(conn)
+    cursor = sqlite_cursor(conn)
     cursor.execute("SAVEPOINT postback")
     try:
         yield
@@ -331,7 +331,7 @@ def savepoint(conn: Connection) -> Iterator[None]:
 
 
 @functools.cache
-def _processors(table: Table, dialect: Dialect) -> dict[str, tuple[Any, Any]]:
+def column_processors(table: Table, dialect: Dialect) -> dict[str, tuple[Any, Any]]:
     """(bind, result) processors of each column, as SQLAlchemy would apply them."""
     result: dict[str, tuple[Any, Any]] = {}
     for column in table.columns:
@@ -341,7 +341,7 @@ def _processors(table: Table, dialect: Dialect) -> dict[str, tuple[Any, Any]]:
 
 
 def _sqlite_bind(conn: Connection, table: Table, values: Mapping[str, Any]) -> dict[str, Any]:
-    processors = _processors(table, conn.dialect)
+    processors = column_processors(table, conn.dialect)
     bound: dict[str, Any] = {}
     for name, value in values.items():
         bind = processors[name][0]
@@ -349,7 +349,7 @@ def _sqlite_bind(conn: Connection, table: Table, values: Mapping[str, Any]) -> d
     return bound
 
 
-def _sqlite_cursor(conn: Connection) -> Any:
+def sqlite_cursor(conn: Connection) -> Any:
     return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
 
 
@@ -357,10 +357,10 @@ def _sqlite_select_one(
     conn: Connection, table: Table, columns: Sequence[str], key: Mapping[str, Any]
 ) -> dict[str, Any] | None:
     sql = _select_sql(table.name, tuple(columns), tuple(key))
-    row = _sqlite_cursor(conn).execute(sql, _sqlite_bind(conn, table, key)).fetchone()
+    row = sqlite_cursor(conn).execute(sql, _sqlite_bind(conn, table, key)).fetchone()
     if row is None:
         return None
-    processors = _processors(table, conn.dialect)
+    processors = column_processors(table, conn.dialect)
     values: dict[str, Any] = {}
     for name, value in zip(columns, row, strict=True):
         load = processors[name][1]
@@ -372,7 +372,7 @@ def _sqlite_insert(
     conn: Connection, table: Table, values: Mapping[str, Any], on_conflict: str = ""
 ) -> int | None:
     sql = _insert_sql(table.name, tuple(values), on_conflict)
-    row = _sqlite_cursor(conn).execute(sql, _sqlite_bind(conn, table, values)).fetchone()
+    row = sqlite_cursor(conn).execute(sql, _sqlite_bind(conn, table, values)).fetchone()
     return int(row[0]) if row is not None else None
 
 
@@ -382,7 +382,7 @@ def _sqlite_update(
     sql = _update_sql(table.name, tuple(values), tuple(key))
     params = _sqlite_bind(conn, table, values)
     params.update({f"key_{k}": v for k, v in _sqlite_bind(conn, table, key).items()})
-    _sqlite_cursor(conn).execute(sql, params)
+    sqlite_cursor(conn).execute(sql, params)
 
 
 @functools.cache
