@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import threading
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
@@ -57,8 +58,11 @@ class PostbackHandler:
         self._proxy_header = trusted_proxy_header.lower().encode()
         self._rules: PostbackRules | None = None
         self._reload = asyncio.Lock()
+        # Postbacks waiting for a writer job; the writer thread takes them (hence the lock).
+        self._lock = threading.Lock()
         self._pending: list[tuple[PendingPostback, asyncio.Future[PostbackResult]]] = []
-        self._batches: set[asyncio.Task[None]] = set()
+        self._job_waiting = False  # a job is queued that has not taken the pending ones yet
+        self._jobs: set[asyncio.Task[None]] = set()
 
     async def handle(
         self, scope: Scope, receive: Receive, send: Send, config: TrackerConfig, key: str
@@ -103,38 +107,51 @@ class PostbackHandler:
         """Queue the postback for the next writer job; many requests share one job and commit."""
         pending = PendingPostback(raw=raw, rules=rules, parsed=parse_raw(raw, rules))
         future: asyncio.Future[PostbackResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((pending, future))
-        if len(self._pending) == 1:
-            # Everything that arrives during this loop iteration joins the same job.
-            asyncio.get_running_loop().call_soon(self._flush)
+        with self._lock:
+            self._pending.append((pending, future))
+            submit, self._job_waiting = not self._job_waiting, True
+        if submit:
+            task = asyncio.ensure_future(self._run_job())
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
         return await future
 
-    def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._run_batch(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+    def _take(self) -> list[tuple[PendingPostback, asyncio.Future[PostbackResult]]]:
+        with self._lock:
+            taken, self._pending, self._job_waiting = self._pending, [], False
+        return taken
 
-    async def _run_batch(
-        self, batch: list[tuple[PendingPostback, asyncio.Future[PostbackResult]]]
-    ) -> None:
-        items = [pending for pending, _ in batch]
+    async def _run_job(self) -> None:
+        """One writer job that takes, when the writer starts it, every postback pending then.
+
+        Under load a job thus holds all that arrived while the previous commit ran (rather than
+        one event-loop iteration's worth), and the batch's set-based reads and writes serve many
+        postbacks each.
+        """
+        taken: list[tuple[PendingPostback, asyncio.Future[PostbackResult]]] | None = None
         now = datetime.now(UTC)
 
         def work(conn: Connection) -> list[PostbackResult]:
-            return process_postbacks(conn, items, now=now)
+            nonlocal taken, now
+            if taken is None:  # a job the writer retries runs the postbacks it took again
+                taken = self._take()
+                now = datetime.now(UTC)
+            return process_postbacks(conn, [pending for pending, _ in taken], now=now)
 
         failure: BaseException = StorageUnavailable("postback batch did not complete")
         try:
             results: list[PostbackResult] = await self._writer.run(work)
-            for (_, future), result in zip(batch, results, strict=True):
+            assert taken is not None
+            for (_, future), result in zip(taken, results, strict=True):
                 if not future.done():
                     future.set_result(result)
         except Exception as exc:
             failure = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(str(exc))
         finally:
+            if taken is None:  # the writer never ran the job: its postbacks are still pending
+                taken = self._take()
             # Whatever happened, no request may wait forever: the rest get a 503.
-            for _, future in batch:
+            for _, future in taken:
                 if not future.done():
                     future.set_exception(failure)
 
