@@ -41,7 +41,7 @@ _c = t.conversions.c
 _FIND_CLICKS = select(
     t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
 ).where(t.clicks.c.subid.in_(bindparam("subids", expanding=True)))
-# Both IN lists together may also match pairs that were not asked for; the caller's pairs filter
+# Both IN lists together may also match pairs that were not asked for; the wanted pairs filter
 # them out. Locked until the transaction ends on PostgreSQL (a no-op on SQLite's single writer).
 _FIND_CONVERSIONS = (
     select(_c.id, _c.subid, _c.tid, *(_c[name] for name in CONVERSION_FIELDS))
@@ -80,7 +80,8 @@ def find_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef
     found: dict[str, ClickRef] = {}
     for chunk in _chunks(sorted(subids)):
         if conn.dialect.name == "sqlite":
-            for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, "subid", chunk):
+            keys = [(subid,) for subid in chunk]
+            for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, ("subid",), keys):
                 found[values["subid"]] = ClickRef(**values)
             continue
         for row in conn.execute(_FIND_CLICKS, {"subids": chunk}):
@@ -95,14 +96,14 @@ def find_conversions(
     found: dict[tuple[str, str], StoredConversion] = {}
     wanted = set(keys)
     for chunk in _chunks(sorted(wanted)):
-        subids = sorted({subid for subid, _ in chunk})
-        tids = sorted({tid for _, tid in chunk})
         if conn.dialect.name == "sqlite":
             columns = ("id", "subid", "tid", *CONVERSION_FIELDS)
             rows: Iterator[Mapping[Any, Any]] = iter(
-                _sqlite_select(conn, t.conversions, columns, "subid", subids, ("tid", tids))
+                _sqlite_select(conn, t.conversions, columns, ("subid", "tid"), chunk)
             )
         else:
+            subids = sorted({subid for subid, _ in chunk})
+            tids = sorted({tid for _, tid in chunk})
             rows = (
                 row._mapping
                 for row in conn.execute(_FIND_CONVERSIONS, {"subids": subids, "tids": tids})
@@ -193,17 +194,22 @@ def _sqlite_select(
     conn: Connection,
     table: Table,
     columns: Sequence[str],
-    key: str,
-    values: Sequence[Any],
-    also: tuple[str, Sequence[Any]] | None = None,
+    key: Sequence[str],
+    values: Sequence[Sequence[Any]],
 ) -> list[dict[str, Any]]:
-    """Rows whose `key` is in `values` (and `also[0]` in `also[1]`), loaded as SQLAlchemy would."""
-    marks = ", ".join("?" * len(values))
-    sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} IN ({marks})"
-    params = list(values)
-    if also is not None:
-        sql += f" AND {also[0]} IN ({', '.join('?' * len(also[1]))})"
-        params.extend(also[1])
+    """Rows whose `key` columns equal one of `values`, loaded as SQLAlchemy would.
+
+    The keys are a VALUES list that the CROSS JOIN makes SQLite walk first, probing the index
+    once per key: `a IN (…) AND b IN (…)` probed every combination (64 x 64 for a batch).
+    """
+    group = f"({', '.join('?' * len(key))})"
+    on = " AND ".join(f"r.{name} = k.column{n}" for n, name in enumerate(key, start=1))
+    sql = (
+        f"SELECT {', '.join(f'r.{name}' for name in columns)} "
+        f"FROM (VALUES {', '.join([group] * len(values))}) AS k "
+        f"CROSS JOIN {table.name} AS r ON {on}"
+    )
+    params = [item for value in values for item in value]
     loads = [column_processors(table, conn.dialect)[name][1] for name in columns]
     return [
         {
