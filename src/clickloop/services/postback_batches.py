@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -116,20 +116,16 @@ class _Batch:
             self._known[key] = _Tracked(id=stored.id, state=stored.state)
         decided = [self._apply(item, clicks) for item in batch]
         self._flush()
-        verdicts = [
-            replace(verdict, conversion_id=tracked.id) if tracked is not None else verdict
-            for verdict, tracked in decided
-        ]
-        log_ids = batches.insert_received(
-            self._conn,
-            [
-                log_values(item.raw, v, now=self._now)
-                for item, v in zip(batch, verdicts, strict=True)
-            ],
-        )
+        rows = []
+        for item, (verdict, tracked) in zip(batch, decided, strict=True):
+            row = log_values(item.raw, verdict, now=self._now)
+            if tracked is not None:  # its id is known now that the inserts are flushed
+                row["conversion_id"] = tracked.id
+            rows.append(row)
+        log_ids = batches.insert_received(self._conn, rows)
         return [
-            _result(log_id, verdict, item.parsed)
-            for log_id, verdict, item in zip(log_ids, verdicts, batch, strict=True)
+            _result(log_id, verdict, item.parsed, row["conversion_id"])
+            for log_id, (verdict, _), item, row in zip(log_ids, decided, batch, rows, strict=True)
         ]
 
     def _apply(
@@ -234,12 +230,14 @@ def _one_by_one(
     return results
 
 
-def _result(log_id: int, verdict: Verdict, parsed: Postback | Ignored) -> PostbackResult:
+def _result(
+    log_id: int, verdict: Verdict, parsed: Postback | Ignored, conversion_id: int | None
+) -> PostbackResult:
     return PostbackResult(
         log_id=log_id,
         outcome=verdict.outcome,
         reason=verdict.reason,
-        conversion_id=verdict.conversion_id,
+        conversion_id=conversion_id,
         silent=verdict.silent,
         answer=parsed.answer if isinstance(parsed, Postback) else None,
     )

@@ -89,6 +89,19 @@ class PostbackRules:
     s2s_sources: frozenset[int] = frozenset()
     campaign_sources: Mapping[int, int | None] = field(default_factory=dict)
 
+    # Each offer's default payout, converted once per snapshot (a memo, filled on first use).
+    _default_payouts: dict[int | None, Converted] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def default_payout(self, offer_id: int | None) -> Converted:
+        """The offer's payout in the tracker currency; zero without an offer or a rate for it."""
+        known = self._default_payouts.get(offer_id)
+        if known is None:
+            offer = self.offers.get(offer_id) if offer_id is not None else None
+            known = self._default_payouts[offer_id] = _default_payout(offer, self)
+        return known
+
     def may_have_s2s(self, click: repo.ClickRef) -> bool:
         """False when no S2S target can match a conversion of `click` (then none is queued)."""
         source = click.traffic_source_id
@@ -346,7 +359,7 @@ def judge(
             date=parsed.date,
             params=parsed.params,
         ),
-        default_payout=_default_payout(offer, rules),
+        default_payout=rules.default_payout(click.offer_id),
         upsell=offer is not None and offer.upsell,
         notes="; ".join(parsed.notes),
     )
