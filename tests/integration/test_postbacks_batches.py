@@ -148,28 +148,35 @@ def test_results_point_at_their_log_rows_and_conversions(engine: Engine, world: 
 
 
 def test_s2s_is_queued_only_for_clicks_with_targets(engine: Engine, world: World) -> None:
-    """Conversions of a campaign whose source has an S2S URL queue it, each state once (also
-    two states in one batch); the others queue nothing."""
+    """Conversions of a campaign whose source has an S2S URL queue it, each state once and with
+    the click as it was then (also two states in one batch); the others queue nothing."""
     source = entities.create_traffic_source(
-        engine, name="Src", now=NOW, postback_url="https://ts.test/pb?cid={subid}&s={status}"
+        engine,
+        name="Src",
+        now=NOW,
+        postback_url="https://ts.test/pb?cid={subid}&s={status}&k={keyword}",
     )
     campaign = entities.create_campaign(
         engine, name="With S2S", alias="s2s", now=NOW, offers=[(world.plain_offer_id, 1)],
         traffic_source_id=source,
     )  # fmt: skip
     add_clicks(engine, replace(world, campaign_id=campaign), ["s1"], offer_id=world.plain_offer_id)
-    run_batch(
+    results = run_batch(
         engine,
         [
             "subid=s1&status=lead",
             "subid=pl1&status=lead",
-            "subid=s1&status=sale",
-            "subid=s1&status=sale",
+            "subid=s1&status=sale&keyword=kw2",
+            "subid=s1&status=sale&keyword=kw2",
         ],
     )
+    assert results[-1].outcome == Outcome.DUPLICATE
     with engine.connect() as conn:
         urls = list(conn.execute(select(t.deliveries.c.url).order_by(t.deliveries.c.id)).scalars())
-    assert urls == ["https://ts.test/pb?cid=s1&s=lead", "https://ts.test/pb?cid=s1&s=sale"]
+    assert urls == [
+        "https://ts.test/pb?cid=s1&s=lead&k=original",
+        "https://ts.test/pb?cid=s1&s=sale&k=kw2",
+    ]
 
 
 def test_targets_added_after_the_rules_were_read(engine: Engine, world: World) -> None:

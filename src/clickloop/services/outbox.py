@@ -65,14 +65,16 @@ _CONTEXT = (
         )
         .outerjoin(t.traffic_sources, t.traffic_sources.c.id == _SOURCE_ID)
     )
-    .where(t.conversions.c.id == bindparam("conversion_id"))
+    .where(t.conversions.c.id.in_(bindparam("conversion_ids", expanding=True)))
     .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
 )
 _POSTBACKS = (
     select(t.campaign_postbacks)
-    .where(t.campaign_postbacks.c.campaign_id == bindparam("campaign_id"))
+    .where(t.campaign_postbacks.c.campaign_id.in_(bindparam("campaign_ids", expanding=True)))
     .order_by(t.campaign_postbacks.c.id)
 )
+# Conversion ids per context query: well under the databases' parameter limits.
+_IDS_PER_QUERY = 500
 _TABLES = ("conversions", "clicks", "campaigns", "offers", "affiliate_networks", "traffic_sources")
 _CONTEXT_COLUMNS = [(c.table.name, c.name) for c in _CONTEXT.selected_columns]
 
@@ -89,6 +91,16 @@ class _Target:
     enabled: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Context:
+    """A conversion, what its macros need, and its campaign's and source's targets."""
+
+    conversion: dict[str, Any]
+    campaign: dict[str, Any]
+    parts: dict[str, dict[str, Any] | None]  # click, offer, network, source: None when absent
+    targets: list[_Target]
+
+
 def queue_deliveries(conn: Connection, *, conversion_id: int, now: datetime) -> int:
     """Queue one delivery per matching S2S target of the conversion; return how many were new.
 
@@ -96,57 +108,93 @@ def queue_deliveries(conn: Connection, *, conversion_id: int, now: datetime) -> 
     each when its statuses include the conversion's type ([] = all). A request identical to
     one already queued for the conversion is skipped (dedup key), so re-running is harmless.
     """
-    row = conn.execute(_CONTEXT, {"conversion_id": conversion_id}).first()
-    if row is None:
-        raise NotFound("conversion", conversion_id)
-    parts = _split(row)
-    conversion, campaign, source = (
-        parts["conversions"],
-        parts["campaigns"],
-        parts["traffic_sources"],
-    )
-    assert conversion is not None and campaign is not None  # inner-joined: always present
-    values = build_macro_values(
-        conversion=conversion,
-        click=parts["clicks"],
-        campaign=campaign,
-        offer=parts["offers"],
-        network=parts["affiliate_networks"],
-        source=source,
-    )
-    targets: list[_Target] = []
-    if source is not None and source["postback_url"]:
-        targets.append(
-            _Target(
-                kind=TargetKind.TRAFFIC_SOURCE,
-                id=source["id"],
-                url=source["postback_url"],
-                method=source["postback_method"],
-                body=source["postback_body"],
-                statuses=list(source["postback_statuses"] or ()),
-                must_contain=source["response_must_contain"],
-                enabled=bool(source["postback_enabled"]),
-            )
+    return queue_deliveries_for(conn, [(conversion_id, {})], now=now)
+
+
+def queue_deliveries_for(
+    conn: Connection, changes: Sequence[tuple[int, Mapping[str, Any]]], *, now: datetime
+) -> int:
+    """`queue_deliveries` for many conversion changes at once (two queries in all), each
+    rendered with its conversion's columns overridden by the given values: a conversion that
+    changed twice in one batch is sent as each of its states, not twice as the last one."""
+    contexts = _load_contexts(conn, {conversion_id for conversion_id, _ in changes})
+    rows: list[outbox.NewDelivery] = []
+    for conversion_id, state in changes:
+        context = contexts.get(conversion_id)
+        if context is None:
+            raise NotFound("conversion", conversion_id)
+        conversion = {**context.conversion, **state}
+        values = build_macro_values(
+            conversion=conversion,
+            click=context.parts["clicks"],
+            campaign=context.campaign,
+            offer=context.parts["offers"],
+            network=context.parts["affiliate_networks"],
+            source=context.parts["traffic_sources"],
         )
-    for pb in conn.execute(_POSTBACKS, {"campaign_id": campaign["id"]}):
-        targets.append(
-            _Target(
-                kind=TargetKind.CAMPAIGN_POSTBACK,
-                id=pb.id,
-                url=pb.url,
-                method=pb.method,
-                body=pb.body,
-                statuses=list(pb.statuses or ()),
-                must_contain=pb.response_must_contain,
-                enabled=bool(pb.enabled),
-            )
+        rows.extend(
+            _render_target(target, values, conversion_id=conversion_id, now=now)
+            for target in context.targets
+            if _wants(target.statuses, conversion["type"])
         )
-    rows = [
-        _render_target(target, values, conversion_id=conversion_id, now=now)
-        for target in targets
-        if _wants(target.statuses, conversion["type"])
-    ]
     return outbox.insert_deliveries(conn, rows, now=now)
+
+
+def _load_contexts(conn: Connection, conversion_ids: set[int]) -> dict[int, _Context]:
+    ordered = sorted(conversion_ids)
+    found: dict[int, dict[str, dict[str, Any] | None]] = {}
+    for start in range(0, len(ordered), _IDS_PER_QUERY):
+        chunk = ordered[start : start + _IDS_PER_QUERY]
+        for row in conn.execute(_CONTEXT, {"conversion_ids": chunk}):
+            parts = _split(row)
+            found[_present(parts["conversions"])["id"]] = parts
+    campaign_ids = sorted({_present(parts["campaigns"])["id"] for parts in found.values()})
+    postbacks: dict[int, list[_Target]] = {}
+    for start in range(0, len(campaign_ids), _IDS_PER_QUERY):
+        chunk = campaign_ids[start : start + _IDS_PER_QUERY]
+        for pb in conn.execute(_POSTBACKS, {"campaign_ids": chunk}):
+            postbacks.setdefault(pb.campaign_id, []).append(
+                _Target(
+                    kind=TargetKind.CAMPAIGN_POSTBACK,
+                    id=pb.id,
+                    url=pb.url,
+                    method=pb.method,
+                    body=pb.body,
+                    statuses=list(pb.statuses or ()),
+                    must_contain=pb.response_must_contain,
+                    enabled=bool(pb.enabled),
+                )
+            )
+    contexts: dict[int, _Context] = {}
+    for conversion_id, parts in found.items():
+        campaign, source = _present(parts["campaigns"]), parts["traffic_sources"]
+        targets: list[_Target] = []
+        if source is not None and source["postback_url"]:
+            targets.append(
+                _Target(
+                    kind=TargetKind.TRAFFIC_SOURCE,
+                    id=source["id"],
+                    url=source["postback_url"],
+                    method=source["postback_method"],
+                    body=source["postback_body"],
+                    statuses=list(source["postback_statuses"] or ()),
+                    must_contain=source["response_must_contain"],
+                    enabled=bool(source["postback_enabled"]),
+                )
+            )
+        targets.extend(postbacks.get(campaign["id"], ()))
+        contexts[conversion_id] = _Context(
+            conversion=_present(parts["conversions"]),
+            campaign=campaign,
+            parts=parts,
+            targets=targets,
+        )
+    return contexts
+
+
+def _present(part: dict[str, Any] | None) -> dict[str, Any]:
+    assert part is not None  # conversions and campaigns are inner-joined: always present
+    return part
 
 
 def _split(row: Sequence[Any]) -> dict[str, dict[str, Any] | None]:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from clickloop.domain.conversions import ConversionState, Duplicate, Stale, Update
 from clickloop.domain.postbacks import Ignored, Outcome, Postback
 from clickloop.errors import StorageUnavailable
-from clickloop.services.outbox import queue_deliveries
+from clickloop.services.outbox import queue_deliveries_for
 from clickloop.services.postbacks import (
     SALE_TYPES,
     PostbackResult,
@@ -37,6 +37,8 @@ from clickloop.storage import tables as t
 
 log = logging.getLogger(__name__)
 
+# The conversion fields a delivery's macros read from the state being sent.
+_SENT_FIELDS = ("type", "original_status", "payout", "currency", "cost", "converted_at")
 _CONFIG_VERSION = select(t.settings.c.value).where(t.settings.c.key == "config_version")
 
 
@@ -106,6 +108,7 @@ class _Batch:
         self._inserts: list[_NewConversion] = []
         self._updates: dict[int, _Tracked] = {}
         self._click_changes: list[Postback] = []
+        self._deliveries: list[tuple[_Tracked, ConversionState]] = []  # changes to send, in order
         self._fresh_rules: PostbackRules | None = None
 
     def apply(self, batch: Sequence[PendingPostback]) -> list[PostbackResult]:
@@ -115,7 +118,7 @@ class _Batch:
         for key, stored in batches.find_conversions(self._conn, keys).items():
             self._known[key] = _Tracked(id=stored.id, state=stored.state)
         decided = [self._apply(item, clicks) for item in batch]
-        self._flush()
+        self._queue_deliveries()
         rows = []
         for item, (verdict, tracked) in zip(batch, decided, strict=True):
             row = log_values(item.raw, verdict, now=self._now)
@@ -166,13 +169,14 @@ class _Batch:
             self._inserts.append(_NewConversion(click=click, tid=parsed.tid, tracked=tracked))
             outcome = Outcome.ACCEPTED
         if parsed.click_fields or parsed.cost is not None:
+            # Deliveries render the click as it is when they are queued: earlier changes go out
+            # before this postback changes the click.
+            self._queue_deliveries()
             self._click_changes.append(parsed)
         # The snapshot's S2S targets are exact only at the configuration version it was built
-        # from; otherwise the outbox reads the targets itself.
+        # from; otherwise the outbox looks for targets itself.
         if rules.version != self._config_version or rules.may_have_s2s(click):
-            self._flush()
-            assert tracked.id is not None
-            queue_deliveries(self._conn, conversion_id=tracked.id, now=self._now)
+            self._deliveries.append((tracked, decision.state))
         return Verdict(outcome=outcome, reason=judged.notes, subid=subid), tracked
 
     def _rules_for(self, click: repo.ClickRef, rules: PostbackRules) -> PostbackRules:
@@ -182,6 +186,17 @@ class _Batch:
         if self._fresh_rules is None or click.offer_id not in self._fresh_rules.offers:
             self._fresh_rules = load_rules(self._conn)
         return self._fresh_rules
+
+    def _queue_deliveries(self) -> None:
+        """Flush, then queue the S2S deliveries of the changes so far, each state as it was."""
+        self._flush()
+        if self._deliveries:
+            changes = []
+            for tracked, state in self._deliveries:
+                assert tracked.id is not None
+                changes.append((tracked.id, {name: getattr(state, name) for name in _SENT_FIELDS}))
+            queue_deliveries_for(self._conn, changes, now=self._now)
+            self._deliveries = []
 
     def _has_sale(self, subid: str) -> bool:
         self._flush()
