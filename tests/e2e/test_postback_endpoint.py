@@ -109,6 +109,42 @@ def test_post_form_and_json(world: World, key: str, engine: Engine, server: Serv
     ]
 
 
+def test_log_keeps_the_request_headers(
+    world: World, key: str, engine: Engine, server: Server
+) -> None:
+    """The log row keeps the first value of each kept header, the _subid cookie, the content
+    type, and nothing else of the headers."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("GET", f"/{key}/postback?status=lead", skip_accept_encoding=True)
+    for name, value in [
+        ("User-Agent", "net-bot/1.0"),
+        ("Referer", "https://net.example/r"),
+        ("X-Real-IP", "198.51.100.7"),
+        ("X-Real-IP", "203.0.113.1"),
+        ("Cookie", "theme=dark; _subid=c3"),
+        ("Content-Type", "text/plain"),
+        ("Authorization", "Bearer secret"),
+    ]:
+        conn.putheader(name, value)
+    conn.endheaders()
+    assert conn.getresponse().read() == b"OK"
+    conn.close()
+    [entry] = rows(engine, t.received_postbacks)
+    assert (entry["subid"], entry["outcome"], entry["content_type"]) == (
+        "c3",
+        "accepted",
+        "text/plain",
+    )
+    assert entry["headers"] == {
+        "user-agent": "net-bot/1.0",
+        "referer": "https://net.example/r",
+        "x-real-ip": "198.51.100.7",
+        "cookie:_subid": "c3",
+    }
+
+
 def test_ignored_answer_status_setting(
     world: World, key: str, engine: Engine, server: Server
 ) -> None:

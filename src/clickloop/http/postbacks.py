@@ -9,6 +9,7 @@ import hmac
 import logging
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
@@ -41,10 +42,12 @@ from clickloop.storage.writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 POSTBACKS = Counter("clickloop_postbacks_total", "Postback requests by outcome", ["outcome"])
+_COUNTERS: dict[str, Any] = {}  # POSTBACKS by outcome: labels() costs more than inc()
 RETRY_AFTER = (b"retry-after", b"5")
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 # Request headers kept in the received-postback log (the rest is noise or secrets).
 _KEPT_HEADERS = (b"user-agent", b"referer", b"origin", b"x-forwarded-for", b"x-real-ip")
+_READ_HEADERS = frozenset({*_KEPT_HEADERS, b"cookie", b"content-type"})
 
 
 class PostbackHandler:
@@ -68,7 +71,7 @@ class PostbackHandler:
         self, scope: Scope, receive: Receive, send: Send, config: TrackerConfig, key: str
     ) -> None:
         if not hmac.compare_digest(key.encode(), config.postback_key.encode()):
-            POSTBACKS.labels("wrong_key").inc()
+            _count("wrong_key")
             await send_text(send, 404, "Not Found")
             return
         method = scope["method"]
@@ -82,11 +85,11 @@ class PostbackHandler:
             rules = await self._current_rules(config.version)
             result = await self._process(raw, rules, now)
         except StorageUnavailable as exc:
-            POSTBACKS.labels("storage_unavailable").inc()
+            _count("storage_unavailable")
             log.warning("postback not recorded: %s", exc)
             await send_text(send, 503, "Temporarily unavailable", [RETRY_AFTER])
             return
-        POSTBACKS.labels(result.outcome.value).inc()
+        _count(result.outcome.value)
         answer = answer_postback(
             result.outcome,
             reason=result.reason,
@@ -177,11 +180,16 @@ class PostbackHandler:
 
     def _raw(self, scope: Scope, method: str, body: bytes, now: datetime) -> RawPostback:
         headers: dict[str, str] = {}
+        # One pass over the request headers; the first value of each name counts.
+        first: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in _READ_HEADERS and name not in first:
+                first[name] = bytes(value).replace(b"\x00", b"")
         for name in _KEPT_HEADERS:
-            value = header(scope, name)
-            if value:
-                headers[name.decode()] = _text(value.encode("latin-1"))[:500]
-        cookie = _cookie(header(scope, b"cookie"), SUBID_COOKIE)
+            kept = first.get(name)
+            if kept:
+                headers[name.decode()] = _text(kept)[:500]
+        cookie = _cookie(first.get(b"cookie", b"").decode("latin-1"), SUBID_COOKIE)
         if cookie:
             headers[COOKIE_HEADER] = cookie[:64]
         return RawPostback(
@@ -189,7 +197,7 @@ class PostbackHandler:
             method=method,
             query=_text(scope["query_string"]),
             body=_text(body),
-            content_type=header(scope, b"content-type")[:200],
+            content_type=first.get(b"content-type", b"").decode("latin-1")[:200],
             remote_ip=self._client_ip(scope),
             headers=headers,
         )
@@ -201,6 +209,13 @@ class PostbackHandler:
                 return first_header_address(forwarded)
         client = scope.get("client")
         return str(client[0])[:45] if client else None
+
+
+def _count(outcome: str) -> None:
+    counter = _COUNTERS.get(outcome)
+    if counter is None:
+        counter = _COUNTERS[outcome] = POSTBACKS.labels(outcome)
+    counter.inc()
 
 
 async def _read_body(receive: Receive) -> bytes:
