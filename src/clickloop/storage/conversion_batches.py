@@ -6,15 +6,14 @@ Every function works inside the caller's connection and transaction; none commit
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from clickloop.domain.conversions import ConversionState
 from clickloop.storage import tables as t
@@ -27,11 +26,10 @@ from clickloop.storage.conversions import (
     state_values,
     stored_conversion,
 )
+from clickloop.storage.sqlite_rows import ROWS_PER_STATEMENT, bind_processors, bound, insert_rows
 
-# Keys per IN (...) list, rows per multi-row INSERT: well under SQLite's and PostgreSQL's
-# parameter limits (SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766 since 3.32).
+# Keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
 _IN_CHUNK = 500
-_ROWS_PER_INSERT = 500
 _CLICK_REF_FIELDS = ("subid", "campaign_id", "offer_id", "traffic_source_id")
 _CONVERSION_COLUMNS = (
     *CONVERSION_FIELDS,
@@ -136,10 +134,13 @@ def insert_conversions(
     ]
     if conn.dialect.name == "sqlite":
         ids: dict[tuple[str, str], int] = {}
-        for chunk, chunk_ids in _sqlite_insert(conn, t.conversions, _CONVERSION_COLUMNS, values):
-            if chunk_ids is not None:  # else a row conflicted: all of the chunk count as taken
-                pairs = zip(chunk, chunk_ids, strict=True)
-                ids.update(((row["subid"], row["tid"]), i) for row, i in pairs)
+        inserts = insert_rows(
+            conn, t.conversions, _CONVERSION_COLUMNS, values, ignore_conflicts=True
+        )
+        for chunk, inserted, last in inserts:
+            if inserted == len(chunk):  # else a row conflicted: all of the chunk count as taken
+                first = last - len(chunk) + 1
+                ids.update(((row["subid"], row["tid"]), first + n) for n, row in enumerate(chunk))
         return ids
     statement = _INSERT_CONVERSIONS[conn.dialect.name]
     return {(row.subid, row.tid): row.id for row in conn.execute(statement, values)}
@@ -170,9 +171,9 @@ def insert_received(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list
     if conn.dialect.name == "sqlite":
         columns = tuple(rows[0])
         ids: list[int] = []
-        for _, chunk_ids in _sqlite_insert(conn, t.received_postbacks, columns, rows):
-            assert chunk_ids is not None  # no conflict clause: every row is inserted or it raises
-            ids.extend(chunk_ids)
+        for chunk, inserted, last in insert_rows(conn, t.received_postbacks, columns, rows):
+            assert inserted == len(chunk)  # no conflict clause: every row is inserted or it raises
+            ids.extend(range(last - len(chunk) + 1, last + 1))
         return ids
     statement = _INSERT_RECEIVED
     return [row.id for row in conn.execute(statement, [dict(row) for row in rows])]
@@ -220,91 +221,25 @@ def _sqlite_select(
     ]
 
 
-def _sqlite_insert(
-    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
-) -> Iterator[tuple[Sequence[Mapping[str, Any]], range | None]]:
-    """Insert `rows` with multi-row INSERTs; yield each chunk of rows with its ids (None when a
-    row of the chunk was skipped by a conflict clause).
-
-    One statement is one sqlite3 step, where RETURNING would be one step (and one GIL hand-over
-    to the event loop) per row. The ids follow from the last one: SQLite gives a new row the
-    table's largest rowid + 1, so the rows of one statement get consecutive ids, in order.
-    """
-    binds = _sqlite_binds(table, columns, conn.dialect)
-    group = f"({', '.join('?' * len(columns))})"
-    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
-    suffix = " ON CONFLICT DO NOTHING" if table is t.conversions else ""
-    cursor = sqlite_cursor(conn)
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        chunk = rows[start : start + _ROWS_PER_INSERT]
-        params: list[Any] = []
-        for row in chunk:
-            params.extend(_bound(row, columns, binds))
-        cursor.execute(head + ", ".join([group] * len(chunk)) + suffix, params)
-        if cursor.rowcount != len(chunk):
-            yield chunk, None
-            continue
-        last = int(cursor.lastrowid)
-        yield chunk, range(last - len(chunk) + 1, last + 1)
-
-
 def _sqlite_update(
     conn: Connection, states: Mapping[int, ConversionState], *, now: datetime
 ) -> None:
     """All the updates in one UPDATE … FROM (VALUES …) statement (one sqlite3 step)."""
     columns = (*CONVERSION_FIELDS, "updated_at")
-    binds = _sqlite_binds(t.conversions, columns, conn.dialect)
+    binds = bind_processors(t.conversions, columns, conn.dialect)
     group = f"({', '.join('?' * (len(columns) + 1))})"
     assignments = ", ".join(f"{name} = v.column{n}" for n, name in enumerate(columns, start=2))
     cursor = sqlite_cursor(conn)
     items = list(states.items())
-    for start in range(0, len(items), _ROWS_PER_INSERT):
-        chunk = items[start : start + _ROWS_PER_INSERT]
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        chunk = items[start : start + ROWS_PER_STATEMENT]
         params: list[Any] = []
         for conversion_id, state in chunk:
             params.append(conversion_id)
-            params.extend(_bound({**state_values(state), "updated_at": now}, columns, binds))
+            params.extend(bound({**state_values(state), "updated_at": now}, columns, binds))
         values = ", ".join([group] * len(chunk))
         cursor.execute(
             f"UPDATE conversions SET {assignments} "
             f"FROM (VALUES {values}) AS v WHERE conversions.id = v.column1",
             params,
         )
-
-
-def _bound(
-    row: Mapping[str, Any], columns: Sequence[str], binds: Sequence[Callable[[Any], Any] | None]
-) -> list[Any]:
-    values = [row[name] for name in columns]
-    for index, bind in enumerate(binds):
-        if bind is not None and values[index] is not None:
-            values[index] = bind(values[index])
-    return values
-
-
-@functools.cache
-def _sqlite_binds(
-    table: Table, columns: tuple[str, ...], dialect: Dialect
-) -> tuple[Callable[[Any], Any] | None, ...]:
-    """Each column's bind processor; for UTC datetimes a cheaper one (~0.5 µs instead of ~4)
-    that gives the same text, checked here on probe values."""
-    processors = column_processors(table, dialect)
-    return tuple(_faster(processors[name][0]) for name in columns)
-
-
-def _faster(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
-    if bind is None:
-        return None
-    zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7)))
-    moments = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(2026, 1, 2, 3, 4, 5))
-    probes = [moment.replace(tzinfo=zone) for moment in moments for zone in zones]
-    try:
-        if all(_utc_text(probe) == bind(probe) for probe in probes):
-            return _utc_text
-    except (TypeError, ValueError, AttributeError, ArithmeticError):
-        pass  # not a datetime column
-    return bind
-
-
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

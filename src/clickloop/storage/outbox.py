@@ -28,6 +28,7 @@ from clickloop.domain.deliveries import (
     TargetKind,
     host_key,
 )
+from clickloop.storage import sqlite_rows
 from clickloop.storage import tables as t
 
 DEFAULT_LEASE = timedelta(seconds=60)
@@ -120,6 +121,16 @@ def insert_deliveries(conn: Connection, rows: Sequence[NewDelivery], *, now: dat
         }
         for r in rows
     ]
+    if conn.dialect.name == "sqlite":
+        # Multi-row statements on the driver's cursor; a row whose dedup key is queued already
+        # is skipped and not counted.
+        columns = tuple(values[0])
+        return sum(
+            inserted
+            for _, inserted, _ in sqlite_rows.insert_rows(
+                conn, _d, columns, values, ignore_conflicts=True
+            )
+        )
     stmt = _insert_ignoring_duplicates(conn.dialect.name)
     if len(values) <= 4:  # a conversion's few targets: plain executes beat the batching machinery
         return sum(conn.execute(stmt, value).first() is not None for value in values)
