@@ -9,6 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
+from clickloop.services.rates import set_rate
 from clickloop.storage import tables as t
 
 CREATED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -75,3 +76,13 @@ def add_clicks(engine: Engine, world: World, subids: list[str], *, offer_id: int
                 for subid in subids
             ],
         )
+
+
+def make_world_with_clicks(engine: Engine, *, now: datetime) -> World:
+    """The world, a USD rate of 1.1, and clicks up1/up2 on the upsell offer, pl1/pl2 on the
+    plain one."""
+    world = make_world(engine)
+    set_rate(engine, "USD", "1.1", now=now)
+    add_clicks(engine, world, ["up1", "up2"], offer_id=world.upsell_offer_id)
+    add_clicks(engine, world, ["pl1", "pl2"], offer_id=world.plain_offer_id)
+    return world

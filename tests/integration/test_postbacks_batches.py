@@ -19,22 +19,17 @@ from clickloop.services import entities
 from clickloop.services import postbacks as service
 from clickloop.services.postback_batches import PendingPostback, process_postbacks
 from clickloop.services.postbacks import PostbackResult, RawPostback
-from clickloop.services.rates import set_rate
 from clickloop.storage import conversion_batches as batches
 from clickloop.storage import conversions as repo
 from clickloop.storage import tables as t
-from tests.postback_world import World, add_clicks, make_world
+from tests.postback_world import World, add_clicks, make_world_with_clicks
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
 def world(engine: Engine) -> World:
-    world = make_world(engine)
-    set_rate(engine, "USD", "1.1", now=NOW)
-    add_clicks(engine, world, ["up1", "up2"], offer_id=world.upsell_offer_id)
-    add_clicks(engine, world, ["pl1", "pl2"], offer_id=world.plain_offer_id)
-    return world
+    return make_world_with_clicks(engine, now=NOW)
 
 
 def batch_of(engine: Engine, queries: list[str]) -> list[PendingPostback]:
