@@ -173,6 +173,8 @@ def test_full_setup_through_the_api(api: Api, server: Server) -> None:
         ("PATCH", "/settings", b'{"timezone": "\\udaf1"}', 400, "bad_json"),
         ("GET", "/received-postbacks?cursor=%C2%B2", None, 422, "invalid"),
         ("GET", "/clicks?cursor=%C2%B2", None, 422, "invalid"),
+        ("GET", "/conversions.csv?campaign_id=2147483648", None, 422, "invalid"),
+        ("GET", "/deliveries?cursor=99999999999", None, 422, "invalid"),
     ],
 )
 def test_bad_requests_get_clear_errors(

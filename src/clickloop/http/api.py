@@ -142,11 +142,15 @@ def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
+MAX_ID = 2**31 - 1
+
+
 def _int(value: str | None, field: str, *, default: int | None = None) -> int | None:
     if value is None or value == "":
         return default
-    if not (value.isascii() and value.isdigit()) or len(value) > 10:
-        raise InvalidInput(field, "a positive whole number")
+    # Ids are 32-bit: a larger number would fail in the database (mid-stream, for a CSV export).
+    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > MAX_ID:
+        raise InvalidInput(field, f"a whole number from 0 to {MAX_ID}")
     return int(value)
 
 
@@ -171,7 +175,7 @@ def _moment(value: str | None, field: str) -> datetime | None:
 
 def _path_id(request: Request) -> int:
     value = int(request.path_params["id"])
-    if not 0 < value < 2**31:
+    if not 0 < value <= MAX_ID:
         raise NotFound("id", value)
     return value
 
