@@ -426,8 +426,8 @@ def list_rows(engine: Engine, table_name: str) -> list[dict[str, Any]]:
 
 
 def get_entity(engine: Engine, table_name: str, entity_id: int) -> dict[str, Any]:
-    table = t.metadata.tables[table_name]
     """One entity by id; a campaign comes with its offer weights and enabled S2S postbacks."""
+    table = t.metadata.tables[table_name]
     with reader_engine(engine).connect() as conn:
         row = conn.execute(select(table).where(table.c.id == entity_id)).first()
         if row is None:
