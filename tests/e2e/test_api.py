@@ -174,6 +174,8 @@ def test_full_setup_through_the_api(api: Api, server: Server) -> None:
         ("GET", "/received-postbacks?cursor=%C2%B2", None, 422, "invalid"),
         ("GET", "/clicks?cursor=%C2%B2", None, 422, "invalid"),
         ("GET", "/conversions.csv?campaign_id=2147483648", None, 422, "invalid"),
+        ("GET", "/conversions.csv?subid=%00", None, 422, "invalid"),
+        ("GET", "/received-postbacks?reason=a%00b", None, 422, "invalid"),
         ("GET", "/deliveries?cursor=99999999999", None, 422, "invalid"),
     ],
 )

@@ -99,6 +99,10 @@ def _guard(engine: Engine, handler: Handler) -> Handler:
             )
             if valid is None:
                 return _error(401, "unauthorized", "unknown or revoked token")
+            # Refused up front: PostgreSQL text cannot hold NUL, and a CSV export would meet
+            # the error only after its answer had started.
+            if any("\x00" in k + v for k, v in request.query_params.multi_items()):
+                return _error(422, "invalid", "query parameters cannot contain NUL (%00)")
             return await handler(request)
         except ApiError as exc:
             return _error(exc.status, exc.code, str(exc))
