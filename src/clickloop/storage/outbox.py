@@ -152,12 +152,16 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
 def any_due(conn: Connection, *, now: datetime) -> bool:
     """Whether some queued delivery is due and unleased: a plain read, so that an idle
     dispatcher's poll costs no write transaction (on SQLite, no turn at the write lock)."""
-    due = select(_d.c.id).where(
+    return conn.execute(select(_d.c.id).where(*_due(now)).limit(1)).first() is not None
+
+
+def _due(now: datetime) -> tuple[Any, ...]:
+    """Queued, its time come, and not leased to a live dispatcher."""
+    return (
         _d.c.state == str(DeliveryState.QUEUED),
         _d.c.next_attempt_at <= now,
         or_(_d.c.claimed_until.is_(None), _d.c.claimed_until < now),
     )
-    return conn.execute(due.limit(1)).first() is not None
 
 
 def claim_due(
@@ -205,12 +209,7 @@ def _claim(
 ) -> list[ClaimedDelivery]:
     due: Select[Any] = (
         select(_d.c.id)
-        .where(
-            _d.c.state == str(DeliveryState.QUEUED),
-            (_d.c.attempts == 0) if first else (_d.c.attempts > 0),
-            _d.c.next_attempt_at <= now,
-            or_(_d.c.claimed_until.is_(None), _d.c.claimed_until < now),
-        )
+        .where(*_due(now), (_d.c.attempts == 0) if first else (_d.c.attempts > 0))
         .order_by(_d.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
