@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clickloop.errors import StorageUnavailable
 from clickloop.storage import tables as t
-from clickloop.storage.db import make_engine
+from clickloop.storage.db import make_engine, upgrade
 from clickloop.storage.writer import GroupCommitWriter
 
 NOW = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)
@@ -191,3 +193,68 @@ def test_a_stopped_writer_refuses_work(engine: Engine) -> None:
 
     asyncio.run(scenario())
     assert count_clicks(engine) == 0
+
+
+@pytest.mark.parametrize(("synchronous", "fsynced"), [("FULL", True), ("NORMAL", False)])
+def test_full_sync_fsyncs_the_wal_after_the_lock_before_answering(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synchronous: str, fsynced: bool
+) -> None:
+    """At FULL, each batch's WAL is fsynced outside the writers' lock (so other processes can
+    commit meanwhile) and before its callers hear back; the pooled connections stay at FULL.
+    At NORMAL nothing is fsynced."""
+    database = tmp_path / "clicks.db"
+    engine = make_engine(f"sqlite:///{database}", sqlite_synchronous=synchronous)
+    upgrade(engine)
+    syncs: list[tuple[str, bool, int]] = []
+    real_fdatasync = os.fdatasync
+
+    def recording_fdatasync(fd: int) -> None:
+        lock = os.open(f"{database}-writer.lock", os.O_RDWR)
+        try:  # a second open file description conflicts with a held flock
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock_free = True
+        except BlockingIOError:
+            lock_free = False
+        finally:
+            os.close(lock)
+        syncs.append((os.readlink(f"/proc/self/fd/{fd}"), lock_free, count_clicks(engine)))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
+    answered: list[int] = []
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        await writer.insert(t.clicks, click_row("first"), None)
+        answered.append(len(syncs))
+
+    run_with_writer(engine, scenario)
+    if fsynced:
+        assert syncs == [(f"{database}-wal", True, 1)]  # committed, lock free, then synced
+        assert answered == [1]
+    else:
+        assert syncs == [] and answered == [0]
+    with engine.connect() as conn:
+        level = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+    assert level == {"FULL": 2, "NORMAL": 1}[synchronous]
+    engine.dispose()
+
+
+def test_a_failed_fsync_answers_storage_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row was committed, but not known to be on disk: the caller must not be told it is."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'clicks.db'}")
+    upgrade(engine)
+
+    def failing_fdatasync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        with pytest.raises(StorageUnavailable, match="fsync failed"):
+            await writer.insert(t.clicks, click_row("unsure"), None)
+
+    run_with_writer(engine, scenario)
+    engine.dispose()
