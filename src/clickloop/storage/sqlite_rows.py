@@ -1,24 +1,29 @@
 """Multi-row INSERTs on the sqlite3 cursor of a SQLAlchemy connection, for the writer's hot paths.
 
-One statement is one sqlite3 step, where `executemany` or RETURNING take one step (and one GIL
-hand-over to the event loop) per row. Values go through SQLAlchemy's own bind processors, so
-what is stored is what SQLAlchemy would store.
+One statement is one sqlite3 step, where `executemany` or RETURNING take one step per row, and
+`sqlite3` releases the GIL around every step: under load each row then waited for the event
+loop to hand the GIL back (a 30-row batch of clicks took ~7 ms instead of ~1.4 ms). Values go
+through SQLAlchemy's own bind processors, or cheaper ones checked to store the same, so what is
+stored is what SQLAlchemy would store.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Table
+import orjson
+from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Connection, Dialect
 
 from clickloop.storage.conversions import column_processors, sqlite_cursor
 
-# Rows per statement: well under SQLite's default SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32).
+# Rows per statement, and SQLite's default SQLITE_MAX_VARIABLE_NUMBER (32766 since 3.32).
 ROWS_PER_STATEMENT = 500
+_MAX_VARIABLES = 32766
 
 
 def insert_rows(
@@ -37,8 +42,9 @@ def insert_rows(
     head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     cursor = sqlite_cursor(conn)
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
+    step = min(ROWS_PER_STATEMENT, _MAX_VARIABLES // len(columns))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
         params: list[Any] = []
         for row in chunk:
             params.extend(bound(row, columns, binds))
@@ -60,25 +66,45 @@ def bound(
 def bind_processors(
     table: Table, columns: tuple[str, ...], dialect: Dialect
 ) -> tuple[Callable[[Any], Any] | None, ...]:
-    """Each column's bind processor; for UTC datetimes a cheaper one (~0.5 µs instead of ~4)
-    that gives the same text, checked here on probe values."""
+    """Each column's bind processor, or a cheaper one where it stores the same for probe values:
+    for UTC datetimes ~0.5 µs instead of ~4, for JSON orjson instead of json.dumps (same value,
+    spacing and escapes may differ)."""
     processors = column_processors(table, dialect)
-    return tuple(_faster(processors[name][0]) for name in columns)
+    return tuple(
+        _faster(processors[name][0], is_json=isinstance(table.c[name].type, JSON))
+        for name in columns
+    )
 
 
-def _faster(bind: Callable[[Any], Any] | None) -> Callable[[Any], Any] | None:
+def _faster(bind: Callable[[Any], Any] | None, *, is_json: bool) -> Callable[[Any], Any] | None:
+    """A stand-in for `bind` that falls back to it for values it does not know."""
     if bind is None:
         return None
+    if is_json:
+
+        def to_json(value: Any) -> Any:
+            try:
+                return orjson.dumps(value).decode()
+            except TypeError:  # what orjson does not serialize, the column's own may
+                return bind(value)
+
+        probes: list[Any] = [{}, {"a": "é", "b": '1\n"', "c": "\u2028"}, ["x", 1]]
+        if all(json.loads(to_json(probe)) == json.loads(bind(probe)) for probe in probes):
+            return to_json
+        return bind
+
+    def to_utc_text(value: Any) -> Any:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return bind(value)  # the column's own answer (for a naive time, its error)
+        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+        return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+
     zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7)))
-    moments = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(2026, 1, 2, 3, 4, 5))
-    probes = [moment.replace(tzinfo=zone) for moment in moments for zone in zones]
+    moments = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(999, 1, 2, 3, 4, 5))
+    probe_times = [moment.replace(tzinfo=zone) for moment in moments for zone in zones]
     try:
-        if all(_utc_text(probe) == bind(probe) for probe in probes):
-            return _utc_text
+        if all(to_utc_text(probe) == bind(probe) for probe in probe_times):
+            return to_utc_text
     except (TypeError, ValueError, AttributeError, ArithmeticError):
         pass  # not a datetime column
     return bind
-
-
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

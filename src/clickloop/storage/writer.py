@@ -11,34 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from itertools import chain
+from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, cast
+from typing import Any
 
-import orjson
-from sqlalchemy import JSON, DateTime, Table, TypeDecorator
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.types import TypeEngine
 
 from clickloop.errors import StorageUnavailable
+from clickloop.storage import sqlite_rows
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 _MAX_CACHED_INSERTS = 64
-# SQLite's default SQLITE_MAX_VARIABLE_NUMBER (since 3.32); a click row has 56.
-_SQLITE_VARIABLES = 32766
-_MAX_ROWS_PER_STATEMENT = 128
 _FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 
 
@@ -231,7 +224,8 @@ class GroupCommitWriter:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _apply(self, conn: Connection, jobs: list[_Job]) -> None:
-        # Rows with the same columns share one executemany of a statement compiled once.
+        # Rows with the same columns are inserted together: on SQLite in multi-row INSERTs (one
+        # sqlite3 step, so one GIL hand-over, per statement), on PostgreSQL in one executemany.
         rows_by_shape: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
         for job in jobs:
             if job.work is not None:
@@ -252,19 +246,31 @@ class GroupCommitWriter:
                     except Exception:  # derived fields are optional; the row is not
                         log.exception("preparing a %s row failed", job.table.name)
                 rows_by_shape.setdefault((job.table, tuple(job.row)), []).append(job.row)
-        for shape, rows in rows_by_shape.items():
-            if shape not in self._inserts:
-                if len(self._inserts) >= _MAX_CACHED_INSERTS:
-                    self._inserts.clear()
-                self._inserts[shape] = _Insert.compile(*shape, conn.dialect)
-            statement = self._inserts[shape]
-            if statement is None:
-                conn.execute(shape[0].insert(), rows)
-            elif statement.multirow:
-                for sql, flat in statement.multirow_chunks(rows):
-                    conn.exec_driver_sql(sql, flat)
+        for (table, columns), rows in rows_by_shape.items():
+            if not all(column in table.c for column in columns):
+                conn.execute(table.insert(), rows)  # Core raises the error the caller gets
+            elif conn.dialect.name == "sqlite":
+                try:
+                    for _ in sqlite_rows.insert_rows(conn, table, columns, rows):
+                        pass
+                except sqlite3.Error as exc:  # as SQLAlchemy's own (IntegrityError, …)
+                    raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
             else:
-                conn.exec_driver_sql(statement.sql, statement.parameters(rows))
+                self._postgresql_insert(conn, table, columns, rows)
+
+    def _postgresql_insert(
+        self, conn: Connection, table: Table, columns: tuple[str, ...], rows: list[dict[str, Any]]
+    ) -> None:
+        key = (table, columns)
+        if key not in self._inserts:
+            if len(self._inserts) >= _MAX_CACHED_INSERTS:
+                self._inserts.clear()
+            self._inserts[key] = _Insert.compile(table, columns, conn.dialect)
+        statement = self._inserts[key]
+        if statement is None:
+            conn.execute(table.insert(), rows)
+        else:
+            conn.exec_driver_sql(statement.sql, statement.parameters(rows))
 
     def _resolve(self, jobs: list[_Job]) -> None:
         assert self._loop is not None
@@ -276,66 +282,33 @@ class GroupCommitWriter:
 class _Insert:
     """An INSERT of given columns compiled once for a dialect, and how to turn rows into its
     DBAPI parameters: the columns' own bind processors (Money to micros, UTC datetimes, JSON)
-    applied by hand, which costs a fraction of a Core `execute(insert, rows)` per row."""
+    applied by hand, which costs a fraction of a Core `execute(insert, rows)` per row. For
+    PostgreSQL, where psycopg pipelines the executemany; SQLite takes `sqlite_rows`."""
 
     sql: str
     positional: bool
     keys: tuple[str, ...]  # in parameter order
     processors: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in keys, processor)
-    # SQLite: many rows per statement. `sqlite3` releases the GIL around every step, and
-    # `executemany` steps once per row: under load each row then waits for the event loop to
-    # hand the GIL back, which made a 30-row batch take ~7 ms instead of ~1.4 ms. One
-    # multi-row INSERT is one step. (psycopg pipelines executemany, so PostgreSQL keeps it.)
-    multirow: bool = False
-    rows_per_statement: int = 1
-    _texts: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def compile(cls, table: Table, keys: tuple[str, ...], dialect: Dialect) -> _Insert | None:
         """The statement for rows with exactly `keys`, or None when Core must run it: when a
-        column default or an unknown key would put other parameters in the statement."""
-        if not keys or not all(key in table.c for key in keys):
-            return None
+        column default would put other parameters in the statement."""
         compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
         order = tuple(compiled.positiontup or ()) if compiled.positional else keys
         if sorted(order) != sorted(keys) or set(compiled.binds) != set(keys):
             return None
         processors = []
         for index, key in enumerate(order):
-            column_type = table.c[key].type.dialect_impl(dialect)
-            processor = column_type.bind_processor(dialect)
-            if processor is not None and dialect.name == "sqlite":
-                processors.append((index, _faster_sqlite_processor(table.c[key].type, processor)))
-            elif processor is not None:
+            processor = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
                 processors.append((index, processor))
-        multirow = dialect.name == "sqlite" and compiled.positional
         return cls(
             sql=compiled.string,
             positional=compiled.positional,
             keys=order,
             processors=tuple(processors),
-            multirow=multirow,
-            rows_per_statement=max(
-                1, min(_MAX_ROWS_PER_STATEMENT, _SQLITE_VARIABLES // len(order))
-            ),
         )
-
-    def multirow_chunks(self, rows: list[dict[str, Any]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
-        """(statement, flat parameters) pairs that insert `rows` in as few statements as can be."""
-        params = self.parameters(rows)
-        step = self.rows_per_statement
-        for start in range(0, len(params), step):
-            chunk = params[start : start + step]
-            yield self._text(len(chunk)), tuple(chain.from_iterable(chunk))
-
-    def _text(self, count: int) -> str:
-        # Each distinct count is a distinct statement in sqlite3's per-connection statement cache;
-        # counts are bounded by rows_per_statement, so there are few of them.
-        text = self._texts.get(count)
-        if text is None:
-            head, values, group = self.sql.rpartition(" VALUES ")
-            text = self._texts[count] = head + values + ", ".join([group] * count)
-        return text
 
     def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
         get = itemgetter(*self.keys)
@@ -349,48 +322,6 @@ class _Insert:
                 values = tuple(converted)
             params.append(values if self.positional else dict(zip(self.keys, values, strict=True)))
         return params
-
-
-def _faster_sqlite_processor(
-    column_type: TypeEngine[Any], processor: Callable[[Any], Any]
-) -> Callable[[Any], Any]:
-    """A cheaper stand-in for a SQLite bind processor, used only when it gives the same stored
-    value as the processor for probe values (else the processor itself).
-
-    Per click row, SQLAlchemy's UTC datetime text costs ~4 µs and json.dumps ~4 µs; these
-    take ~0.5 µs each. JSON text may differ in spacing and escapes but decodes to the same value.
-    """
-    if isinstance(column_type, JSON):
-
-        def to_json(value: Any) -> Any:
-            if value is None:
-                return processor(value)
-            try:
-                return orjson.dumps(value).decode()
-            except TypeError:  # what orjson does not know, the column's own serializer may
-                return processor(value)
-
-        probes: list[Any] = [None, {}, {"a": "é", "b": '1\n"', "c": "\u2028"}]
-        if all(json.loads(to_json(v)) == json.loads(processor(v)) for v in probes):
-            return to_json
-        return processor
-    base = column_type.impl if isinstance(column_type, TypeDecorator) else column_type
-    if isinstance(base, DateTime):
-
-        def to_text(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                return cast(str, processor(value))  # the column's own answer (an error)
-            utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-            return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-        zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7)))
-        instants = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(999, 1, 2, 3, 4, 5))
-        probe_times = [moment.replace(tzinfo=zone) for moment in instants for zone in zones]
-        if all(to_text(v) == processor(v) for v in [None, *probe_times]):
-            return to_text
-    return processor
 
 
 def _settle(jobs: list[_Job]) -> None:
