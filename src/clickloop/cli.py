@@ -266,20 +266,17 @@ def _s2s_limits(settings: Settings) -> Any:
 
 
 def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
-    from dataclasses import asdict
+    from clickloop.services.queries import get_delivery, list_deliveries, shown_delivery
 
-    from clickloop.domain.deliveries import DeliveryState, mask_secrets
-    from clickloop.storage.outbox import list_attempts, list_deliveries
-
-    state = DeliveryState(args.state) if args.state else None
-    with _ready_engine(settings).connect() as conn:
-        for row in list_deliveries(
-            conn, state=state, conversion_id=args.conversion, limit=args.limit
-        ):
-            item = asdict(row) | {"url": mask_secrets(row.url)}
-            if args.attempts:
-                item["attempts_log"] = list_attempts(conn, delivery_id=row.id)
-            print(json.dumps(item, default=str, ensure_ascii=False))
+    engine = _ready_engine(settings)
+    page = list_deliveries(
+        engine, state=args.state, conversion_id=args.conversion, limit=args.limit
+    )
+    for row in page.items:
+        item = shown_delivery(row)
+        if args.attempts:
+            item["attempts_log"] = get_delivery(engine, row["id"])["attempts"]
+        print(json.dumps(item, default=str, ensure_ascii=False))
     return 0
 
 

@@ -268,3 +268,26 @@ def test_resend_and_resend_failed(api: Api, engine: Engine) -> None:
     assert api.call("GET", f"/deliveries/{second}")[1]["state"] == "queued"
     status, body = api.call("POST", "/deliveries/999999/resend")
     assert status == 404 and body["code"] == "not_found"
+
+
+def test_a_delivery_shows_its_fields_masked_with_its_attempts(api: Api, engine: Engine) -> None:
+    """Listed and fetched deliveries show the same fields, the URL's secrets masked; the body and
+    the dispatcher's lease stay inside; one delivery carries its attempts."""
+    from clickloop.domain.deliveries import GiveUp
+    from tests.integration.test_outbox import add_deliveries, claim, make_world, record
+
+    world = make_world(engine, source_url=None)
+    [delivery_id] = add_deliveries(world, ["https://a.example/pb?token=s3cret&cid=1"])
+    record(engine, claim(engine), GiveUp(reason="HTTP 500"))
+    status, listed = api.call("GET", "/deliveries?limit=1")
+    assert status == 200 and listed["next_cursor"] is None
+    [item] = listed["items"]
+    status, fetched = api.call("GET", f"/deliveries/{delivery_id}")
+    assert status == 200
+    for shown in (item, fetched):
+        assert shown["id"] == delivery_id and shown["state"] == "failed"
+        assert "s3cret" not in shown["url"] and "cid=1" in shown["url"]
+        assert not {"body", "claimed_by", "claimed_until", "dedup_key"} & set(shown)
+    assert item["attempts"] == 1
+    assert [attempt["delivery_id"] for attempt in fetched["attempts"]] == [delivery_id]
+    assert api.call("GET", "/deliveries?limit=501")[0] == 422

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from clickloop.domain.deliveries import DeliveryState, mask_secrets
+from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import (
     ClickloopError,
     Conflict,
@@ -33,7 +33,6 @@ from clickloop.errors import (
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.openapi import build_openapi
 from clickloop.services import deliveries, entities, postbacks, queries, reports, tokens
-from clickloop.storage import outbox
 
 log = logging.getLogger(__name__)
 
@@ -339,40 +338,20 @@ def create_api(
         state = params.get("state") or None
         if state is not None and state not in {str(s) for s in DeliveryState}:
             raise InvalidInput("state", f"one of {', '.join(str(s) for s in DeliveryState)}")
-        conversion_id = _int(params.get("conversion_id"), "conversion_id")
-        before = _int(cursor, "cursor")
-
-        def read() -> list[outbox.DeliveryRow]:
-            with engine.connect() as conn:
-                return outbox.list_deliveries(
-                    conn,
-                    state=DeliveryState(state) if state else None,
-                    conversion_id=conversion_id,
-                    before_id=before,
-                    limit=limit + 1,
-                )
-
-        rows = await run(read)
-        items = [_delivery(row) for row in rows[:limit]]
-        return Json(
-            {"items": items, "next_cursor": str(rows[limit - 1].id) if len(rows) > limit else None}
+        page = await run(
+            queries.list_deliveries,
+            engine,
+            state=state,
+            conversion_id=_int(params.get("conversion_id"), "conversion_id"),
+            limit=limit,
+            cursor=str(_int(cursor, "cursor")) if cursor is not None else None,
         )
+        items = [queries.shown_delivery(row) for row in page.items]
+        return Json({"items": items, "next_cursor": page.next_cursor})
 
     async def get_delivery(request: Request) -> Response:
-        delivery_id = _path_id(request)
-
-        def read() -> dict[str, Any]:
-            with engine.connect() as conn:
-                found = outbox.list_deliveries(conn, before_id=delivery_id + 1, limit=1)
-                if not found or found[0].id != delivery_id:
-                    raise NotFound("delivery", delivery_id)
-                item = _delivery(found[0])
-                item["attempts"] = [
-                    dict(a) for a in outbox.list_attempts(conn, delivery_id=delivery_id)
-                ]
-                return item
-
-        return Json(await run(read))
+        delivery = await run(queries.get_delivery, engine, _path_id(request))
+        return Json(queries.shown_delivery(delivery))
 
     async def resend(request: Request) -> Response:
         delivery_id = _path_id(request)
@@ -466,24 +445,6 @@ def _public_settings(settings: dict[str, Any], base_url: str) -> dict[str, Any]:
     public = {k: v for k, v in settings.items() if k != "config_version"}
     public["postback_url"] = f"{base_url}/{settings['postback_key']}/postback"
     return public
-
-
-def _delivery(row: outbox.DeliveryRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "conversion_id": row.conversion_id,
-        "target_kind": str(row.target_kind),
-        "target_id": row.target_id,
-        "method": row.method,
-        "url": mask_secrets(row.url),
-        "state": str(row.state),
-        "attempts": row.attempts,
-        "next_attempt_at": row.next_attempt_at,
-        "last_error": row.last_error,
-        "warnings": list(row.warnings),
-        "created_at": row.created_at,
-        "delivered_at": row.delivered_at,
-    }
 
 
 def _argument_problem(exc: TypeError) -> str:

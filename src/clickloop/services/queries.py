@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, String, Table, select
 from sqlalchemy.engine import Engine
 
+from clickloop.domain.deliveries import mask_secrets
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
@@ -129,6 +130,33 @@ def list_deliveries(
     if target_kind:
         conditions.append(c.target_kind == target_kind)
     return _page(engine, t.deliveries, c.id, conditions, limit, cursor)
+
+
+# What the API and the CLI show of a delivery (its body and lease stay inside).
+_SHOWN_DELIVERY_FIELDS = (
+    "id",
+    "conversion_id",
+    "target_kind",
+    "target_id",
+    "method",
+    "url",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "last_error",
+    "warnings",
+    "created_at",
+    "delivered_at",
+)
+
+
+def shown_delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery row as shown outside the UI: the listed fields, secrets in the URL masked
+    (from `get_delivery`, `attempts` is the list of attempts)."""
+    shown = {name: row[name] for name in _SHOWN_DELIVERY_FIELDS}
+    shown["url"] = mask_secrets(row["url"])
+    shown["warnings"] = list(row["warnings"] or ())
+    return shown
 
 
 def get_delivery(engine: Engine, delivery_id: int) -> dict[str, Any]:

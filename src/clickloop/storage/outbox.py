@@ -8,7 +8,7 @@ statement is a single-writer claim there. A crashed dispatcher's claims expire w
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -494,68 +494,6 @@ def _requeue_values(now: datetime) -> dict[str, Any]:
         "claimed_until": None,
         "claimed_by": None,
     }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeliveryRow:
-    """A delivery as the sent-postback log lists it (URL with secrets still in: mask to show)."""
-
-    id: int
-    conversion_id: int
-    target_kind: TargetKind
-    target_id: int
-    method: str
-    url: str
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    warnings: tuple[str, ...]
-    created_at: datetime
-    delivered_at: datetime | None
-
-
-def list_deliveries(
-    conn: Connection,
-    *,
-    state: DeliveryState | None = None,
-    conversion_id: int | None = None,
-    before_id: int | None = None,
-    limit: int = 50,
-) -> list[DeliveryRow]:
-    """Newest first; page with `before_id`."""
-    query = select(_d).order_by(_d.c.id.desc()).limit(limit)
-    if state is not None:
-        query = query.where(_d.c.state == str(state))
-    if conversion_id is not None:
-        query = query.where(_d.c.conversion_id == conversion_id)
-    if before_id is not None:
-        query = query.where(_d.c.id < before_id)
-    return [
-        DeliveryRow(
-            id=r.id,
-            conversion_id=r.conversion_id,
-            target_kind=TargetKind(r.target_kind),
-            target_id=r.target_id,
-            method=r.method,
-            url=r.url,
-            state=DeliveryState(r.state),
-            attempts=r.attempts,
-            next_attempt_at=r.next_attempt_at,
-            last_error=r.last_error,
-            warnings=tuple(r.warnings or ()),
-            created_at=r.created_at,
-            delivered_at=r.delivered_at,
-        )
-        for r in conn.execute(query)
-    ]
-
-
-def list_attempts(conn: Connection, *, delivery_id: int) -> list[Mapping[str, Any]]:
-    """Every attempt of one delivery, oldest first (URLs and responses already masked)."""
-    a = t.delivery_attempts
-    query = select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.id)
-    return [dict(r._mapping) for r in conn.execute(query)]
 
 
 def count_by_state(conn: Connection) -> dict[str, int]:
