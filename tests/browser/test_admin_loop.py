@@ -284,6 +284,8 @@ def test_admin_ui_runs_the_whole_conversion_loop(
     engine.dispose()
     page.goto(f"{admin_url}/")
     assert "disabled: 410 Gone" in page.inner_text(".alerts")
+    href = page.get_attribute(".alerts a", "href") or ""
+    assert href.endswith(f"/traffic-sources/{source_id}")
     _shoot_everywhere(page, "19-dashboard-alert")
     page.click(".alerts button:has-text('Enable again')")
     assert "Target enabled again" in page.inner_text(".flash")

@@ -38,7 +38,8 @@ def enable_target(engine: Engine, kind: TargetKind, target_id: int, *, now: date
 
 
 def s2s_health(engine: Engine) -> dict[str, Any]:
-    """Deliveries by state, and every target failing or switched off (the alerts)."""
+    """Deliveries by state, and every target failing or switched off (the alerts; a campaign
+    postback's alert names its campaign)."""
     ts, cp = t.traffic_sources, t.campaign_postbacks
     with reader_engine(engine).connect() as conn:
         states = outbox.count_by_state(conn)
@@ -65,7 +66,7 @@ def s2s_health(engine: Engine) -> dict[str, Any]:
             "kind": str(TargetKind.TRAFFIC_SOURCE),
             "id": r.id,
             "name": r.name,
-            "href": f"/traffic-sources/{r.id}",
+            "campaign_id": None,
             "enabled": r.postback_enabled,
             "reason": r.postback_disabled_reason,
             "since": r.failing_since,
@@ -76,7 +77,7 @@ def s2s_health(engine: Engine) -> dict[str, Any]:
             "kind": str(TargetKind.CAMPAIGN_POSTBACK),
             "id": r.id,
             "name": mask_secrets(r.url),
-            "href": f"/campaigns/{r.campaign_id}",
+            "campaign_id": r.campaign_id,
             "enabled": r.enabled,
             "reason": r.disabled_reason,
             "since": r.failing_since,
