@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import select
@@ -119,29 +121,19 @@ class LogPages:
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": 'attachment; filename="conversions.csv"'},
             )
-        page = await web.run(
-            queries.list_conversions,
-            web.engine,
-            limit=PAGE_SIZE,
-            cursor=int_cursor(params.get("cursor")),
-            **filters,
-        )
         query = {k: v for k, v in params.items() if k not in ("format", "cursor")}
-        return web.render(
+        return await self._log_page(
             request,
-            session_of(request),
+            queries.list_conversions,
+            filters,
             "conversions.html",
-            section="conversions",
-            page=page,
-            filters=filters,
+            zone=zone,
             day_from=day_from,
             day_to=day_to,
             csv_url="?" + urlencode({**query, "format": "csv"}),
             campaigns=await web.run(names_by_id, web, "campaigns"),
             offers=await web.run(names_by_id, web, "offers"),
             types=await web.run(postbacks.list_conversion_types, web.engine),
-            zone=zone,
-            next_url=next_url(request, page.next_cursor),
         )
 
     async def received(self, request: Request) -> Response:
@@ -153,24 +145,14 @@ class LogPages:
             "reason": (params.get("reason") or "").strip()[:200] or None,
             "subid": (params.get("subid") or "").strip()[:200] or None,
         }
-        page = await web.run(
-            queries.list_received_postbacks,
-            web.engine,
-            limit=PAGE_SIZE,
-            cursor=int_cursor(params.get("cursor")),
-            **filters,
-        )
         settings = await web.run(entities.get_settings, web.engine)
-        return web.render(
+        return await self._log_page(
             request,
-            session_of(request),
+            queries.list_received_postbacks,
+            filters,
             "received.html",
-            section="received",
-            page=page,
-            filters=filters,
-            outcomes=OUTCOMES,
             zone=zone_of(settings),
-            next_url=next_url(request, page.next_cursor),
+            outcomes=OUTCOMES,
         )
 
     async def reprocess(self, request: Request) -> Response:
@@ -222,26 +204,44 @@ class LogPages:
             else None,
             "conversion_id": int_param(params.get("conversion_id")),
         }
-        page = await web.run(
-            queries.list_deliveries,
-            web.engine,
-            limit=PAGE_SIZE,
-            cursor=int_cursor(params.get("cursor")),
-            **filters,
-        )
         settings = await web.run(entities.get_settings, web.engine)
-        return web.render(
+        return await self._log_page(
             request,
-            session_of(request),
+            queries.list_deliveries,
+            filters,
             "deliveries.html",
-            section="deliveries",
-            page=page,
-            filters=filters,
+            zone=zone_of(settings),
             states=states,
             kinds=kinds,
             targets=await web.run(self._target_names),
-            zone=zone_of(settings),
+        )
+
+    async def _log_page(
+        self,
+        request: Request,
+        listing: Callable[..., queries.Page],
+        filters: dict[str, Any],
+        template: str,
+        **context: Any,
+    ) -> Response:
+        """One page of a log, newest first, under `filters`, with the link to the next page."""
+        web = self.web
+        page = await web.run(
+            listing,
+            web.engine,
+            limit=PAGE_SIZE,
+            cursor=int_cursor(request.query_params.get("cursor")),
+            **filters,
+        )
+        return web.render(
+            request,
+            session_of(request),
+            template,
+            section=template.removesuffix(".html"),
+            page=page,
+            filters=filters,
             next_url=next_url(request, page.next_cursor),
+            **context,
         )
 
     def _target_names(self) -> dict[tuple[str, int], str]:
