@@ -187,7 +187,9 @@ class GroupCommitWriter:
     def _fsync_wal(self) -> None:
         if self._database_path is None or (self._synchronous or 0) < _FULL:
             return
-        # No WAL file means the last connection closed and checkpointed it into the database.
+        # Opened per batch, not kept: SQLite deletes the WAL when its last connection closes and
+        # makes a new one later, and a kept descriptor would then fsync an unlinked file. No WAL
+        # file means the last connection closed and checkpointed it into the database.
         for path in (f"{self._database_path}-wal", self._database_path):
             try:
                 fd = os.open(path, os.O_RDONLY)
