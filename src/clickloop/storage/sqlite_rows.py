@@ -13,6 +13,8 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -36,20 +38,50 @@ def insert_rows(
 ) -> Iterator[tuple[Sequence[Mapping[str, Any]], int, int]]:
     """Insert `rows`; yield each chunk with how many of its rows were inserted and the last
     rowid. When all were, their ids are the `len(chunk)` ids up to the last: SQLite gives a new
-    row the table's largest rowid + 1, so the rows of one statement get consecutive ids."""
+    row the table's largest rowid + 1, so the rows of one statement get consecutive ids.
+
+    A column that is None in every row of a chunk is left out of its statement when that stores
+    the same (no server default): a click names 51 columns and sets about 20, and every bound
+    value costs in the sqlite3 step (a 15-row batch of clicks: 11 µs a row with all, 3 without).
+    """
     binds = bind_processors(table, columns, conn.dialect)
-    group = f"({', '.join('?' * len(columns))})"
-    head = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES "
+    omissible = _omissible(table, columns)
+    get = itemgetter(*columns)
+    one_column = len(columns) == 1
     suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     cursor = sqlite_cursor(conn)
     step = min(ROWS_PER_STATEMENT, _MAX_VARIABLES // len(columns))
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        params: list[Any] = []
-        for row in chunk:
-            params.extend(bound(row, columns, binds))
+        # Column by column: a column's values across the chunk, bound in one pass.
+        by_column = zip(*(((get(row),) if one_column else get(row)) for row in chunk), strict=True)
+        names: list[str] = []
+        values: list[Sequence[Any]] = []
+        for name, column_values, bind, can_omit in zip(
+            columns, by_column, binds, omissible, strict=True
+        ):
+            if column_values.count(None) == len(column_values):
+                if can_omit:
+                    continue
+                values.append(column_values)
+            elif bind is None:
+                values.append(column_values)
+            else:
+                values.append([None if v is None else bind(v) for v in column_values])
+            names.append(name)
+        if not names:  # every value None and omissible: SQLite still needs one column
+            names, values = [columns[0]], [(None,) * len(chunk)]
+        group = f"({', '.join('?' * len(names))})"
+        head = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
+        params = list(chain.from_iterable(zip(*values, strict=True)))
         cursor.execute(head + ", ".join([group] * len(chunk)) + suffix, params)
         yield chunk, int(cursor.rowcount), int(cursor.lastrowid or 0)
+
+
+@functools.cache
+def _omissible(table: Table, columns: tuple[str, ...]) -> tuple[bool, ...]:
+    """Whether leaving each column out of an INSERT stores what an explicit NULL would."""
+    return tuple(table.c[name].server_default is None for name in columns)
 
 
 def bound(
