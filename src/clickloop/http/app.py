@@ -31,6 +31,7 @@ from clickloop.http.tracking import ClickHandler
 from clickloop.http.web import create_web
 from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.entities import read_config_version
+from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
 from clickloop.storage.writer import GroupCommitWriter
@@ -148,6 +149,7 @@ class ClickloopApp:
                 return
 
     async def startup(self) -> None:
+        await asyncio.to_thread(warm_up)
         self.writer.start()
         self._tasks.append(asyncio.create_task(self._poll_config()))
         self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
