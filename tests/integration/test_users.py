@@ -285,3 +285,24 @@ def test_templates_with_fields_ask_for_them_and_fill_the_entity(web: Server) -> 
         _, _, created = client.request("GET", headers["location"])
         value = form[f"field_{template.fields[0].name}"]
         assert value in created, (kind, template.key)
+
+
+def test_a_traffic_source_page_lists_the_campaigns_that_use_it(web: Server, engine: Engine) -> None:
+    """Each campaign on the source's page comes with its link carrying the source's parameters."""
+    from clickloop.services import entities
+
+    params = [{"name": "external_id", "param": "clickid", "macro": "{click_id}"}]
+    source = entities.create_traffic_source(engine, name="Push", now=NOW, parameters=params)
+    other = entities.create_traffic_source(engine, name="Other", now=NOW)
+    offer = entities.create_offer(engine, name="O", url="https://offer.example/", now=NOW)
+    for name, alias, source_id in (("Mine", "mine1", source), ("Theirs", "their1", other)):
+        entities.create_campaign(
+            engine, name=name, alias=alias, now=NOW, offers=[(offer, 1)],
+            traffic_source_id=source_id,
+        )  # fmt: skip
+    client = Browserless(web)
+    client.login("alice", "correct horse")
+    status, _, page = client.request("GET", f"/admin/traffic-sources/{source}")
+    assert status == 200
+    assert ">Mine</a>" in page and "/mine1?clickid={click_id}" in page
+    assert "Theirs" not in page

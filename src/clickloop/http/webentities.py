@@ -158,45 +158,31 @@ class EntityPages:
 
     async def traffic_source_form(self, request: Request) -> Response:
         web = self.web
-        session = session_of(request)
-        source_id: int | None = request.path_params.get("id")
-        catalog = await web.run(templates.load_user_catalog, web.data_dir)
-        template_key = request.query_params.get("template") or None
-        template = None
-        if template_key and source_id is None:
-            template = catalog.traffic_source(template_key)
-        error: str | None = None
-        values: dict[str, Any] = {}
-        if request.method == "POST":
-            saved = await self._save(request, _SOURCES, catalog, template, source_id)
-            if isinstance(saved, Response):
-                return saved
-            error, values = saved
-        source = None
-        if source_id is not None:
-            source = await web.run(entities.get_entity, web.engine, "traffic_sources", source_id)
-            values = values or source
+        form = await self._templated_form(request, _SOURCES)
+        if isinstance(form, Response):
+            return form
+        source = form.entity
         types = await web.run(postbacks.list_conversion_types, web.engine)
         used_by = []
         if source is not None:
             used_by = [
                 {**c, "link": campaign_link(web.base_url, c["alias"], source["parameters"])}
                 for c in await web.run(entities.list_rows, web.engine, "campaigns")
-                if c["traffic_source_id"] == source_id
+                if c["traffic_source_id"] == source["id"]
             ]
         return web.render(
             request,
-            session,
+            session_of(request),
             "traffic_source_form.html",
             used_by=used_by,
-            status=422 if error else 200,
+            status=422 if form.error else 200,
             section="traffic-sources",
             source=source,
-            values=values,
+            values=form.values,
             types=types,
-            template=template,
-            catalog=catalog.traffic_sources,
-            error=error,
+            template=form.template,
+            catalog=form.catalog.traffic_sources,
+            error=form.error,
         )
 
     async def reapply(self, request: Request) -> Response:
@@ -223,6 +209,33 @@ class EntityPages:
             else "Already the same as its template: nothing changed."
         )
         return web.redirect(request, session, f"/{kind}/{entity_id}", message)
+
+    async def _templated_form(
+        self, request: Request, kind: _TemplatedKind
+    ) -> Response | _TemplatedForm:
+        """What the source and network forms share: the template asked for (new entities only),
+        a posted form saved (the redirect) or its error and values, and the stored entity."""
+        web = self.web
+        entity_id: int | None = request.path_params.get("id")
+        catalog = await web.run(templates.load_user_catalog, web.data_dir)
+        template_key = request.query_params.get("template") or None
+        template = None
+        if template_key and entity_id is None:
+            template = kind.template_of(catalog, template_key)
+        error: str | None = None
+        values: dict[str, Any] = {}
+        if request.method == "POST":
+            saved = await self._save(request, kind, catalog, template, entity_id)
+            if isinstance(saved, Response):
+                return saved
+            error, values = saved
+        entity = None
+        if entity_id is not None:
+            entity = await web.run(entities.get_entity, web.engine, kind.table, entity_id)
+            values = values or entity
+        return _TemplatedForm(
+            catalog=catalog, template=template, entity=entity, values=values, error=error
+        )
 
     async def _save(
         self,
@@ -279,27 +292,12 @@ class EntityPages:
 
     async def network_form(self, request: Request) -> Response:
         web = self.web
-        session = session_of(request)
-        network_id: int | None = request.path_params.get("id")
-        catalog = await web.run(templates.load_user_catalog, web.data_dir)
-        template_key = request.query_params.get("template") or None
-        template = None
-        if template_key and network_id is None:
-            template = catalog.affiliate_network(template_key)
-        error: str | None = None
-        values: dict[str, Any] = {}
-        if request.method == "POST":
-            saved = await self._save(request, _NETWORKS, catalog, template, network_id)
-            if isinstance(saved, Response):
-                return saved
-            error, values = saved
-        network = None
+        form = await self._templated_form(request, _NETWORKS)
+        if isinstance(form, Response):
+            return form
+        network = form.entity
         builder = None
-        if network_id is not None:
-            network = await web.run(
-                entities.get_entity, web.engine, "affiliate_networks", network_id
-            )
-            values = values or network
+        if network is not None:
             settings = await web.run(entities.get_settings, web.engine)
             builder = webforms.postback_builder(
                 templates.network_postback_url(
@@ -311,17 +309,17 @@ class EntityPages:
         types = await web.run(postbacks.list_conversion_types, web.engine)
         return web.render(
             request,
-            session,
+            session_of(request),
             "network_form.html",
-            status=422 if error else 200,
+            status=422 if form.error else 200,
             section="affiliate-networks",
             network=network,
-            values=values,
+            values=form.values,
             types=types,
-            template=template,
-            catalog=catalog.affiliate_networks,
+            template=form.template,
+            catalog=form.catalog.affiliate_networks,
             builder=builder,
-            error=error,
+            error=form.error,
         )
 
     # -- offers --------------------------------------------------------------------------
@@ -522,6 +520,16 @@ class _TemplatedKind:
     parse: Callable[[FormData], dict[str, Any]]
     create: Callable[..., int]
     create_from_template: Callable[..., int]
+    template_of: Callable[[Catalog, str], Template]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TemplatedForm:
+    catalog: Catalog
+    template: Template | None
+    entity: dict[str, Any] | None
+    values: dict[str, Any]
+    error: str | None
 
 
 _SOURCES = _TemplatedKind(
@@ -531,6 +539,7 @@ _SOURCES = _TemplatedKind(
     parse=webforms.traffic_source,
     create=entities.create_traffic_source,
     create_from_template=templates.create_traffic_source_from_template,
+    template_of=Catalog.traffic_source,
 )
 _NETWORKS = _TemplatedKind(
     table="affiliate_networks",
@@ -539,4 +548,5 @@ _NETWORKS = _TemplatedKind(
     parse=webforms.network,
     create=entities.create_affiliate_network,
     create_from_template=templates.create_affiliate_network_from_template,
+    template_of=Catalog.affiliate_network,
 )
