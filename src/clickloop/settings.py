@@ -30,8 +30,9 @@ class Settings:
     trusted_proxy_header: str = ""
     # Public base URL, used when printing campaign and postback links.
     public_url: str = ""
-    # Group commit: flush after this many milliseconds or rows, whichever comes first.
-    commit_interval_ms: int = 2
+    # Group commit: under load, wait this long for more requests before a commit (0: never);
+    # at most this many rows in one.
+    commit_delay_us: int = 500
     commit_max_rows: int = 2000
     # SQLite durability: FULL survives power loss, NORMAL only process crashes.
     sqlite_synchronous: str = "FULL"

@@ -195,6 +195,37 @@ def test_a_stopped_writer_refuses_work(engine: Engine) -> None:
     assert count_clicks(engine) == 0
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.0005])
+def test_after_a_busy_batch_the_next_waits_the_commit_delay(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, delay: float
+) -> None:
+    """A batch of 5 or more means requests arrive together: the writer waits `delay` before the
+    next commit, so that more share it. After a small batch, or with no delay, it never waits."""
+    from clickloop.storage import writer as writer_module
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(writer_module.time, "sleep", sleeps.append)
+
+    async def scenario() -> None:
+        writer = GroupCommitWriter(engine, delay=delay)
+        writer.start()
+        try:
+            await writer.insert(t.clicks, click_row("alone"), None)
+            assert sleeps == []  # after a batch of one
+            burst = [click_row(f"burst{n}") for n in range(8)]
+            await queue_behind_gate(
+                writer,
+                lambda: [asyncio.ensure_future(writer.insert(t.clicks, r, None)) for r in burst],
+            )
+            await writer.insert(t.clicks, click_row("after"), None)
+        finally:
+            await writer.stop()
+
+    asyncio.run(scenario())
+    assert sleeps == ([delay] if delay else [])
+    assert count_clicks(engine) == 10
+
+
 @pytest.mark.parametrize(("synchronous", "fsynced"), [("FULL", True), ("NORMAL", False)])
 def test_full_sync_fsyncs_the_wal_after_the_lock_before_answering(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synchronous: str, fsynced: bool

@@ -52,7 +52,11 @@ class ClickloopApp:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.writer = GroupCommitWriter(writer_engine(engine), max_batch=settings.commit_max_rows)
+        self.writer = GroupCommitWriter(
+            writer_engine(engine),
+            max_batch=settings.commit_max_rows,
+            delay=settings.commit_delay_us / 1e6,
+        )
         self.config: TrackerConfig = load_config(engine)
         self.clicks = ClickHandler(self.writer, trusted_proxy_header=settings.trusted_proxy_header)
         self.postbacks = PostbackHandler(

@@ -4,6 +4,7 @@ A request submits a row or a unit of work and awaits the commit of the batch it 
 answer never goes out for work that is only in memory. The thread takes everything queued while
 the previous commit ran (natural batching: one row per commit when idle, thousands under load),
 and `sqlite3`/`psycopg` release the GIL while they write, so the event loop keeps serving.
+Under load it first waits a moment for more requests to join (PostgreSQL's `commit_delay`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -31,6 +33,8 @@ from clickloop.storage import sqlite_rows
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# A batch at least this large means requests are arriving together: the next one waits `delay`.
+_BUSY_BATCH = 5
 _MAX_CACHED_INSERTS = 64
 _FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 
@@ -49,9 +53,10 @@ class _Job:
 class GroupCommitWriter:
     """Commits submitted rows and work in batches from a dedicated thread."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 2000) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 2000, delay: float = 0.0) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._delay = delay
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,10 +109,16 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         stopping = False
+        previous = 0
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 break
+            if self._delay and previous >= _BUSY_BATCH:
+                # Each commit costs ~300 µs of CPU before its first row (and an fsync): under
+                # load, letting the event loop add requests for a moment makes fewer, larger
+                # commits. On 2 cores, 0.5 ms took clicks from a median 9.5k/s to 11.4k/s.
+                time.sleep(self._delay)
             batch = [first]
             while len(batch) < self._max_batch:
                 try:
@@ -118,6 +129,7 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(item)
+            previous = len(batch)
             try:
                 self._commit(batch)
             except Exception as exc:  # never let the thread die with callers waiting
