@@ -271,6 +271,29 @@ def test_full_sync_fsyncs_the_wal_after_the_lock_before_answering(
     engine.dispose()
 
 
+def test_on_a_sqlite_file_the_writer_keeps_one_connection_until_an_error(
+    tmp_path: Path,
+) -> None:
+    """Batches reuse the writer's own connection; one that failed is dropped, not reused."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'clicks.db'}")
+    upgrade(engine)
+    checkouts: list[object] = []
+    event.listen(engine.pool, "checkout", lambda *args: checkouts.append(args[0]))
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        for n in range(3):
+            await writer.insert(t.clicks, click_row(f"k{n}"), None)
+        assert len(checkouts) == 1
+        with pytest.raises(IntegrityError):
+            await writer.insert(t.clicks, click_row("k0"), None)
+        await writer.insert(t.clicks, click_row("k3"), None)
+        assert len(checkouts) == 2 and checkouts[0] is not checkouts[1]
+
+    run_with_writer(engine, scenario)
+    assert count_clicks(engine) == 4
+    engine.dispose()
+
+
 def test_a_failed_fsync_answers_storage_unavailable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

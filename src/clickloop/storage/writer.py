@@ -64,8 +64,11 @@ class GroupCommitWriter:
         self._database_path = _sqlite_database_path(engine)
         self._lock_path = f"{self._database_path}-writer.lock" if self._database_path else None
         self._lock_fd: int | None = None
-        # The connections' PRAGMA synchronous, read at the first batch on SQLite: at FULL or
-        # above, batches commit at NORMAL under the lock and fsync the WAL after it.
+        # On a SQLite file: the writer's own connection, kept between batches, and the WAL's
+        # descriptor for the fsync. The database's PRAGMA synchronous is read when it connects:
+        # at FULL or above, batches commit at NORMAL under the lock and fsync the WAL after it.
+        self._own: Connection | None = None
+        self._wal_fd: int | None = None
         self._synchronous: int | None = None
 
     def start(self) -> None:
@@ -137,15 +140,11 @@ class GroupCommitWriter:
                 for job in batch:
                     job.error = StorageUnavailable(f"writer failed: {exc}")
                 self._resolve(batch)
+        self._release()
 
     def _commit(self, jobs: list[_Job]) -> None:
         try:
-            with (
-                self._engine.connect() as conn,
-                self._exclusive(),
-                self._fsync_deferred(conn),
-                conn.begin(),
-            ):
+            with self._connection() as conn, self._exclusive(), conn.begin():
                 self._apply(conn, jobs)
         except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3's own: the PRAGMAs
             if len(jobs) > 1 and not _is_unavailable(exc):
@@ -170,48 +169,67 @@ class GroupCommitWriter:
         self._resolve(jobs)
 
     @contextlib.contextmanager
-    def _fsync_deferred(self, conn: Connection) -> Iterator[None]:
-        """On SQLite at synchronous=FULL, commit this batch at NORMAL: the WAL frames are
-        written but not fsynced while the writers' lock is held; `_fsync_wal` makes them
-        durable after the lock is released and before anyone is answered. Same durability as
-        FULL (a later batch's fsync covers every earlier frame), but the other processes'
-        writers commit during this one's fsync instead of queueing behind it."""
+    def _connection(self) -> Iterator[Connection]:
+        """PostgreSQL: a pooled connection per batch. A SQLite file: the writer's own, kept open
+        between batches, so that a batch spends nothing on checkout, reset or PRAGMAs, and at
+        synchronous=NORMAL when the database is at FULL: the WAL frames are written but not
+        fsynced while the writers' lock is held; `_fsync_wal` makes them durable after the lock
+        is released and before anyone is answered. Same durability as FULL (a later batch's
+        fsync covers every earlier frame), but the other processes' writers commit during this
+        one's fsync instead of queueing behind it. Dropped on any error; the next batch
+        reconnects."""
         if self._database_path is None:
-            yield
+            with self._engine.connect() as conn:
+                yield conn
             return
-        raw = conn.connection.driver_connection
-        assert raw is not None
-        if self._synchronous is None:
-            self._synchronous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
-        if self._synchronous < _FULL:
-            yield
-            return
-        raw.execute("PRAGMA synchronous=NORMAL")
-        try:
-            yield
-        finally:
+        if self._own is None:
+            conn = self._engine.connect()
             try:
-                raw.execute(f"PRAGMA synchronous={self._synchronous}")
-            except Exception:  # the pool must not hand out a connection left at NORMAL
-                conn.invalidate()
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                self._synchronous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+                if self._synchronous >= _FULL:
+                    raw.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                _discard(conn)
                 raise
+            self._own = conn
+        try:
+            yield self._own
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """Discard the writer's own connection (never back into the pool at NORMAL)."""
+        if self._own is not None:
+            _discard(self._own)
+            self._own = None
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
 
     def _fsync_wal(self) -> None:
         if self._database_path is None or (self._synchronous or 0) < _FULL:
             return
-        # Opened per batch, not kept: SQLite deletes the WAL when its last connection closes and
-        # makes a new one later, and a kept descriptor would then fsync an unlinked file. No WAL
-        # file means the last connection closed and checkpointed it into the database.
-        for path in (f"{self._database_path}-wal", self._database_path):
+        if self._wal_fd is None:
+            # Kept while the writer's connection is open: SQLite deletes the WAL only when its
+            # last connection closes. Without a WAL, its last connection closed and
+            # checkpointed it into the database file: sync that.
             try:
-                fd = os.open(path, os.O_RDONLY)
+                self._wal_fd = os.open(f"{self._database_path}-wal", os.O_RDONLY)
             except FileNotFoundError:
-                continue
-            try:
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-            return
+                fd = os.open(self._database_path, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                return
+        try:
+            os.fdatasync(self._wal_fd)
+        except OSError:
+            self._release()  # start over with a new connection and descriptor
+            raise
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -346,6 +364,12 @@ def _settle(jobs: list[_Job]) -> None:
             job.future.set_exception(job.error)
         else:
             job.future.set_result(job.result)
+
+
+def _discard(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        conn.invalidate()
+        conn.close()
 
 
 def _sqlite_database_path(engine: Engine) -> str | None:
