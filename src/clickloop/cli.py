@@ -266,7 +266,7 @@ def _s2s_limits(settings: Settings) -> Any:
 
 
 def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.queries import get_delivery, list_deliveries, shown_delivery
+    from clickloop.services.queries import list_attempts, list_deliveries, shown_delivery
 
     engine = _ready_engine(settings)
     page = list_deliveries(
@@ -275,7 +275,7 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
     for row in page.items:
         item = shown_delivery(row)
         if args.attempts:
-            item["attempts_log"] = get_delivery(engine, row["id"])["attempts"]
+            item["attempts_log"] = list_attempts(engine, row["id"])
         print(json.dumps(item, default=str, ensure_ascii=False))
     return 0
 

@@ -162,14 +162,19 @@ def shown_delivery(row: dict[str, Any]) -> dict[str, Any]:
 def get_delivery(engine: Engine, delivery_id: int) -> dict[str, Any]:
     """A delivery with its attempts, oldest first."""
     delivery = _one(engine, t.deliveries, t.deliveries.c.id == delivery_id, "delivery", delivery_id)
+    delivery["attempts"] = list_attempts(engine, delivery_id)
+    return delivery
+
+
+def list_attempts(engine: Engine, delivery_id: int) -> list[dict[str, Any]]:
+    """Every attempt of one delivery, oldest first (URLs and responses already masked)."""
     with reader_engine(engine).connect() as conn:
         attempts = conn.execute(
             select(t.delivery_attempts)
             .where(t.delivery_attempts.c.delivery_id == delivery_id)
             .order_by(t.delivery_attempts.c.id)
         )
-        delivery["attempts"] = [dict(row._mapping) for row in attempts]
-    return delivery
+        return [dict(row._mapping) for row in attempts]
 
 
 def _page(

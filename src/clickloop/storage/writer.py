@@ -367,8 +367,10 @@ def _settle(jobs: list[_Job]) -> None:
 
 
 def _discard(conn: Connection) -> None:
+    """Close `conn` for good: invalidated, its DBAPI connection never goes back to the pool."""
     with contextlib.suppress(Exception):
         conn.invalidate()
+    with contextlib.suppress(Exception):
         conn.close()
 
 
