@@ -200,7 +200,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop",
-        http="httptools",
+        http="clickloop.http.protocol:OneWriteProtocol",
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
