@@ -226,6 +226,39 @@ def test_after_a_busy_batch_the_next_waits_the_commit_delay(
     assert count_clicks(engine) == 10
 
 
+def writers_lock_is_free(database: Path) -> bool:
+    """Whether no writer holds the cross-process lock of the SQLite file `database` now."""
+    lock = os.open(f"{database}-writer.lock", os.O_RDWR | os.O_CREAT)
+    try:  # a second open file description conflicts with a held flock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(lock)
+
+
+def test_prepare_runs_before_the_writers_lock_is_taken(tmp_path: Path) -> None:
+    """Parsing a user agent must not hold up the other server processes' writers."""
+    database = tmp_path / "clicks.db"
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    lock_free_during_prepare: list[bool] = []
+
+    def derive(row: dict[str, Any]) -> None:
+        lock_free_during_prepare.append(writers_lock_is_free(database))
+
+    async def scenario(writer: GroupCommitWriter) -> None:
+        await writer.insert(t.clicks, click_row("first"), derive)
+        await writer.insert(t.clicks, click_row("second"), derive)
+
+    run_with_writer(engine, scenario)
+    assert lock_free_during_prepare == [True, True]
+    assert count_clicks(engine) == 2
+    engine.dispose()
+
+
 @pytest.mark.parametrize(("synchronous", "fsynced"), [("FULL", True), ("NORMAL", False)])
 def test_full_sync_fsyncs_the_wal_after_the_lock_before_answering(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synchronous: str, fsynced: bool
@@ -240,15 +273,7 @@ def test_full_sync_fsyncs_the_wal_after_the_lock_before_answering(
     real_fdatasync = os.fdatasync
 
     def recording_fdatasync(fd: int) -> None:
-        lock = os.open(f"{database}-writer.lock", os.O_RDWR)
-        try:  # a second open file description conflicts with a held flock
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(lock, fcntl.LOCK_UN)
-            lock_free = True
-        except BlockingIOError:
-            lock_free = False
-        finally:
-            os.close(lock)
+        lock_free = writers_lock_is_free(database)
         syncs.append((os.readlink(f"/proc/self/fd/{fd}"), lock_free, count_clicks(engine)))
         real_fdatasync(fd)
 
