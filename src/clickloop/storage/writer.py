@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from clickloop.errors import StorageUnavailable
 from clickloop.storage import sqlite_rows
+from clickloop.storage.checkpoints import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,14 @@ class _Job:
 class GroupCommitWriter:
     """Commits submitted rows and work in batches from a dedicated thread."""
 
-    def __init__(self, engine: Engine, *, max_batch: int = 2000, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = 2000,
+        delay: float = 0.0,
+        checkpoint_interval: float = 0.02,
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._delay = delay
@@ -64,6 +72,11 @@ class GroupCommitWriter:
         self._database_path = _sqlite_database_path(engine)
         self._lock_path = f"{self._database_path}-writer.lock" if self._database_path else None
         self._lock_fd: int | None = None
+        self._checkpointer = (
+            WalCheckpointer(self._database_path, self._lock_path, interval=checkpoint_interval)
+            if self._database_path and self._lock_path
+            else None
+        )
         # On a SQLite file: the writer's own connection, kept between batches, and the WAL's
         # descriptor for the fsync. The database's PRAGMA synchronous is read when it connects:
         # at FULL or above, batches commit at NORMAL under the lock and fsync the WAL after it.
@@ -75,6 +88,8 @@ class GroupCommitWriter:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
+        if self._checkpointer is not None:
+            self._checkpointer.start()
 
     async def stop(self) -> None:
         """Commit what is queued, then end the thread."""
@@ -83,6 +98,8 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
 
     async def insert(
         self, table: Table, row: dict[str, Any], prepare: Callable[[dict[str, Any]], None] | None
@@ -161,6 +178,8 @@ class GroupCommitWriter:
             for job in jobs:
                 job.error = failure
         else:
+            if self._checkpointer is not None:
+                self._checkpointer.notify()
             try:
                 self._fsync_wal()
             except OSError as exc:  # committed, but not known to be on disk: say so
@@ -188,6 +207,7 @@ class GroupCommitWriter:
             try:
                 raw = conn.connection.driver_connection
                 assert raw is not None
+                raw.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
                 self._synchronous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
                 if self._synchronous >= _FULL:
                     raw.execute("PRAGMA synchronous=NORMAL")

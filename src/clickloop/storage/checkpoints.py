@@ -1,0 +1,136 @@
+"""WAL checkpoints on a SQLite file, off the commit path.
+
+SQLite copies the WAL back into the database file (a checkpoint) inside the commit that takes
+the WAL past 1000 pages, so that commit holds the writers' lock for the copy and two fsyncs
+while every server process's writer waits. The group-commit writer's connection therefore does
+not checkpoint; this thread does, on its own connection, once as many pages wait, with PASSIVE
+checkpoints, which take no write lock and copy beside the writers' commits.
+
+A PASSIVE checkpoint cannot bring the WAL back to its start while commits keep arriving, so
+once the WAL holds `restart_frames` pages the thread takes the writers' lock for one more
+checkpoint of the few pages committed meanwhile: the next commit then writes the WAL from its
+start again, and the file stays at about `restart_frames` pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FRAMES = 1000  # SQLite's own automatic checkpoint threshold
+RESTART_FRAMES = 4096  # 16 MB of 4 KB pages
+
+
+class WalCheckpointer:
+    """Checkpoints `database_path` shortly after it is told of commits, until stopped."""
+
+    def __init__(
+        self,
+        database_path: str,
+        lock_path: str,
+        *,
+        interval: float = 0.02,
+        checkpoint_frames: int = CHECKPOINT_FRAMES,
+        restart_frames: int = RESTART_FRAMES,
+    ) -> None:
+        self._database_path = database_path
+        self._lock_path = lock_path
+        self._interval = interval
+        self._checkpoint_frames = checkpoint_frames
+        self._restart_frames = restart_frames
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Something was committed: look at the WAL within `interval`."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
+
+    def _run(self) -> None:
+        opened: tuple[sqlite3.Connection, int] | None = None
+        try:
+            while not self._stop.is_set():  # after each pass: `clear` may eat stop's wake
+                self._wake.wait()
+                if self._stop.wait(self._interval):  # one look for a moment's commits
+                    return
+                self._wake.clear()
+                try:
+                    opened = opened or self._open()
+                    self._checkpoint(*opened)
+                except Exception as exc:  # the next commit tries again
+                    log.warning("WAL checkpoint failed: %s", exc)
+                    _close(opened)
+                    opened = None
+        finally:
+            _close(opened)
+
+    def _open(self) -> tuple[sqlite3.Connection, int]:
+        """A connection, which keeps the WAL and its index open, and the index's descriptor."""
+        conn = sqlite3.connect(self._database_path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA schema_version").fetchone()  # opens the WAL index
+            return conn, os.open(f"{self._database_path}-shm", os.O_RDONLY)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _checkpoint(self, conn: sqlite3.Connection, index: int) -> None:
+        frames, copied = read_wal_frames(index)
+        if frames - copied < self._checkpoint_frames:
+            return
+        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames >= self._restart_frames:
+            with self._writers_lock():
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+
+    @contextlib.contextmanager
+    def _writers_lock(self) -> Iterator[None]:
+        # An open file description of its own: the writer thread's, in this same process,
+        # would not exclude this one.
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def read_wal_frames(index: int) -> tuple[int, int]:
+    """The pages in the WAL and how many of them are copied into the database, read from the
+    WAL index (`-shm`: mxFrame at byte 16, nBackfill at byte 96, native byte order; see
+    sqlite.org/walformat.html) without a query. Only a trigger: a torn read moves a checkpoint."""
+    header = os.pread(index, 100, 0)
+    if len(header) < 100:
+        return 0, 0
+    (frames,) = struct.unpack_from("=I", header, 16)
+    (copied,) = struct.unpack_from("=I", header, 96)
+    return frames, copied
+
+
+def _close(opened: tuple[sqlite3.Connection, int] | None) -> None:
+    if opened is not None:
+        conn, index = opened
+        os.close(index)
+        conn.close()
