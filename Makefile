@@ -1,6 +1,7 @@
 # The two commands of the README. Everything else is in pyproject.toml.
 VENV ?= .venv
-PYTHON ?= python3
+# The distribution's python3 if it will do (it runs clickloop ~20% faster than pyenv's build).
+PYTHON ?= $(shell sh tools/pick-python)
 
 .PHONY: run test lint
 
