@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -296,6 +297,8 @@ def medians(results: Sequence[WrkResult]) -> WrkResult:
 def print_table(title: str, runs: dict[str, list[WrkResult]]) -> None:
     """Per-run figures, the median of each target, and each target's ratio to the first one."""
     print(f"\n{title}")
+    # The interpreter matters (~20% between builds of one version, docs/clicks.md).
+    print(f"servers on Python {platform.python_version()}, {os.path.realpath(sys.executable)}")
     print(
         f"{'target':<12} {'run':>3} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
         f" {'server CPU µs/req':>18}"
