@@ -30,9 +30,9 @@ class Settings:
     trusted_proxy_header: str = ""
     # Public base URL, used when printing campaign and postback links.
     public_url: str = ""
-    # Group commit: under load, wait this long for more requests before a commit (0: never);
-    # at most this many rows in one.
-    commit_delay_us: int = 500
+    # Group commit: under load, wait up to this long for more requests before a commit (0:
+    # never), but not once every open connection's request is in; at most this many rows in one.
+    commit_delay_us: int = 2000
     commit_max_rows: int = 2000
     # SQLite durability: FULL survives power loss, NORMAL only process crashes.
     sqlite_synchronous: str = "FULL"

@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -201,17 +202,15 @@ def test_after_a_busy_batch_the_next_waits_the_commit_delay(
 ) -> None:
     """A batch of 5 or more means requests arrive together: the writer waits `delay` before the
     next commit, so that more share it. After a small batch, or with no delay, it never waits."""
-    from clickloop.storage import writer as writer_module
-
-    sleeps: list[float] = []
-    monkeypatch.setattr(writer_module.time, "sleep", sleeps.append)
+    waits: list[float] = []
 
     async def scenario() -> None:
         writer = GroupCommitWriter(engine, delay=delay)
+        monkeypatch.setattr(writer._everyone_in, "wait", waits.append)
         writer.start()
         try:
             await writer.insert(t.clicks, click_row("alone"), None)
-            assert sleeps == []  # after a batch of one
+            assert waits == []  # after a batch of one
             burst = [click_row(f"burst{n}") for n in range(8)]
             await queue_behind_gate(
                 writer,
@@ -222,8 +221,116 @@ def test_after_a_busy_batch_the_next_waits_the_commit_delay(
             await writer.stop()
 
     asyncio.run(scenario())
-    assert sleeps == ([delay] if delay else [])
+    assert waits == ([delay] if delay else [])
     assert count_clicks(engine) == 10
+
+
+@pytest.mark.parametrize("on_loop", [False, True], ids=["thread", "loop"])
+def test_a_busy_batch_stops_waiting_once_every_connection_is_in(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, on_loop: bool
+) -> None:
+    """With every open connection's request in the batch nobody else can join: the writer
+    commits at once instead of waiting out the commit delay (here 30 s)."""
+    connections = 6
+
+    async def scenario() -> list[int]:
+        writer = GroupCommitWriter(
+            engine, delay=30.0, on_loop=on_loop, connections=lambda: connections
+        )
+        writer.start()
+        try:
+            busy = [click_row(f"busy{n}") for n in range(connections)]
+            # A first burst in one batch makes the writer busy: the next batch would wait.
+            if on_loop:
+                await insert_together(writer, busy)
+            else:
+                await queue_behind_gate(
+                    writer,
+                    lambda: [asyncio.ensure_future(writer.insert(t.clicks, r, None)) for r in busy],
+                )
+            batches = record_batches(writer, monkeypatch)
+            everyone = [click_row(f"everyone{n}") for n in range(connections)]
+            await asyncio.wait_for(insert_together(writer, everyone), 10)
+        finally:
+            await writer.stop()
+        return batches
+
+    batches = asyncio.run(scenario())
+    assert count_clicks(engine) == 2 * connections
+    assert sum(batches) == connections
+    if on_loop:  # the loop commits exactly what one turn submitted
+        assert batches == [connections]
+
+
+def test_on_the_loop_a_lone_request_commits_at_once_and_a_burst_in_one_commit(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the loop: one commit per turn of the loop when idle; under load the next batch waits
+    up to the commit delay for company (no connections known here), then commits."""
+
+    async def scenario() -> tuple[list[int], float]:
+        writer = GroupCommitWriter(engine, delay=0.2, on_loop=True)
+        batches = record_batches(writer, monkeypatch)
+        writer.start()
+        try:
+            await asyncio.wait_for(writer.insert(t.clicks, click_row("alone"), None), 10)
+            await insert_together(writer, [click_row(f"burst{n}") for n in range(50)])
+            started = time.monotonic()
+            await insert_together(writer, [click_row("late1"), click_row("late2")])
+            waited = time.monotonic() - started
+        finally:
+            await writer.stop()
+        return batches, waited
+
+    batches, waited = asyncio.run(scenario())
+    assert batches == [1, 50, 2]
+    assert waited >= 0.2  # the busy writer waited for company that never came
+    assert count_clicks(engine) == 53
+
+
+def test_on_the_loop_one_bad_unit_does_not_fail_its_neighbours(engine: Engine) -> None:
+    def fail(conn: Connection) -> None:
+        conn.execute(t.clicks.insert(), [click_row("in-failed-unit")])
+        raise ValueError("this unit fails")
+
+    async def scenario() -> list[Any]:
+        writer = GroupCommitWriter(engine, on_loop=True)
+        writer.start()
+        try:
+            return await asyncio.gather(
+                writer.insert(t.clicks, click_row("before"), None),
+                writer.run(fail),
+                writer.insert(t.clicks, click_row("dup"), None),
+                writer.insert(t.clicks, click_row("dup"), None),  # violates the unique subid
+                writer.insert(t.clicks, click_row("after"), None),
+                return_exceptions=True,
+            )
+        finally:
+            await writer.stop()
+
+    before, failed, dup, duplicate, after = asyncio.run(scenario())
+    assert before is None and dup is None and after is None
+    assert isinstance(failed, ValueError)
+    assert isinstance(duplicate, IntegrityError)
+    assert count_clicks(engine) == 3
+
+
+def record_batches(writer: GroupCommitWriter, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch `writer` commits from now on."""
+    batches: list[int] = []
+    commit = writer._commit
+
+    def recording(jobs: list[Any]) -> None:
+        batches.append(len(jobs))
+        commit(jobs)
+
+    monkeypatch.setattr(writer, "_commit", recording)
+    return batches
+
+
+async def insert_together(writer: GroupCommitWriter, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` from concurrent tasks started in one turn of the loop."""
+    await asyncio.gather(*(writer.insert(t.clicks, row, None) for row in rows))
 
 
 def writers_lock_is_free(database: Path) -> bool:

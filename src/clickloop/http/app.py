@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from clickloop.http.api import create_api
 from clickloop.http.postbacks import PostbackHandler
+from clickloop.http.protocol import open_connections
 from clickloop.http.responses import (
     HTML,
     NO_STORE,
@@ -57,6 +58,8 @@ class ClickloopApp:
             writer_engine(engine),
             max_batch=settings.commit_max_rows,
             delay=settings.commit_delay_us / 1e6,
+            on_loop=engine.dialect.name == "sqlite",
+            connections=open_connections,
         )
         self.config: TrackerConfig = load_config(engine)
         self.clicks = ClickHandler(self.writer, trusted_proxy_header=settings.trusted_proxy_header)

@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, with each answer written in one system call.
+"""uvicorn's httptools protocol, with each answer written in one system call, counting the
+connections it has open (the group-commit writer stops waiting once all of them are in a batch).
 
 uvicorn writes a response's status line and headers when the app sends `http.response.start`
 and its body on `http.response.body`: two `send()`s, and for a small answer such as a
@@ -13,10 +14,24 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+_open_connections = 0
+
+
+def open_connections() -> int:
+    """How many HTTP connections this process has open."""
+    return _open_connections
+
 
 class OneWriteProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        global _open_connections
+        _open_connections += 1
         super().connection_made(GatheringTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        global _open_connections
+        _open_connections -= 1
+        super().connection_lost(exc)
 
 
 class GatheringTransport:

@@ -1,10 +1,17 @@
-"""Group commit: one writer thread turns many concurrent requests into few transactions.
+"""Group commit: many concurrent requests become few transactions.
 
 A request submits a row or a unit of work and awaits the commit of the batch it joined, so an
-answer never goes out for work that is only in memory. The thread takes everything queued while
-the previous commit ran (natural batching: one row per commit when idle, thousands under load),
-and `sqlite3`/`psycopg` release the GIL while they write, so the event loop keeps serving.
-Under load it first waits a moment for more requests to join (PostgreSQL's `commit_delay`).
+answer never goes out for work that is only in memory. One row per commit when idle, hundreds
+under load, when a batch first waits up to `delay` for more requests to join (PostgreSQL's
+`commit_delay`), but no longer than until every open connection's request is in it: then
+nobody else can join.
+
+Where batches are committed:
+- on the event loop itself (`on_loop`, for SQLite): a commit of a few dozen rows costs a few
+  hundred µs of CPU, and a writer thread beside the loop cost more than that in GIL hand-overs
+  and wake-ups (docs/clicks.md). The loop waits for the writers' lock and the WAL's fsync,
+  while the requests in the batch could not be answered anyway.
+- in a writer thread (PostgreSQL), so that the network round trips never stall the loop.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -61,13 +67,29 @@ class GroupCommitWriter:
         max_batch: int = 2000,
         delay: float = 0.0,
         checkpoint_interval: float = 0.02,
+        on_loop: bool = False,
+        connections: Callable[[], int] | None = None,
     ) -> None:
+        """`connections()`: how many client connections the process has open, if known."""
         self._engine = engine
         self._max_batch = max_batch
         self._delay = delay
+        self._on_loop = on_loop
+        self._connections = connections
+        self._running = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Thread mode: the queue, how many jobs in it no batch took yet, and the event set
+        # once that is every open connection.
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unbatched = 0
+        self._unbatched_lock = threading.Lock()
+        self._everyone_in = threading.Event()
+        # Loop mode: the batch being gathered, and its scheduled commit (soon, or a timer).
+        self._pending: list[_Job] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_is_soon = False
+        self._previous = 0  # the size of the last batch
         self._inserts: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
         self._database_path = _sqlite_database_path(engine)
         self._lock_path = f"{self._database_path}-writer.lock" if self._database_path else None
@@ -86,18 +108,25 @@ class GroupCommitWriter:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
-        self._thread.start()
+        if not self._on_loop:
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
+        self._running = True
         if self._checkpointer is not None:
             self._checkpointer.start()
 
     async def stop(self) -> None:
-        """Commit what is queued, then end the thread."""
-        if self._thread is None:
+        """Commit what is queued, then stop."""
+        if not self._running:
             return
-        self._queue.put(_STOP)
-        await asyncio.to_thread(self._thread.join)
-        self._thread = None
+        self._running = False
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        else:
+            self._flush()
+            self._release()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
 
@@ -122,23 +151,63 @@ class GroupCommitWriter:
         return self._loop.create_future()
 
     def _submit(self, job: _Job) -> asyncio.Future[Any]:
-        if self._thread is None:
+        if not self._running:
             raise StorageUnavailable("the writer is not running")
-        self._queue.put(job)
+        if self._on_loop:
+            self._pending.append(job)
+            self._schedule_flush()
+        else:
+            with self._unbatched_lock:
+                self._unbatched += 1
+                unbatched = self._unbatched
+            self._queue.put(job)
+            if self._is_everyone_in(unbatched):
+                self._everyone_in.set()
         return job.future
+
+    def _is_everyone_in(self, waiting: int) -> bool:
+        """Whether `waiting` requests are all the process's connections (or a full batch)."""
+        if waiting >= self._max_batch:
+            return True
+        open_connections = self._connections() if self._connections is not None else 0
+        return 0 < open_connections <= waiting
+
+    def _schedule_flush(self) -> None:
+        """Commit at the loop's next turn; under load (the last batch had 5 or more requests)
+        after `delay` instead, so that more requests join: each commit costs ~300 µs of CPU
+        before its first row, and an fsync. Not later than once everyone is in."""
+        assert self._loop is not None
+        everyone_in = self._is_everyone_in(len(self._pending))
+        if self._flush_handle is not None:
+            if self._flush_is_soon or not everyone_in:
+                return
+            self._flush_handle.cancel()  # the timer: no need to wait for it any more
+        elif not everyone_in and self._delay and self._previous >= _BUSY_BATCH:
+            self._flush_handle = self._loop.call_later(self._delay, self._flush)
+            self._flush_is_soon = False
+            return
+        self._flush_handle = self._loop.call_soon(self._flush)
+        self._flush_is_soon = True
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self._pending = self._pending, []
+        if batch:
+            self._previous = len(batch)
+            self._write(batch)
 
     def _run(self) -> None:
         stopping = False
-        previous = 0
         while not stopping:
             first = self._queue.get()
             if first is _STOP:
                 break
-            if self._delay and previous >= _BUSY_BATCH:
-                # Each commit costs ~300 µs of CPU before its first row (and an fsync): under
-                # load, letting the event loop add requests for a moment makes fewer, larger
-                # commits. On 2 cores, 0.5 ms took clicks from a median 9.5k/s to 11.4k/s.
-                time.sleep(self._delay)
+            if self._delay and self._previous >= _BUSY_BATCH:
+                # Under load, let the event loop add requests (see _schedule_flush).
+                self._everyone_in.wait(self._delay)
+            self._everyone_in.clear()
             batch = [first]
             while len(batch) < self._max_batch:
                 try:
@@ -149,16 +218,21 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(item)
-            previous = len(batch)
-            try:
-                _prepare(batch)
-                self._commit(batch)
-            except Exception as exc:  # never let the thread die with callers waiting
-                log.exception("writer batch failed")
-                for job in batch:
-                    job.error = StorageUnavailable(f"writer failed: {exc}")
-                self._resolve(batch)
+            with self._unbatched_lock:
+                self._unbatched -= len(batch)
+            self._previous = len(batch)
+            self._write(batch)
         self._release()
+
+    def _write(self, batch: list[_Job]) -> None:
+        try:
+            _prepare(batch)
+            self._commit(batch)
+        except Exception as exc:  # never leave callers waiting
+            log.exception("writer batch failed")
+            for job in batch:
+                job.error = StorageUnavailable(f"writer failed: {exc}")
+            self._resolve(batch)
 
     def _commit(self, jobs: list[_Job]) -> None:
         try:
@@ -322,6 +396,9 @@ class GroupCommitWriter:
 
     def _resolve(self, jobs: list[_Job]) -> None:
         assert self._loop is not None
+        if self._on_loop:
+            _settle(jobs)
+            return
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
             self._loop.call_soon_threadsafe(_settle, jobs)
 
