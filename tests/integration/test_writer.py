@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -444,3 +445,68 @@ def test_a_failed_fsync_answers_storage_unavailable(
 
     run_with_writer(engine, scenario)
     engine.dispose()
+
+
+def test_on_the_loop_a_taken_sqlite_lock_is_waited_for_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another connection (the admin API, say) holds SQLite's write lock: the batch is tried
+    again shortly, the loop keeps running meanwhile, and the click commits once it is free."""
+    database = tmp_path / "clicks.db"
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> int:
+        writer = GroupCommitWriter(engine, on_loop=True)
+        writer.start()
+        try:
+            insert = asyncio.ensure_future(writer.insert(t.clicks, click_row("waits"), None))
+            ticks = 0
+            for _ in range(20):  # 0.2 s in which the loop must keep turning
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not insert.done()
+            holder.execute("COMMIT")
+            await asyncio.wait_for(insert, 10)
+            return ticks
+        finally:
+            await writer.stop()
+
+    try:
+        assert asyncio.run(scenario()) == 20
+    finally:
+        holder.close()
+    assert count_clicks(engine) == 1
+
+
+def test_on_the_loop_a_lock_held_too_long_answers_storage_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clickloop.storage import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "_BUSY_GIVE_UP", 0.2)
+    database = tmp_path / "clicks.db"
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> None:
+        writer = GroupCommitWriter(engine, on_loop=True)
+        writer.start()
+        try:
+            with pytest.raises(StorageUnavailable, match="locked"):
+                await asyncio.wait_for(writer.insert(t.clicks, click_row("gives-up"), None), 10)
+            holder.execute("COMMIT")
+            await writer.insert(t.clicks, click_row("then-commits"), None)
+        finally:
+            await writer.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        holder.close()
+    with engine.connect() as conn:
+        assert set(conn.scalars(select(t.clicks.c.subid))) == {"then-commits"}

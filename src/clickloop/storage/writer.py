@@ -44,6 +44,10 @@ _STOP = object()
 _BUSY_BATCH = 5
 _MAX_CACHED_INSERTS = 64
 _FULL = 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
+# On the loop, a batch that finds SQLite's write lock taken is tried again after these pauses
+# (the last one repeated) until this long has passed, as a busy_timeout would wait.
+_BUSY_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.005)
+_BUSY_GIVE_UP = 5.0
 
 
 @dataclass(slots=True)
@@ -90,6 +94,8 @@ class GroupCommitWriter:
         self._flush_handle: asyncio.Handle | None = None
         self._flush_is_soon = False
         self._previous = 0  # the size of the last batch
+        self._busy_retries = 0
+        self._busy_since = 0.0
         self._inserts: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
         self._database_path = _sqlite_database_path(engine)
         self._lock_path = f"{self._database_path}-writer.lock" if self._database_path else None
@@ -239,6 +245,8 @@ class GroupCommitWriter:
             with self._connection() as conn, self._exclusive(), conn.begin():
                 self._apply(conn, jobs)
         except (SQLAlchemyError, sqlite3.Error) as exc:  # sqlite3's own: the PRAGMAs
+            if self._on_loop and _is_locked(exc) and self._retry_when_unlocked(jobs):
+                return
             if len(jobs) > 1 and not _is_unavailable(exc):
                 # One bad row must not fail its neighbours: retry each job alone.
                 for job in jobs:
@@ -252,6 +260,7 @@ class GroupCommitWriter:
             for job in jobs:
                 job.error = failure
         else:
+            self._busy_retries = 0
             if self._checkpointer is not None:
                 self._checkpointer.notify()
             try:
@@ -261,6 +270,24 @@ class GroupCommitWriter:
                 for job in jobs:
                     job.error = StorageUnavailable(f"fsync failed: {exc}")
         self._resolve(jobs)
+
+    def _retry_when_unlocked(self, jobs: list[_Job]) -> bool:
+        """Put `jobs` back to be committed after a pause, unless SQLite's write lock has been
+        taken for `_BUSY_GIVE_UP` already. SQLite's busy handler would sleep on the loop."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if self._busy_retries == 0:
+            self._busy_since = now
+        elif now - self._busy_since > _BUSY_GIVE_UP:
+            self._busy_retries = 0
+            return False
+        pause = _BUSY_PAUSES[min(self._busy_retries, len(_BUSY_PAUSES) - 1)]
+        self._busy_retries += 1
+        self._pending[:0] = jobs
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(pause, self._flush)
+            self._flush_is_soon = False
+        return True
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -282,6 +309,8 @@ class GroupCommitWriter:
                 raw = conn.connection.driver_connection
                 assert raw is not None
                 raw.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+                if self._on_loop:  # see _retry_when_unlocked
+                    raw.execute("PRAGMA busy_timeout=0")
                 self._synchronous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
                 if self._synchronous >= _FULL:
                     raw.execute("PRAGMA synchronous=NORMAL")
@@ -485,6 +514,11 @@ def _sqlite_database_path(engine: Engine) -> str | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return url.database
+
+
+def _is_locked(exc: Exception) -> bool:
+    """SQLITE_BUSY: another connection holds the database's write lock."""
+    return "database is locked" in str(getattr(exc, "orig", exc)).lower()
 
 
 def _is_unavailable(exc: Exception) -> bool:
