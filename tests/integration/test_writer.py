@@ -510,3 +510,31 @@ def test_on_the_loop_a_lock_held_too_long_answers_storage_unavailable(
         holder.close()
     with engine.connect() as conn:
         assert set(conn.scalars(select(t.clicks.c.subid))) == {"then-commits"}
+
+
+def test_on_the_loop_stopping_waits_for_a_batch_that_found_the_lock_taken(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "clicks.db"
+    engine = make_engine(f"sqlite:///{database}")
+    upgrade(engine)
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+
+    async def scenario() -> None:
+        writer = GroupCommitWriter(engine, on_loop=True)
+        writer.start()
+        insert = asyncio.ensure_future(writer.insert(t.clicks, click_row("at-stop"), None))
+        await asyncio.sleep(0.05)
+        stopping = asyncio.ensure_future(writer.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()
+        holder.execute("COMMIT")
+        await asyncio.wait_for(stopping, 10)
+        await insert
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        holder.close()
+    assert count_clicks(engine) == 1

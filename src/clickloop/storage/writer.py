@@ -125,13 +125,16 @@ class GroupCommitWriter:
         """Commit what is queued, then stop."""
         if not self._running:
             return
-        self._running = False
         if self._thread is not None:
+            self._running = False
             self._queue.put(_STOP)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
         else:
             self._flush()
+            while self._pending:  # a batch that found SQLite's write lock taken, retrying
+                await asyncio.sleep(0.005)
+            self._running = False
             self._release()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
