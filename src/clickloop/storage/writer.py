@@ -11,7 +11,9 @@ Where batches are committed:
   hundred µs of CPU, and a writer thread beside the loop cost more than that in GIL hand-overs
   and wake-ups (docs/clicks.md). The loop waits for the writers' lock and the WAL's fsync,
   while the requests in the batch could not be answered anyway.
-- in a writer thread (PostgreSQL), so that the network round trips never stall the loop.
+- in a writer thread: network round trips (PostgreSQL) never stall the loop, and units of work
+  that gather their requests while the writer is busy (postbacks, see http/app.py) get the
+  thread's latency to do so.
 """
 
 from __future__ import annotations
