@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -447,16 +447,28 @@ def test_a_failed_fsync_answers_storage_unavailable(
     engine.dispose()
 
 
-def test_on_the_loop_a_taken_sqlite_lock_is_waited_for_without_blocking_the_loop(
-    tmp_path: Path,
-) -> None:
-    """Another connection (the admin API, say) holds SQLite's write lock: the batch is tried
-    again shortly, the loop keeps running meanwhile, and the click commits once it is free."""
+@pytest.fixture
+def locked_sqlite(tmp_path: Path) -> Iterator[tuple[Engine, sqlite3.Connection]]:
+    """A migrated SQLite file, and a connection of its own holding the write lock (as the admin
+    API or the S2S dispatcher would): `holder.execute("COMMIT")` frees it."""
     database = tmp_path / "clicks.db"
     engine = make_engine(f"sqlite:///{database}")
     upgrade(engine)
     holder = sqlite3.connect(database, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
+    try:
+        yield engine, holder
+    finally:
+        holder.close()
+        engine.dispose()
+
+
+def test_on_the_loop_a_taken_sqlite_lock_is_waited_for_without_blocking_the_loop(
+    locked_sqlite: tuple[Engine, sqlite3.Connection],
+) -> None:
+    """Another connection (the admin API, say) holds SQLite's write lock: the batch is tried
+    again shortly, the loop keeps running meanwhile, and the click commits once it is free."""
+    engine, holder = locked_sqlite
 
     async def scenario() -> int:
         writer = GroupCommitWriter(engine, on_loop=True)
@@ -474,24 +486,17 @@ def test_on_the_loop_a_taken_sqlite_lock_is_waited_for_without_blocking_the_loop
         finally:
             await writer.stop()
 
-    try:
-        assert asyncio.run(scenario()) == 20
-    finally:
-        holder.close()
+    assert asyncio.run(scenario()) == 20
     assert count_clicks(engine) == 1
 
 
 def test_on_the_loop_a_lock_held_too_long_answers_storage_unavailable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    locked_sqlite: tuple[Engine, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from clickloop.storage import writer as writer_module
 
     monkeypatch.setattr(writer_module, "_BUSY_GIVE_UP", 0.2)
-    database = tmp_path / "clicks.db"
-    engine = make_engine(f"sqlite:///{database}")
-    upgrade(engine)
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    engine, holder = locked_sqlite
 
     async def scenario() -> None:
         writer = GroupCommitWriter(engine, on_loop=True)
@@ -504,22 +509,15 @@ def test_on_the_loop_a_lock_held_too_long_answers_storage_unavailable(
         finally:
             await writer.stop()
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        holder.close()
+    asyncio.run(scenario())
     with engine.connect() as conn:
         assert set(conn.scalars(select(t.clicks.c.subid))) == {"then-commits"}
 
 
 def test_on_the_loop_stopping_waits_for_a_batch_that_found_the_lock_taken(
-    tmp_path: Path,
+    locked_sqlite: tuple[Engine, sqlite3.Connection],
 ) -> None:
-    database = tmp_path / "clicks.db"
-    engine = make_engine(f"sqlite:///{database}")
-    upgrade(engine)
-    holder = sqlite3.connect(database, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
+    engine, holder = locked_sqlite
 
     async def scenario() -> None:
         writer = GroupCommitWriter(engine, on_loop=True)
@@ -533,8 +531,5 @@ def test_on_the_loop_stopping_waits_for_a_batch_that_found_the_lock_taken(
         await asyncio.wait_for(stopping, 10)
         await insert
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        holder.close()
+    asyncio.run(scenario())
     assert count_clicks(engine) == 1
