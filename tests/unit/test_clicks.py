@@ -19,6 +19,7 @@ from clickloop.domain.clicks import (
     ParameterRow,
     WeightedOffer,
     choose_offer,
+    fields_by_param,
     first_header_address,
     join_offer_params,
     map_params,
@@ -83,7 +84,7 @@ def test_map_params_uses_the_source_mapping() -> None:
             ("x", "1"),
             ("zone", "2"),
         ],
-        rows,
+        fields_by_param(rows),
     )
     assert mapped.fields == {"external_id": "c1", "sub_id_1": "9", "keyword": "k"}
     assert mapped.extra == {"device_id": "d", "x": "1"}

@@ -103,7 +103,7 @@ class ClickHandler:
     def _click_row(
         self, scope: Scope, campaign: CampaignView, offer_id: int, now: datetime
     ) -> dict[str, Any]:
-        mapped = map_params(parse_query(scope["query_string"]), campaign.parameters)
+        mapped = map_params(parse_query(scope["query_string"]), campaign.fields_by_param)
         # One pass over the headers for the four this needs (a lookup each would scan four times).
         wanted = self._proxy_header
         user_agent = referrer = accept_language = forwarded = b""

@@ -13,7 +13,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from clickloop.domain.clicks import ParameterRow, WeightedOffer, join_offer_params
+from clickloop.domain.clicks import (
+    ParameterRow,
+    WeightedOffer,
+    fields_by_param,
+    join_offer_params,
+)
 from clickloop.services.entities import read_settings
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
@@ -40,7 +45,7 @@ class CampaignView:
     cost_model: str
     cost_value: Decimal
     offers: tuple[WeightedOffer, ...]
-    parameters: tuple[ParameterRow, ...]
+    fields_by_param: dict[str, str]  # the traffic source's mapping, see map_params
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +94,7 @@ def load_config(engine: Engine) -> TrackerConfig:
                 cost_model=row.cost_model,
                 cost_value=row.cost_value,
                 offers=tuple(weights.get(row.id, ())),
-                parameters=tuple(
+                fields_by_param=fields_by_param(
                     ParameterRow(name=p["name"], param=p["param"], macro=p.get("macro", ""))
                     for p in (source.parameters if source else [])
                 ),
