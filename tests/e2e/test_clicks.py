@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
@@ -109,6 +111,33 @@ def test_click_redirects_and_stores_mapped_params(server: Server, engine: Engine
     assert click["extra"] == {"device_id": "dev-9", "utm": "x"}
     assert click["referrer"] == "https://ref.test/" and click["language"] == "de-DE"
     assert (click["os"], click["device_type"]) == ("iOS", "mobile")
+
+
+def test_clicks_with_different_parameters_commit_together(server: Server, engine: Engine) -> None:
+    """A burst of links that set different fields (rows of different shapes in one batch) is
+    stored field by field; a field the link did not set is NULL and renders empty."""
+    make_campaign(engine)
+    wait_for_link(server, "go")
+    targets = [
+        "/go?zone=1&clickid=a",
+        "/go?clickid=b&zone=2&did=x",
+        "/go?keyword=k&sub_id_9=s9",
+        "/go",
+        "/go?cost=0.5&zone=5",
+    ] * 8
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        answers = list(pool.map(lambda target: request(server, "GET", target), targets))
+    for target, (status, headers, _) in zip(targets, answers, strict=True):
+        assert status == 302
+        sent = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(target).query))
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(headers["location"]).query, True))
+        assert query["z"] == sent.get("zone", "") and query["d"] == sent.get("did", "")
+        click = stored_click(engine, query["sub1"])
+        assert click is not None
+        assert click["sub_id_1"] == sent.get("zone") and click["external_id"] == sent.get("clickid")
+        assert click["keyword"] == sent.get("keyword") and click["sub_id_9"] == sent.get("sub_id_9")
+        assert click["cost"] == (Decimal(sent["cost"]) if "cost" in sent else None)
+        assert click["extra"] == ({"device_id": sent["did"]} if "did" in sent else None)
 
 
 def test_unknown_and_paused_links_answer_404_and_record_nothing(

@@ -120,24 +120,28 @@ class ClickHandler:
         if ip is None:
             client = scope.get("client")
             ip = str(client[0])[:45] if client else None
-        row = dict(_EMPTY_ROW)
-        row.update(mapped.fields)
-        row["subid"] = new_subid(int(time.time() * 1000), self._rng.getrandbits(64))
-        row["created_at"] = now
-        row["campaign_id"] = campaign.id
-        row["offer_id"] = offer_id
-        row["traffic_source_id"] = campaign.traffic_source_id
-        row["cost"] = _click_cost(campaign, mapped.fields.get("cost"))
-        row["extra"] = mapped.extra or None
-        row["ip"] = ip
-        row["user_agent"] = _text(user_agent)[:MAX_VALUE_CHARS] or None
-        row["referrer"] = _text(referrer)[:MAX_VALUE_CHARS] or None
-        row["language"] = _language(_text(accept_language)) if accept_language else None
-        row["country"] = country_of(ip or "")
-        return row
+        # The click fields the link set, then those every click has: the columns left out are
+        # NULL, and each value costs the writer time, so a row holds no more than it sets.
+        return {
+            **mapped.fields,
+            "subid": new_subid(int(time.time() * 1000), self._rng.getrandbits(64)),
+            "created_at": now,
+            "campaign_id": campaign.id,
+            "offer_id": offer_id,
+            "traffic_source_id": campaign.traffic_source_id,
+            "cost": _click_cost(campaign, mapped.fields.get("cost")),
+            "extra": mapped.extra or None,
+            "ip": ip,
+            "user_agent": _text(user_agent)[:MAX_VALUE_CHARS] or None,
+            "referrer": _text(referrer)[:MAX_VALUE_CHARS] or None,
+            "language": _language(_text(accept_language)) if accept_language else None,
+            "country": country_of(ip or ""),
+        }
 
 
-_EMPTY_ROW: dict[str, Any] = dict.fromkeys(column.name for column in t.clicks.columns)
+# The click columns an offer URL's macros can name (an unset one renders empty, not unknown).
+_COLUMNS = tuple(column.name for column in t.clicks.columns if column.name != "extra")
+_IS_COLUMN = frozenset(_COLUMNS)
 
 
 def _text(value: bytes) -> str:
@@ -177,8 +181,8 @@ class _MacroValues(Mapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         if key in _CAMPAIGN_MACROS:
             return self._derived(key)
-        if key in self._row and key != "extra":
-            return self._row[key]
+        if key in _IS_COLUMN:
+            return self._row.get(key)
         return self._extra.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
@@ -190,7 +194,7 @@ class _MacroValues(Mapping[str, Any]):
 
     def __iter__(self) -> Iterator[str]:
         names = dict.fromkeys(self._extra)
-        names.update(dict.fromkeys(k for k in self._row if k != "extra"))
+        names.update(dict.fromkeys(_COLUMNS))
         names.update(dict.fromkeys(_CAMPAIGN_MACROS))
         return iter(names)
 

@@ -128,8 +128,9 @@ def _faster(bind: Callable[[Any], Any] | None, *, is_json: bool) -> Callable[[An
     def to_utc_text(value: Any) -> Any:
         if not isinstance(value, datetime) or value.tzinfo is None:
             return bind(value)  # the column's own answer (for a naive time, its error)
-        utc = value if value.tzinfo is UTC else value.astimezone(UTC)
-        return utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is UTC:  # "…HH:MM:SS.ffffff+00:00" without the offset
+            return value.isoformat(" ", "microseconds")[:-6]
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     zones = (UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-7)))
     moments = (datetime(2026, 11, 22, 9, 30, 15, 123456), datetime(999, 1, 2, 3, 4, 5))
