@@ -51,7 +51,7 @@ def test_campaign_snapshot_has_offer_url_with_network_params(engine: Engine) -> 
     )
     config = load_config(engine)
     campaign = config.campaigns["camp-1"]
-    assert campaign.active and campaign.parameters[0].param == "cid"
+    assert campaign.active and campaign.fields_by_param == {"cid": "external_id"}
     assert config.offers[offer].url == "https://offer.test/lp?a=1&sub1={subid}"
     assert config.offers[offer].payout == Decimal("1.25")
     assert config.offers[offer].currency == "EUR"
