@@ -141,14 +141,13 @@ class GroupCommitWriter:
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.stop)
 
-    async def insert(
+    def insert(
         self, table: Table, row: dict[str, Any], prepare: Callable[[dict[str, Any]], None] | None
-    ) -> None:
-        """Insert `row` (after `prepare(row)` in the writer thread) and wait until it is durable."""
-        future = self._submit(
-            _Job(future=self._new_future(), table=table, row=row, prepare=prepare)
-        )
-        await future
+    ) -> asyncio.Future[None]:
+        """Insert `row` (after `prepare(row)`, in the batch); await the result until it is durable.
+
+        A future, not a coroutine: one frame less to create and resume on the click path."""
+        return self._submit(_Job(future=self._new_future(), table=table, row=row, prepare=prepare))
 
     async def run(self, work: Callable[[Connection], Any]) -> Any:
         """Run `work(conn)` inside a savepoint of the next batch; return its result once durable.
