@@ -144,9 +144,8 @@ class GroupCommitWriter:
     def insert(
         self, table: Table, row: dict[str, Any], prepare: Callable[[dict[str, Any]], None] | None
     ) -> asyncio.Future[None]:
-        """Insert `row` (after `prepare(row)`, in the batch); await the result until it is durable.
-
-        A future, not a coroutine: one frame less to create and resume on the click path."""
+        """Insert `row` (after `prepare(row)`) with the next batch: the future is done once the
+        row is durable. A future, not a coroutine: one frame less to resume on the click path."""
         return self._submit(_Job(future=self._new_future(), table=table, row=row, prepare=prepare))
 
     async def run(self, work: Callable[[Connection], Any]) -> Any:
