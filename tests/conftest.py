@@ -156,7 +156,15 @@ class Server:
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path, engine: Engine) -> Iterator[Server]:
+def server_env() -> dict[str, str]:
+    """More settings for `server`; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    database_url: str, tmp_path: Path, engine: Engine, server_env: dict[str, str]
+) -> Iterator[Server]:
     """A real clickloop server process on a free port, over the test database."""
     port = free_port()
     env = {
@@ -165,6 +173,7 @@ def server(database_url: str, tmp_path: Path, engine: Engine) -> Iterator[Server
         "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
         "CLICKLOOP_PORT": str(port),
         "CLICKLOOP_LOG_LEVEL": "warning",
+        **server_env,
     }
     instance = Server(
         base_url=f"http://127.0.0.1:{port}",

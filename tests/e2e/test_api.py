@@ -47,6 +47,13 @@ class Api:
 
 
 @pytest.fixture
+def server_env() -> dict[str, str]:
+    # The delivery tests claim and record deliveries themselves: an embedded dispatcher polling
+    # the same outbox could claim one first (it did once in a full run).
+    return {"CLICKLOOP_EMBEDDED_WORKER": "false"}
+
+
+@pytest.fixture
 def api(server: Server, engine: Engine) -> Api:
     return Api(server, create_token(engine, name="tests", now=NOW))
 
