@@ -23,7 +23,6 @@ CLICK_FIELDS = frozenset(
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _ESCAPED_SEPARATOR = re.compile(b"%(26|3[dD])")
-_ESCAPED_SEPARATOR_TEXT = re.compile("%(26|3[dD])")
 _DIGIT_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _PAIR_SHIFTS = range(110, -1, -10)
 
@@ -45,22 +44,24 @@ def parse_query(query: bytes) -> list[tuple[str, str]]:
     """Parse an untrusted query string within the limits; never raises.
 
     The result equals `parse_qsl(text, keep_blank_values=True, errors="replace")` cut to the
-    limits (a property test holds it to that), at under half its cost for the usual link (ASCII,
-    no escaped `&` or `=`, no NUL): the whole string is unescaped in one call, then split.
+    limits (a property test holds it to that), at under half its cost for the usual link (no
+    escaped `&` or `=`, no NUL): the whole string is unescaped in one call, then split.
     """
     query = query[:MAX_QUERY_BYTES]
     if b"+" in query:
         query = query.replace(b"+", b" ")
     if b"%" not in query:
         text = query.decode("latin-1")
-    elif query.isascii() and _ESCAPED_SEPARATOR.search(query) is None:
-        # An ASCII separator cannot sit inside a UTF-8 sequence, so this decodes every name and
-        # value exactly as unquoting them one by one would.
+    elif _ESCAPED_SEPARATOR.search(query) is not None:
+        return _parse_query_slowly(query.decode("latin-1"), escaped=True)
+    # An ASCII separator cannot sit inside a UTF-8 sequence, so unescaping the whole string
+    # decodes every name and value exactly as unescaping them one by one would.
+    elif query.isascii():
         text = unquote_to_bytes(query).decode("utf-8", "replace")
-    else:
-        return _parse_query_slowly(query.decode("latin-1"), unescaped=False)
+    else:  # raw non-ASCII bytes stay latin-1 characters, as parse_qsl leaves them
+        text = unquote(query.decode("latin-1"), errors="replace")
     if "\x00" in text:
-        return _parse_query_slowly(text, unescaped=True)
+        return _parse_query_slowly(text, escaped=False)
     pairs = [part.partition("=") for part in text.split("&")]
     result = [
         (name, value[:MAX_VALUE_CHARS])
@@ -70,12 +71,9 @@ def parse_query(query: bytes) -> list[tuple[str, str]]:
     return result if len(result) <= MAX_PARAMS else result[:MAX_PARAMS]
 
 
-def _parse_query_slowly(text: str, *, unescaped: bool) -> list[tuple[str, str]]:
-    """`parse_query` for text with NUL, non-ASCII bytes or escaped separators, '+' replaced."""
-    escaped = not unescaped and "%" in text
-    if escaped and _ESCAPED_SEPARATOR_TEXT.search(text) is None:
-        text = unquote(text, errors="replace")
-        escaped = False
+def _parse_query_slowly(text: str, *, escaped: bool) -> list[tuple[str, str]]:
+    """`parse_query` part by part ('+' already replaced): names and values still `escaped`
+    (an escape stands for a separator), or text with NUL."""
     nul = "\x00" in text
     result: list[tuple[str, str]] = []
     for part in text.split("&"):

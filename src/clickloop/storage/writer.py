@@ -64,7 +64,7 @@ class _Job:
 
 
 class GroupCommitWriter:
-    """Commits submitted rows and work in batches from a dedicated thread."""
+    """Commits submitted rows and work in batches, on the event loop or in a thread of its own."""
 
     def __init__(
         self,
