@@ -9,17 +9,22 @@ run: $(VENV)/.installed
 	$(VENV)/bin/clickloop init --demo
 	$(VENV)/bin/clickloop serve
 
-test: $(VENV)/.installed lint
+test: $(VENV)/.test-installed lint
 	$(VENV)/bin/pytest
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench tools
 	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# `make run` installs the runtime only; `make test` adds the test tools.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@
