@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,19 +32,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None:
             # Uvicorn's worker processes rebuild settings from the environment, so carry it there.
             os.environ[f"CLICKLOOP_{option.upper()}"] = str(value)
+    settings: Settings | None = None
     try:
         settings = load_settings(os.environ)
         result: int = args.handler(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         return result
     except ClickloopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader left (`clickloop … | head`): nothing more to say, and nowhere to say it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # never a traceback for the user; the log level can ask for one
+        if settings is not None and settings.log_level.lower() == "debug":
+            traceback.print_exc()
+        print(f"error: {_unexpected(exc)}", file=sys.stderr)
+        return 1
+
+
+def _unexpected(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return f"the database is unavailable or refused the request ({type(exc.orig).__name__})"
+    return (
+        f"unexpected {type(exc).__name__}: {exc} "
+        "(CLICKLOOP_LOG_LEVEL=debug shows where; please report it)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clickloop", description="Self-hosted conversion tracker."
     )
+    parser.add_argument("--version", action="version", version=f"clickloop {_version()}")
     parser.add_argument(
         "--data-dir", help="data directory (env CLICKLOOP_DATA_DIR, default ./data)"
     )
@@ -162,9 +188,22 @@ def _engine(settings: Settings) -> Any:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("clickloop")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def _ready_engine(settings: Settings) -> Any:
     from clickloop.storage.db import is_migrated
 
+    url = settings.effective_database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        # Connecting would create an empty file (and its directory) for a database that isn't.
+        raise ConfigError(f"no database at {url}: run `clickloop init` first")
     engine = _engine(settings)
     if not is_migrated(engine):
         raise ConfigError("the database is not initialised: run `clickloop init` first")

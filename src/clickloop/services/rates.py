@@ -87,7 +87,10 @@ def update_rates(
     if offline:
         as_of, rates = bundled_rates()
     else:
-        as_of, rates = parse_ecb_csv(_download_csv(url))
+        try:
+            as_of, rates = parse_ecb_csv(_download_csv(url))
+        except ValueError as exc:
+            raise ConfigError(f"{url}: {exc}") from exc
     written: list[RateRow] = []
     with engine.begin() as conn:
         manual = {row.currency for row in repo.read_rates(conn) if row.source == "manual"}

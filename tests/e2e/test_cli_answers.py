@@ -1,0 +1,101 @@
+"""The command line answers bad situations with one line and a non-zero status, never a
+traceback: a closed pipe, a missing database, a rates server that answers garbage."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def clickloop(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CLICKLOOP_DATA_DIR": str(data_dir)}
+    env.pop("CLICKLOOP_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "clickloop.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def ready(tmp_path: Path) -> Path:
+    """An initialised SQLite data directory."""
+    data = tmp_path / "data"
+    assert clickloop("init", data_dir=data).returncode == 0
+    return data
+
+
+def test_version() -> None:
+    """`--version` names the installed version."""
+    answer = clickloop("--version", data_dir=Path("unused"))
+    assert answer.returncode == 0
+    assert answer.stdout.startswith("clickloop ")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(ready: Path) -> None:
+    """`clickloop templates list | head -1`: the command stops quietly when the pipe closes."""
+    read_end, write_end = os.pipe()
+    # A one-page pipe: the listing cannot fit, so the command is still writing when we leave.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clickloop.cli", "templates", "list"],
+        env={**os.environ, "CLICKLOOP_DATA_DIR": str(ready)},
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        assert reader.readline()
+    assert process.stderr is not None
+    stderr = process.stderr.read().decode()
+    assert process.wait(30) == 1
+    assert stderr == ""
+
+
+def test_a_missing_database_is_not_created_by_reading(tmp_path: Path) -> None:
+    """`campaigns list` on a data directory that does not exist says so and creates nothing."""
+    data = tmp_path / "nothing-here"
+    answer = clickloop("campaigns", "list", data_dir=data)
+    assert answer.returncode == 1
+    assert answer.stderr.startswith("error: no database at ")
+    assert "clickloop init" in answer.stderr
+    assert not data.exists()
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[str]:
+    class Garbage(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"<html>not rates</html>\nat all\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/eurofxref.csv"
+    server.shutdown()
+
+
+def test_rates_update_from_a_server_that_answers_garbage(ready: Path, garbage_server: str) -> None:
+    """A rates file that is not the ECB's is one line of error, and the stored rates stay."""
+    before = clickloop("rates", "list", data_dir=ready).stdout
+    answer = clickloop("rates", "update", "--url", garbage_server, data_dir=ready)
+    assert answer.returncode == 1
+    assert "Traceback" not in answer.stderr
+    assert answer.stderr.startswith(f"error: {garbage_server}: not an ECB rates file")
+    assert clickloop("rates", "list", data_dir=ready).stdout == before
