@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("file", type=Path)
     importer.add_argument("conversions_file", type=Path, nargs="?", help="after `conversions`")
+    importer.add_argument(
+        "--dry-run", action="store_true", help="show what would change; write nothing"
+    )
     _add_postback_commands(command, commands)
 
     for kind in ("traffic-sources", "affiliate-networks", "offers", "campaigns"):
@@ -368,11 +372,20 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
     if args.conversions_file is not None or str(args.file) == "conversions":
         return _import_conversions(args, settings)
     from clickloop.services.importer import import_document, read_document
+    from clickloop.services.templates import load_user_catalog
 
-    created = import_document(_ready_engine(settings), read_document(args.file), now=_now())
-    for kind, names in created.items():
-        for name in names:
-            print(f"created {kind}: {name}")
+    results = import_document(
+        _ready_engine(settings),
+        read_document(args.file),
+        now=_now(),
+        catalog=load_user_catalog(settings.data_dir),
+        dry_run=args.dry_run,
+    )
+    for result in results:
+        print(f"{result.action} {result.section}: {result.name}")
+    counts = Counter(result.action for result in results)
+    summary = ", ".join(f"{counts[a]} {a}" for a in ("created", "updated", "unchanged"))
+    print(f"{summary}{' (dry run: nothing written)' if args.dry_run else ''}")
     return 0
 
 

@@ -99,3 +99,30 @@ def test_rates_update_from_a_server_that_answers_garbage(ready: Path, garbage_se
     assert "Traceback" not in answer.stderr
     assert answer.stderr.startswith(f"error: {garbage_server}: not an ECB rates file")
     assert clickloop("rates", "list", data_dir=ready).stdout == before
+
+
+def test_import_names_a_bad_key_and_a_second_import_changes_nothing(
+    ready: Path, tmp_path: Path
+) -> None:
+    """`clickloop import` refuses an unknown key in one line naming it; importing the same
+    file twice reports every entry unchanged; `--dry-run` writes nothing."""
+    document = tmp_path / "setup.yaml"
+    document.write_text(
+        "offers:\n  - name: Shop\n    url: https://shop.test/\n    payout: '3.5'\n    bogus: 1\n"
+    )
+    refused = clickloop("import", str(document), data_dir=ready)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: offers[0] (Shop): Additional properties")
+    assert "'bogus'" in refused.stderr and "Traceback" not in refused.stderr
+    document.write_text(document.read_text().replace("    bogus: 1\n", ""))
+    dry = clickloop("import", "--dry-run", str(document), data_dir=ready)
+    assert dry.stdout.splitlines() == [
+        "created offers: Shop",
+        "1 created, 0 updated, 0 unchanged (dry run: nothing written)",
+    ]
+    assert clickloop("import", str(document), data_dir=ready).stdout.startswith("created")
+    again = clickloop("import", str(document), data_dir=ready)
+    assert again.stdout.splitlines() == [
+        "unchanged offers: Shop",
+        "0 created, 0 updated, 1 unchanged",
+    ]

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from clickloop.catalog.templates import load_catalog
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.services import entities
 from clickloop.services.config import load_config
@@ -96,6 +97,9 @@ def test_unknown_offer_is_not_found(engine: Engine) -> None:
     assert _count(engine, t.campaigns) == 0
 
 
+CATALOG = load_catalog()
+
+
 def test_import_is_all_or_nothing(engine: Engine, tmp_path: Path) -> None:
     """A document with one bad entry creates nothing; a good one creates everything."""
     good = tmp_path / "setup.yaml"
@@ -120,10 +124,10 @@ campaigns:
     bad = tmp_path / "bad.yaml"
     bad.write_text(good.read_text().replace("alias: launch", "alias: 'no good'"))
     with pytest.raises(InvalidInput):
-        import_document(engine, read_document(bad), now=NOW)
+        import_document(engine, read_document(bad), now=NOW, catalog=CATALOG)
     assert _count(engine, t.traffic_sources) == 0
-    created = import_document(engine, read_document(good), now=NOW)
-    assert created["campaigns"] == ["Launch"]
+    created = import_document(engine, read_document(good), now=NOW, catalog=CATALOG)
+    assert [(r.section, r.action) for r in created][-1] == ("campaigns", "created")
     assert load_config(engine).campaigns["launch"].traffic_source_id is not None
 
 
@@ -144,7 +148,7 @@ def test_bad_documents_are_refused(
     path = tmp_path / f"doc{suffix}"
     path.write_text(content)
     with pytest.raises(InvalidInput):
-        import_document(engine, read_document(path), now=NOW)
+        import_document(engine, read_document(path), now=NOW, catalog=CATALOG)
 
 
 def test_rotating_the_postback_key(engine: Engine) -> None:

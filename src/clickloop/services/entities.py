@@ -301,18 +301,8 @@ def _write_campaign_postbacks(
         )
     }
     kept: set[int] = set()
-    for postback in postbacks:
-        if not isinstance(postback, Mapping):
-            raise InvalidInput("postbacks", "a list of {url, method, statuses, body} objects")
-        values = {
-            "url": _url("postbacks.url", str(postback.get("url", ""))),
-            "method": _method(str(postback.get("method", "GET"))),
-            "body": _optional_text("postbacks.body", postback.get("body"), 10000),
-            "statuses": _statuses(postback.get("statuses", ())),
-            "response_must_contain": _optional_text(
-                "postbacks.response_must_contain", postback.get("response_must_contain"), 200
-            ),
-        }
+    for postback in _postback_list(postbacks):
+        values = _postback_values(postback)
         same = existing.get((values["url"], values["method"], values["body"]))
         if same is not None and same not in kept:
             kept.add(same)
@@ -340,6 +330,29 @@ def _write_campaign_postbacks(
         )
 
 
+_POSTBACK_FIELDS = ("url", "method", "body", "statuses", "response_must_contain")
+
+
+def _postback_list(postbacks: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(postbacks, list | tuple) or not all(
+        isinstance(p, Mapping) for p in postbacks
+    ):
+        raise InvalidInput("postbacks", "a list of {url, method, statuses, body} objects")
+    return list(postbacks)
+
+
+def _postback_values(postback: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "url": _url("postbacks.url", str(postback.get("url", ""))),
+        "method": _method(str(postback.get("method", "GET"))),
+        "body": _optional_text("postbacks.body", postback.get("body"), 10000),
+        "statuses": _statuses(postback.get("statuses", ())),
+        "response_must_contain": _optional_text(
+            "postbacks.response_must_contain", postback.get("response_must_contain"), 200
+        ),
+    }
+
+
 _VALIDATORS: dict[str, Any] = {
     "traffic_sources": _traffic_source_values,
     "affiliate_networks": _affiliate_network_values,
@@ -358,6 +371,20 @@ def update_entity(
     engine: Engine, table_name: str, entity_id: int, changes: Mapping[str, Any], *, now: datetime
 ) -> None:
     """Merge `changes` into a stored entity and validate the result as a whole."""
+    with engine.begin() as conn:
+        change_entity(conn, table_name, entity_id, changes, now=now)
+
+
+def change_entity(
+    conn: Connection,
+    table_name: str,
+    entity_id: int,
+    changes: Mapping[str, Any],
+    *,
+    now: datetime,
+) -> bool:
+    """`update_entity` inside the caller's transaction; whether anything differs from before
+    (nothing is written, and the config version stays, when nothing does)."""
     table = t.metadata.tables[table_name]
     validator = _VALIDATORS[table_name]
     kind = _KINDS[table_name]
@@ -366,28 +393,54 @@ def update_entity(
     unknown = set(changes) - accepted - related
     if unknown:
         raise InvalidInput(sorted(unknown)[0], f"not a field of a {kind}")
-    with engine.begin() as conn:
-        row = conn.execute(select(table).where(table.c.id == entity_id)).first()
-        if row is None:
-            raise NotFound(kind, entity_id)
-        stored = {name: value for name, value in row._mapping.items() if name in accepted}
-        values = validator(**(stored | {k: v for k, v in changes.items() if k in accepted}))
-        if values.get("affiliate_network_id") is not None:
-            _require(
-                conn, t.affiliate_networks, values["affiliate_network_id"], "affiliate network"
-            )
-        if values.get("traffic_source_id") is not None:
-            _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
-        try:
-            with conn.begin_nested():
-                conn.execute(update(table).where(table.c.id == entity_id).values(**values))
-        except IntegrityError as exc:
-            raise Conflict(kind, values.get("alias") or values.get("name")) from exc
-        if "offers" in changes:
-            _write_campaign_offers(conn, entity_id, offer_pairs(changes["offers"]))
-        if "postbacks" in changes:
-            _write_campaign_postbacks(conn, entity_id, changes["postbacks"], now)
-        bump_config_version(conn)
+    row = conn.execute(select(table).where(table.c.id == entity_id)).first()
+    if row is None:
+        raise NotFound(kind, entity_id)
+    stored = {name: value for name, value in row._mapping.items() if name in accepted}
+    values = validator(**(stored | {k: v for k, v in changes.items() if k in accepted}))
+    if values.get("affiliate_network_id") is not None:
+        _require(conn, t.affiliate_networks, values["affiliate_network_id"], "affiliate network")
+    if values.get("traffic_source_id") is not None:
+        _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
+    offers = offer_pairs(changes["offers"]) if "offers" in changes else None
+    postbacks = None
+    if "postbacks" in changes:
+        postbacks = [_postback_values(p) for p in _postback_list(changes["postbacks"])]
+    if (
+        values == validator(**stored)
+        and (offers is None or sorted(offers) == _stored_offer_pairs(conn, entity_id))
+        and (postbacks is None or postbacks == _stored_postbacks(conn, entity_id))
+    ):
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(update(table).where(table.c.id == entity_id).values(**values))
+    except IntegrityError as exc:
+        raise Conflict(kind, values.get("alias") or values.get("name")) from exc
+    if offers is not None:
+        _write_campaign_offers(conn, entity_id, offers)
+    if postbacks is not None:
+        _write_campaign_postbacks(conn, entity_id, postbacks, now)
+    bump_config_version(conn)
+    return True
+
+
+def _stored_offer_pairs(conn: Connection, campaign_id: int) -> list[tuple[int, int]]:
+    links = t.campaign_offers
+    rows = conn.execute(
+        select(links.c.offer_id, links.c.weight).where(links.c.campaign_id == campaign_id)
+    )
+    return sorted((row.offer_id, row.weight) for row in rows)
+
+
+def _stored_postbacks(conn: Connection, campaign_id: int) -> list[dict[str, Any]]:
+    postbacks = t.campaign_postbacks
+    rows = conn.execute(
+        select(postbacks)
+        .where(postbacks.c.campaign_id == campaign_id, postbacks.c.enabled.is_(True))
+        .order_by(postbacks.c.id)
+    )
+    return [{name: row._mapping[name] for name in _POSTBACK_FIELDS} for row in rows]
 
 
 def offer_pairs(offers: Any) -> list[tuple[int, int]]:

@@ -46,11 +46,10 @@ def create_traffic_source_from_template(
     name: str | None = None,
 ) -> int:
     """Create a traffic source filled from a template; its fields must all be given."""
-    template = fill_fields(catalog.traffic_source(template_key), field_values)
+    values = traffic_source_values(catalog, template_key, field_values)
+    name = name or catalog.traffic_source(template_key).name
     with engine.begin() as conn:
-        return entities.add_traffic_source(
-            conn, name=name or template.name, now=now, **_traffic_source_values(template)
-        )
+        return entities.add_traffic_source(conn, name=name, now=now, **values)
 
 
 def create_affiliate_network_from_template(
@@ -63,12 +62,27 @@ def create_affiliate_network_from_template(
     name: str | None = None,
 ) -> int:
     """Create an affiliate network filled from a template, and add the aliases it needs."""
-    template = fill_fields(catalog.affiliate_network(template_key), field_values)
+    name = name or catalog.affiliate_network(template_key).name
     with engine.begin() as conn:
-        _add_aliases(conn, template)
-        return entities.add_affiliate_network(
-            conn, name=name or template.name, now=now, **_network_values(template)
-        )
+        values = add_affiliate_network_template(conn, catalog, template_key, field_values)
+        return entities.add_affiliate_network(conn, name=name, now=now, **values)
+
+
+def traffic_source_values(
+    catalog: Catalog, template_key: str, field_values: Mapping[str, str]
+) -> dict[str, Any]:
+    """A traffic source's columns as its template fills them (all of its fields given)."""
+    return _traffic_source_values(fill_fields(catalog.traffic_source(template_key), field_values))
+
+
+def add_affiliate_network_template(
+    conn: Connection, catalog: Catalog, template_key: str, field_values: Mapping[str, str]
+) -> dict[str, Any]:
+    """An affiliate network's columns as its template fills them; adds the parameter aliases
+    its postbacks need."""
+    template = fill_fields(catalog.affiliate_network(template_key), field_values)
+    _add_aliases(conn, template)
+    return _network_values(template)
 
 
 def reapply_traffic_source_template(
