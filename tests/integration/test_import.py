@@ -184,3 +184,11 @@ def test_a_file_is_read_by_its_suffix_and_checked(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as refused:
         read_document(path)
     assert refused.value.field == "offers[0] (x)"
+
+
+def test_the_documented_example_imports(engine: Engine) -> None:
+    """The example in docs/import.md is a valid document that creates what it shows."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    results = run(engine, load(example))
+    assert [action for action, _, _ in results] == ["created"] * 6
