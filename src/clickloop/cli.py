@@ -234,6 +234,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    log_config = _logging_config(settings)
     _ready_engine(settings).dispose()
     print(f"clickloop serving on {settings.base_url}", flush=True)
     uvicorn.run(
@@ -245,8 +246,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         loop="uvloop",
         http="clickloop.http.protocol:OneWriteProtocol",
         lifespan="on",
-        access_log=False,
-        log_level=settings.log_level,
+        access_log=settings.access_log,
+        log_config=log_config,
         server_header=False,
         date_header=False,
     )
@@ -273,12 +274,20 @@ def app_factory() -> Any:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
+    import logging.config
 
     from clickloop.sender.dispatcher import run_worker
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+    logging.config.dictConfig(_logging_config(settings))
     return run_worker(_ready_engine(settings), limits=_s2s_limits(settings))
+
+
+def _logging_config(settings: Settings) -> dict[str, Any]:
+    from clickloop.logs import logging_config
+
+    return logging_config(
+        level=settings.log_level, log_format=settings.log_format, access_log=settings.access_log
+    )
 
 
 def _s2s_limits(settings: Settings) -> Any:

@@ -45,7 +45,10 @@ class Settings:
     s2s_connect_timeout_seconds: int = 5
     s2s_total_timeout_seconds: int = 15
     s2s_lease_seconds: int = 60
+    # Logs: debug, info, warning or error; text or json lines on stderr; one line per request.
     log_level: str = "info"
+    log_format: str = "text"
+    access_log: bool = False
 
     @property
     def effective_database_url(self) -> str:

@@ -1,0 +1,49 @@
+"""Log configuration: repeated warnings folded into a count, settings checked."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from clickloop.errors import ConfigError
+from clickloop.logs import RepeatFilter, UTCFormatter, logging_config
+
+
+def record(message: str, at: float, level: int = logging.WARNING) -> logging.LogRecord:
+    made = logging.LogRecord("clickloop.test", level, __file__, 1, message, ("x",), None)
+    made.created = at
+    made.msecs = at % 1 * 1000
+    return made
+
+
+def test_a_repeated_warning_is_written_once_a_window_with_the_count() -> None:
+    """In a 10 s window only the first of a kind passes; the next one after says how many."""
+    repeats = RepeatFilter(window=10)
+    passed = [repeats.filter(record("database down: %s", at)) for at in (0, 1, 2, 3, 9.9)]
+    assert passed == [True, False, False, False, False]
+    later = record("database down: %s", 12)
+    assert repeats.filter(later)
+    assert later.getMessage() == "database down: x [4 more like this since the last one]"
+    assert repeats.filter(record("another kind: %s", 12.5))
+
+
+def test_info_lines_are_never_folded() -> None:
+    """Below WARNING every line is written (the access log, start-up lines)."""
+    repeats = RepeatFilter(window=10)
+    assert all(repeats.filter(record("GET %s", at, logging.INFO)) for at in (0, 0.1, 0.2))
+
+
+def test_text_lines_carry_a_utc_timestamp() -> None:
+    """The text format starts with an ISO 8601 UTC time."""
+    line = UTCFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(
+        record("hello %s", 0)
+    )
+    assert line == "1970-01-01T00:00:00.000Z WARNING clickloop.test: hello x"
+
+
+@pytest.mark.parametrize(("level", "log_format"), [("loud", "text"), ("info", "xml"), ("", "json")])
+def test_bad_logging_settings_are_refused(level: str, log_format: str) -> None:
+    """An unknown level or format is a ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match="setting log_"):
+        logging_config(level=level, log_format=log_format, access_log=False)
