@@ -9,7 +9,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from clickloop.errors import ConfigError
 
@@ -82,22 +82,30 @@ def make_engine(
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=timeout,
-        connect_args=_postgresql_connect_args(timeout, statement_timeout),
+        connect_args=_postgresql_connect_args(
+            timeout, statement_timeout, make_url(url).query.get("options")
+        ),
     )
 
 
-def _postgresql_connect_args(timeout: float, statement_timeout: float) -> dict[str, Any]:
+def _postgresql_connect_args(
+    timeout: float, statement_timeout: float, url_options: str | tuple[str, ...] | None
+) -> dict[str, Any]:
     """libpq parameters that turn a database that stopped answering into errors.
 
     A hung server (stopped, or its host unreachable) is bounded here only where the network
     sees it: connecting, an unacknowledged send (`tcp_user_timeout`), an idle connection
     (keepalives); lock and statement limits are the server's own. A server that accepts bytes
     but never answers is bounded by the writer's wait for its commit (storage/writer.py).
+    The URL's own `options` come last, so that they win.
     """
     millis = max(1, int(timeout * 1000))
     options = f"-c lock_timeout={millis}"
     if statement_timeout:
         options += f" -c statement_timeout={max(1, int(statement_timeout * 1000))}"
+    if url_options:
+        given = (url_options,) if isinstance(url_options, str) else url_options
+        options = " ".join((options, *given))
     return {
         "connect_timeout": max(2, math.ceil(timeout)),  # libpq's minimum is 2 s
         "keepalives": 1,
