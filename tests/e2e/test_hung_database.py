@@ -188,3 +188,17 @@ def test_hung_database_answers_503_then_recovers(
     # A request answered 503 may have been committed after all, but only whole.
     assert {"before", "after"} <= ids <= {"before", "after", "hung1", "hung2", "hung3"}
     assert logged in (1, 2)
+
+
+def test_server_stops_while_database_hangs(
+    proxied_server: Server, proxy: HangingProxy, engine: Engine
+) -> None:
+    """SIGTERM while PostgreSQL hangs: the server stops instead of waiting for the database."""
+    make_campaign(engine)
+    wait_for_link(proxied_server, "go")
+    assert request(proxied_server, "GET", "/go?clickid=before")[0] == 302
+    proxy.hang()
+    assert timed(proxied_server, "/go?clickid=hung")[0] == 503
+    assert proxied_server.process is not None
+    proxied_server.process.terminate()
+    proxied_server.process.wait(timeout=30)  # raises if it hangs on

@@ -142,17 +142,24 @@ class GroupCommitWriter:
             self._checkpointer.start()
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued, then stop; a thread blocked by a hung database is waited for
+        twice the timeout, then left behind (a daemon: it ends with the process)."""
         if not self._running:
             return
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
         if self._thread is not None:
             self._running = False
             self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
+            await asyncio.to_thread(self._thread.join, 2 * self._timeout if self._timeout else None)
+            if self._thread.is_alive():
+                log.error("%s: stopping without it", self._stall_message())
+                error = StorageUnavailable(self._stall_message())
+                for _, job in self._waiting:
+                    if not job.future.done():
+                        job.future.set_exception(error)
             self._thread = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
         else:
             self._flush()
             while self._pending:  # a batch that found SQLite's write lock taken, retrying
