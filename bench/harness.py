@@ -6,10 +6,15 @@ then `require()` (installs nginx and wrk with apt-get when missing), `with workd
 `with nginx(root / "nginx", "return 302 …;") as base:` and `with clickloop_server(env, log) as
 base:` around `run_wrk(url, script=LUA, directory=root)` three times, then `print_table()` (the
 medians of the runs and the ratios). See `bench/clicks` and `bench/postbacks`.
+
+Every bench takes `--database-url` (`add_database_option`, `bench_database_url`): by default a
+fresh SQLite file in its work directory, or an empty database of its own, e.g. PostgreSQL's
+`clickloop_bench` created for the run and dropped afterwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -26,6 +31,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from statistics import median
+
+from sqlalchemy import inspect
+
+from clickloop.storage.db import make_engine
 
 # Appended to every wrk script: one JSON line with the figures that matter.
 REPORT_LUA = """
@@ -58,6 +67,36 @@ class WrkResult:
     def answered_below_400(self) -> int:
         """Responses with a status below 400 (for a click link: the 302s)."""
         return self.requests - self.non_2xx
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="an empty database for the bench, e.g. postgresql://postgres@127.0.0.1/clickloop_bench"
+        " (createdb it first, dropdb it afterwards); default: a fresh SQLite file",
+    )
+
+
+def bench_database_url(option: str, directory: Path) -> str:
+    """`option` (the `--database-url` given), which must name an empty database: the bench
+    creates its schema and counts its rows; without it, a new SQLite file in `directory`."""
+    if not option:
+        directory.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{directory / 'clickloop.db'}"
+    engine = make_engine(option)
+    try:
+        tables = inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    if tables:
+        sys.exit(f"{option} has {len(tables)} tables already: give the bench an empty database")
+    return option
+
+
+def database_label(url: str) -> str:
+    """What a bench's title calls the database at `url`."""
+    return "SQLite" if url.startswith("sqlite") else "PostgreSQL"
 
 
 def free_port() -> int:

@@ -188,7 +188,10 @@ def _engine(settings: Settings) -> Any:
     from clickloop.storage.db import make_engine
 
     return make_engine(
-        settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+        settings.effective_database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        timeout=settings.database_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
     )
 
 

@@ -34,6 +34,10 @@ class Settings:
     # never), but not once every open connection's request is in; at most this many rows in one.
     commit_delay_us: int = 2000
     commit_max_rows: int = 2000
+    # PostgreSQL: the longest a click or postback waits for its commit before it is answered
+    # 503 (and the connect, pool checkout and lock wait limit); a statement's limit (0: none).
+    database_timeout_seconds: int = 5
+    database_statement_timeout_seconds: int = 60
     # SQLite durability: FULL survives power loss, NORMAL only process crashes.
     sqlite_synchronous: str = "FULL"
     # Run the S2S dispatcher inside `clickloop serve`.

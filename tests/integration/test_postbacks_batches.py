@@ -216,10 +216,10 @@ def test_batch_isolates_a_failing_postback(
             raise KeyError("boom")
         return real(conn, subid)
 
-    def broken(conn: Connection, subids: Any) -> Any:
+    def broken(conn: Connection, keys: Any) -> Any:
         raise KeyError("boom")
 
-    monkeypatch.setattr(batches, "find_clicks", broken)
+    monkeypatch.setattr(batches, "find_conversions", broken)
     monkeypatch.setattr(repo, "find_click", flaky)
     results = run_batch(
         engine, ["subid=pl1&status=sale", "subid=pl2&status=sale", "subid=up1&status=lead"]

@@ -66,7 +66,10 @@ class ClickloopApp:
             self.click_writer, trusted_proxy_header=settings.trusted_proxy_header
         )
         self.postbacks = PostbackHandler(
-            engine, self.writer, trusted_proxy_header=settings.trusted_proxy_header
+            engine,
+            self.writer,
+            trusted_proxy_header=settings.trusted_proxy_header,
+            timeout=settings.database_timeout_seconds or None,
         )
         self.api = create_api(engine, base_url=settings.base_url, on_change=self.reload_config)
         self.web = create_web(
@@ -85,6 +88,7 @@ class ClickloopApp:
             delay=self.settings.commit_delay_us / 1e6,
             on_loop=on_loop,
             connections=open_connections,
+            timeout=self.settings.database_timeout_seconds or None,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

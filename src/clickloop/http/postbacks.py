@@ -54,9 +54,16 @@ class PostbackHandler:
     """Serves the postback endpoint with rules cached per configuration version."""
 
     def __init__(
-        self, engine: Engine, writer: GroupCommitWriter, *, trusted_proxy_header: str
+        self,
+        engine: Engine,
+        writer: GroupCommitWriter,
+        *,
+        trusted_proxy_header: str,
+        timeout: float | None = None,
     ) -> None:
+        """`timeout`: how long a request waits for the rules to load from the database."""
         self._engine = engine
+        self._timeout = timeout
         self._writer = writer
         self._proxy_header = trusted_proxy_header.lower().encode()
         self._rules: PostbackRules | None = None
@@ -166,9 +173,13 @@ class PostbackHandler:
             rules = self._rules
             if rules is None or rules.version != version:
                 try:
-                    rules = await asyncio.to_thread(self._load_rules)
+                    rules = await asyncio.wait_for(
+                        asyncio.to_thread(self._load_rules), self._timeout
+                    )
                 except StorageUnavailable:
                     raise
+                except TimeoutError as exc:
+                    raise StorageUnavailable("the database did not answer in time") from exc
                 except Exception as exc:
                     raise StorageUnavailable(f"cannot load postback rules: {exc}") from exc
                 self._rules = rules

@@ -69,9 +69,13 @@ def process_postbacks(
     if not batch:
         return []
     try:
+        # Outside the savepoint, so that the clicks stay locked (in subid order, PostgreSQL)
+        # for the one-by-one fallback too: see conversion_batches.find_clicks.
+        subids = {item.parsed.subid for item in batch if isinstance(item.parsed, Postback)}
+        clicks = batches.find_clicks(conn, subids)
         with repo.savepoint(conn):
             version = int(conn.execute(_CONFIG_VERSION).scalar() or 0)
-            return _Batch(conn, config_version=version, now=now).apply(batch)
+            return _Batch(conn, config_version=version, now=now).apply(batch, clicks)
     except repo.UNAVAILABLE as exc:
         raise StorageUnavailable(str(exc).splitlines()[0]) from exc
     except _Conflict:
@@ -111,9 +115,11 @@ class _Batch:
         self._deliveries: list[tuple[_Tracked, ConversionState]] = []  # changes to send, in order
         self._fresh_rules: PostbackRules | None = None
 
-    def apply(self, batch: Sequence[PendingPostback]) -> list[PostbackResult]:
+    def apply(
+        self, batch: Sequence[PendingPostback], clicks: dict[str, repo.ClickRef]
+    ) -> list[PostbackResult]:
+        """`clicks`: the batch's clicks, by subid."""
         postbacks = [item.parsed for item in batch if isinstance(item.parsed, Postback)]
-        clicks = batches.find_clicks(self._conn, {p.subid for p in postbacks})
         keys = {(p.subid, p.tid) for p in postbacks if p.subid in clicks}
         for key, stored in batches.find_conversions(self._conn, keys).items():
             self._known[key] = _Tracked(id=stored.id, state=stored.state)

@@ -36,9 +36,21 @@ _CONVERSION_COLUMNS = (
     *("subid", "tid", "campaign_id", "offer_id", "traffic_source_id", "created_at", "updated_at"),
 )
 _c = t.conversions.c
-_FIND_CLICKS = select(
-    t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
-).where(t.clicks.c.subid.in_(bindparam("subids", expanding=True)))
+# Locked in subid order until the transaction ends (PostgreSQL): every writer that changes a
+# click's conversions holds its click first, and batches take their clicks in one global order,
+# so concurrent batches on several workers or nodes wait for each other but never deadlock.
+# NO KEY UPDATE: inserting a conversion or a log row (KEY SHARE, for the foreign key) still may.
+_FIND_CLICKS = (
+    select(
+        t.clicks.c.subid,
+        t.clicks.c.campaign_id,
+        t.clicks.c.offer_id,
+        t.clicks.c.traffic_source_id,
+    )
+    .where(t.clicks.c.subid.in_(bindparam("subids", expanding=True)))
+    .order_by(t.clicks.c.subid)
+    .with_for_update(key_share=True)
+)
 # Both IN lists together may also match pairs that were not asked for; the wanted pairs filter
 # them out. Locked until the transaction ends on PostgreSQL (a no-op on SQLite's single writer).
 _FIND_CONVERSIONS = (
@@ -74,7 +86,7 @@ class NewConversion:
 
 
 def find_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef]:
-    """The clicks among `subids`, by subid."""
+    """The clicks among `subids`, by subid, locked in subid order (PostgreSQL)."""
     found: dict[str, ClickRef] = {}
     for chunk in _chunks(sorted(subids)):
         if conn.dialect.name == "sqlite":

@@ -36,9 +36,17 @@ CONVERSION_FIELDS = (
     "params",
 )
 # Built once: constructing statements per call cost more than executing them on the hot path.
-_FIND_CLICK = select(
-    t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
-).where(t.clicks.c.subid == bindparam("key_subid"))
+# Locked as conversion_batches locks a batch's clicks: before the click's conversions.
+_FIND_CLICK = (
+    select(
+        t.clicks.c.subid,
+        t.clicks.c.campaign_id,
+        t.clicks.c.offer_id,
+        t.clicks.c.traffic_source_id,
+    )
+    .where(t.clicks.c.subid == bindparam("key_subid"))
+    .with_for_update(key_share=True)
+)
 _FIND_CONVERSION = (
     select(t.conversions.c.id, *(t.conversions.c[name] for name in CONVERSION_FIELDS))
     .where(
@@ -103,6 +111,7 @@ class RateRow:
 
 
 def find_click(conn: Connection, subid: str) -> ClickRef | None:
+    """The click, locked until the transaction ends (PostgreSQL): see conversion_batches."""
     if conn.dialect.name == "sqlite":
         values = _sqlite_select_one(conn, t.clicks, _CLICK_REF_FIELDS, {"subid": subid})
     else:

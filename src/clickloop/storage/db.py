@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from clickloop.errors import ConfigError
 
@@ -28,8 +29,17 @@ def reader_engine(engine: Engine) -> Engine:
     return engine.execution_options(**{READ_ONLY: True})
 
 
-def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 5) -> Engine:
-    """An engine for `url`: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg 3."""
+def make_engine(
+    url: str,
+    *,
+    sqlite_synchronous: str = "FULL",
+    pool_size: int = 5,
+    timeout: float = 5.0,
+    statement_timeout: float = 60.0,
+) -> Engine:
+    """An engine for `url`: SQLite in WAL mode with a busy timeout, or PostgreSQL via psycopg 3
+    with `timeout` (seconds) on connecting, pool checkout and lock waits, `statement_timeout`
+    on statements (0: none), and TCP keepalives (see `_postgresql_connect_args`)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -67,8 +77,44 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     if not url.startswith("postgresql+"):
         raise ConfigError(f"unsupported database URL (use sqlite:/// or postgresql://): {url}")
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=timeout,
+        connect_args=_postgresql_connect_args(
+            timeout, statement_timeout, make_url(url).query.get("options")
+        ),
     )
+
+
+def _postgresql_connect_args(
+    timeout: float, statement_timeout: float, url_options: str | tuple[str, ...] | None
+) -> dict[str, Any]:
+    """libpq parameters that turn a database that stopped answering into errors.
+
+    A hung server (stopped, or its host unreachable) is bounded here only where the network
+    sees it: connecting, an unacknowledged send (`tcp_user_timeout`), an idle connection
+    (keepalives); lock and statement limits are the server's own. A server that accepts bytes
+    but never answers is bounded by the writer's wait for its commit (storage/writer.py).
+    The URL's own `options` come last, so that they win.
+    """
+    millis = max(1, int(timeout * 1000))
+    options = f"-c lock_timeout={millis}"
+    if statement_timeout:
+        options += f" -c statement_timeout={max(1, int(statement_timeout * 1000))}"
+    if url_options:
+        given = (url_options,) if isinstance(url_options, str) else url_options
+        options = " ".join((options, *given))
+    return {
+        "connect_timeout": max(2, math.ceil(timeout)),  # libpq's minimum is 2 s
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(timeout)),
+        "keepalives_interval": 1,
+        "keepalives_count": 3,
+        "tcp_user_timeout": millis,
+        "options": options,
+    }
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -14,6 +14,11 @@ Where batches are committed:
 - in a writer thread: network round trips (PostgreSQL) never stall the loop, and units of work
   that gather their requests while the writer is busy (postbacks, see http/app.py) get the
   thread's latency to do so.
+
+In a thread, a request waits at most `timeout` for its commit: a database that stopped
+answering (a hung server keeps its sockets open, so no network timeout fires) leaves the
+writer blocked in a call, and a watchdog on the loop answers the waiting requests with
+StorageUnavailable instead, then fails new ones at once until that call returns.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import os
 import queue
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -75,8 +82,10 @@ class GroupCommitWriter:
         checkpoint_interval: float = 0.02,
         on_loop: bool = False,
         connections: Callable[[], int] | None = None,
+        timeout: float | None = None,
     ) -> None:
-        """`connections()`: how many client connections the process has open, if known."""
+        """`connections()`: how many client connections the process has open, if known;
+        `timeout`: how long a request waits for its commit (in a thread; None: no limit)."""
         self._engine = engine
         self._max_batch = max_batch
         self._delay = delay
@@ -91,6 +100,13 @@ class GroupCommitWriter:
         self._unbatched = 0
         self._unbatched_lock = threading.Lock()
         self._everyone_in = threading.Event()
+        # Thread mode with a timeout: the jobs submitted and not known to be settled, oldest
+        # first, with when each was submitted; the watchdog's timer; whether a batch is known
+        # to have overrun the timeout (and has not returned yet).
+        self._timeout = None if on_loop else timeout
+        self._waiting: deque[tuple[float, _Job]] = deque()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._stalled = False
         # Loop mode: the batch being gathered, and its scheduled commit (soon, or a timer).
         self._pending: list[_Job] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -119,19 +135,31 @@ class GroupCommitWriter:
         if not self._on_loop:
             self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
             self._thread.start()
+            if self._timeout:
+                self._watchdog = self._loop.call_later(self._watch_interval(), self._watch)
         self._running = True
         if self._checkpointer is not None:
             self._checkpointer.start()
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued, then stop; a thread blocked by a hung database is waited for
+        twice the timeout, then left behind (a daemon: it ends with the process)."""
         if not self._running:
             return
         if self._thread is not None:
             self._running = False
             self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
+            await asyncio.to_thread(self._thread.join, 2 * self._timeout if self._timeout else None)
+            if self._thread.is_alive():
+                log.error("%s: stopping without it", self._stall_message())
+                error = StorageUnavailable(self._stall_message())
+                for _, job in self._waiting:
+                    if not job.future.done():
+                        job.future.set_exception(error)
             self._thread = None
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
         else:
             self._flush()
             while self._pending:  # a batch that found SQLite's write lock taken, retrying
@@ -166,6 +194,10 @@ class GroupCommitWriter:
             self._pending.append(job)
             self._schedule_flush()
         else:
+            if self._timeout:
+                if self._stalled:
+                    raise StorageUnavailable(self._stall_message())
+                self._waiting.append((time.monotonic(), job))
             with self._unbatched_lock:
                 self._unbatched += 1
                 unbatched = self._unbatched
@@ -173,6 +205,30 @@ class GroupCommitWriter:
             if self._is_everyone_in(unbatched):
                 self._everyone_in.set()
         return job.future
+
+    def _watch_interval(self) -> float:
+        assert self._timeout
+        return min(0.25, self._timeout / 4)
+
+    def _stall_message(self) -> str:
+        return f"the database did not commit within {self._timeout:g} s"
+
+    def _watch(self) -> None:
+        """Fail every waiting request once the oldest has waited `timeout` for its commit."""
+        assert self._loop is not None and self._timeout
+        waiting = self._waiting
+        while waiting and waiting[0][1].future.done():
+            waiting.popleft()
+        if waiting and time.monotonic() - waiting[0][0] > self._timeout:
+            if not self._stalled:
+                log.error("%s: answering 503 until it does", self._stall_message())
+            self._stalled = True
+            error = StorageUnavailable(self._stall_message())
+            while waiting:
+                job = waiting.popleft()[1]
+                if not job.future.done():
+                    job.future.set_exception(error)
+        self._watchdog = self._loop.call_later(self._watch_interval(), self._watch)
 
     def _is_everyone_in(self, waiting: int) -> bool:
         """Whether `waiting` requests are all the process's connections (or a full batch)."""
@@ -229,8 +285,11 @@ class GroupCommitWriter:
                 batch.append(item)
             with self._unbatched_lock:
                 self._unbatched -= len(batch)
+            # Requests already answered (503, by the watchdog) are not written after all.
+            batch = [job for job in batch if not job.future.done()]
             self._previous = len(batch)
-            self._write(batch)
+            if batch:
+                self._write(batch)
         self._release()
 
     def _write(self, batch: list[_Job]) -> None:
@@ -432,7 +491,12 @@ class GroupCommitWriter:
             _settle(jobs)
             return
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
-            self._loop.call_soon_threadsafe(_settle, jobs)
+            self._loop.call_soon_threadsafe(self._settle_returned, jobs)
+
+    def _settle_returned(self, jobs: list[_Job]) -> None:
+        """On the loop: a batch returned from the database, so it answers again."""
+        self._stalled = False
+        _settle(jobs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@ from clickloop.storage.tables import metadata
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:
+    if connection.dialect.name == "postgresql":
+        # Building an index on a large table may take longer than a request's statement.
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
     context.configure(
         connection=connection,
         target_metadata=metadata,
