@@ -135,6 +135,10 @@ def _parser() -> argparse.ArgumentParser:
             "--password-stdin", action="store_true", help="read the password from stdin"
         )
 
+    command(
+        "remove", _user_remove, "remove a web UI user and end their sessions", user
+    ).add_argument("username")
+
     importer = command(
         "import",
         _import,
@@ -421,6 +425,14 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
     revoke_token(_ready_engine(settings), args.id)
     print(f"token {args.id} revoked")
+    return 0
+
+
+def _user_remove(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import remove_user
+
+    remove_user(_ready_engine(settings), args.username)
+    print(f"user {args.username} removed")
     return 0
 
 

@@ -6,7 +6,7 @@ import http.client
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from clickloop.errors import Conflict, InvalidInput
-from clickloop.services import users
+from clickloop.errors import Conflict, InvalidInput, NotFound
+from clickloop.services import sessions, users
 from clickloop.storage import tables as t
 from tests.conftest import Server
 
@@ -49,16 +49,33 @@ def test_duplicate_username_and_short_password_are_refused(engine: Engine) -> No
         users.create_user(engine, "bob", "short", now=NOW)
 
 
-def test_change_password_needs_the_current_one_and_changes_the_stamp(engine: Engine) -> None:
-    """A wrong current password is refused; a right one swaps passwords and the session stamp."""
+def test_change_password_needs_the_current_one_and_ends_sessions(engine: Engine) -> None:
+    """A wrong current password is refused; a right one swaps passwords and ends sessions."""
     user_id = users.create_user(engine, "alice", "correct horse", now=NOW)
-    before = users.get_user(engine, user_id)
+    session_id = sessions.open_session(engine, user_id, now=NOW)
     with pytest.raises(InvalidInput):
         users.change_password(engine, user_id, "not it", "battery staple")
-    after = users.change_password(engine, user_id, "correct horse", "battery staple")
-    assert before is not None and after.password_stamp != before.password_stamp
+    assert sessions.session_user(engine, session_id, now=NOW) is not None
+    users.change_password(engine, user_id, "correct horse", "battery staple")
+    assert sessions.session_user(engine, session_id, now=NOW) is None
     assert users.authenticate(engine, "alice", "correct horse") is None
     assert users.authenticate(engine, "alice", "battery staple") is not None
+
+
+def test_sessions_end_on_logout_removal_and_expiry(engine: Engine) -> None:
+    """A session ends when ended, when its user is removed, and 14 days after it began."""
+    user_id = users.create_user(engine, "alice", "correct horse", now=NOW)
+    ended, removed = (sessions.open_session(engine, user_id, now=NOW) for _ in range(2))
+    sessions.end_session(engine, ended)
+    assert sessions.session_user(engine, ended, now=NOW) is None
+    found = sessions.session_user(engine, removed, now=NOW)
+    assert found is not None and found.username == "alice"
+    assert sessions.session_user(engine, removed, now=NOW + timedelta(days=14)) is None
+    users.remove_user(engine, "alice")
+    users.create_user(engine, "alice", "correct horse", now=NOW)
+    assert sessions.session_user(engine, removed, now=NOW) is None
+    with pytest.raises(NotFound):
+        users.remove_user(engine, "nobody")
 
 
 def test_cli_user_create_reads_the_password_from_stdin(database_url: str, tmp_path: Path) -> None:

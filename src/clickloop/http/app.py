@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import html
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -18,20 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
 from clickloop.http.api import create_api
+from clickloop.http.demo import demo_offer
 from clickloop.http.postbacks import PostbackHandler
 from clickloop.http.protocol import open_connections
-from clickloop.http.responses import (
-    HTML,
-    NO_STORE,
-    Receive,
-    Scope,
-    Send,
-    send_response,
-    send_text,
-)
+from clickloop.http.responses import Receive, Scope, Send, send_response, send_text
 from clickloop.http.tracking import ClickHandler
 from clickloop.http.web import create_web
 from clickloop.services.config import TrackerConfig, load_config
+from clickloop.services.demo import DEMO_OFFER_PATH
 from clickloop.services.entities import read_config_version
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
@@ -131,30 +124,13 @@ class ClickloopApp:
         if len(segments) == 2 and segments[1] == "postback":
             await self.postbacks.handle(scope, receive, send, self.config, segments[0])
             return
-        if path == "/_demo/offer":
-            await self._demo_offer(scope, send)
+        if path == DEMO_OFFER_PATH:
+            await demo_offer(self.engine, self.config, scope, receive, send)
             return
         if path == "/":
             await send_text(send, 200, "clickloop", head=head)
             return
         await send_text(send, 404, "Not Found", head=head)
-
-    async def _demo_offer(self, scope: Scope, send: Send) -> None:
-        """A stand-in offer page for the demo campaign that `clickloop init --demo` creates."""
-        from urllib.parse import parse_qs
-
-        query = parse_qs(scope["query_string"].decode("latin-1"))
-        subid = html.escape(query.get("subid", [""])[0][:64])
-        key = html.escape(self.config.postback_key)
-        postback = f"/{key}/postback?subid={subid}&amp;status=sale&amp;payout=12.50"
-        page = (
-            "<!doctype html><meta charset=utf-8><title>clickloop demo offer</title>"
-            "<h1>Demo offer</h1>"
-            f"<p>You arrived through clickloop. Your click id (subid) is <code>{subid}</code>.</p>"
-            f'<p>An affiliate network would now report the sale: <a href="{postback}">'
-            "fire the conversion postback</a>.</p>"
-        )
-        await send_response(send, 200, page.encode(), [HTML, NO_STORE])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

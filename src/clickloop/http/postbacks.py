@@ -85,7 +85,7 @@ class PostbackHandler:
         if method not in ("GET", "POST"):
             await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST")])
             return
-        body = await _read_body(receive) if method == "POST" else b""
+        body = await read_body(receive) if method == "POST" else b""
         now = datetime.now(UTC)
         raw = self._raw(scope, method, body, now)
         try:
@@ -229,7 +229,7 @@ def _count(outcome: str) -> None:
     counter.inc()
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
     """The request body up to the limit; the rest is read and dropped."""
     chunks: list[bytes] = []
     size = 0

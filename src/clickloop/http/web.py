@@ -7,9 +7,8 @@ the pages in `webentities.py` and `weblogs.py`, form parsing in `webforms.py`.
 from __future__ import annotations
 
 import secrets
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -30,7 +29,7 @@ from clickloop.http.webcore import (
 )
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weblogs import LogPages
-from clickloop.services import users
+from clickloop.services import login_throttle, sessions, users
 
 # --- the app ------------------------------------------------------------------------------
 
@@ -96,46 +95,11 @@ def create_web(
     )
 
 
-class LoginThrottle:
-    """Failed logins per client address: after `limit` within `window` seconds, that address is
-    refused until its oldest failure leaves the window. In memory, per server process."""
-
-    def __init__(self, *, limit: int = 10, window: float = 900.0, max_keys: int = 10000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-
-    def wait(self, key: str, now: float) -> float:
-        """Seconds before `key` may try again (0 when it may now)."""
-        failures = self._failures.get(key)
-        if not failures:
-            return 0.0
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if len(failures) < self.limit:
-            return 0.0
-        return failures[0] + self.window - now
-
-    def failed(self, key: str, now: float) -> None:
-        if key not in self._failures and len(self._failures) >= self.max_keys:
-            # A flood of addresses must not grow memory without bound: forget the stalest.
-            stalest = min(
-                self._failures, key=lambda k: self._failures[k][-1] if self._failures[k] else 0
-            )
-            del self._failures[stalest]
-        self._failures.setdefault(key, deque(maxlen=self.limit)).append(now)
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-
 class AuthPages:
     """Log in and log out."""
 
     def __init__(self, web: Web) -> None:
         self.web = web
-        self.throttle = LoginThrottle()
 
     # -- login ---------------------------------------------------------------------------
 
@@ -153,9 +117,13 @@ class AuthPages:
             return refused(web, request, session)
         username = str(form.get("username", ""))
         client = request.client.host if request.client else ""
-        wait = self.throttle.wait(client, time.monotonic())
-        if wait > 0:
-            minutes = max(1, round(wait / 60))
+        # Counted before the password is checked, in the database: concurrent tries, on any
+        # worker or node, get no more verifications than the limit.
+        wait = await web.run(
+            login_throttle.count_attempt, web.engine, client, now=datetime.now(UTC)
+        )
+        if wait:
+            minutes = max(1, round(wait.total_seconds() / 60))
             return web.render(
                 request,
                 session,
@@ -171,7 +139,6 @@ class AuthPages:
             users.authenticate, web.engine, username, str(form.get("password", ""))
         )
         if user is None:
-            self.throttle.failed(client, time.monotonic())
             # One message for an unknown name and a wrong password: no username enumeration.
             return web.render(
                 request,
@@ -184,18 +151,19 @@ class AuthPages:
                 error="Wrong username or password.",
                 needs_user=False,
             )
-        self.throttle.succeeded(client)
+        await web.run(login_throttle.clear_attempts, web.engine, client)
+        session_id = await web.run(
+            sessions.open_session, web.engine, user.id, now=datetime.now(UTC)
+        )
         # A fresh token at login: one planted before login (session fixation) is not reused.
-        session.data = {
-            "uid": user.id,
-            "stamp": user.password_stamp,
-            "csrf": secrets.token_urlsafe(24),
-        }
+        session.data = {"sid": session_id, "csrf": secrets.token_urlsafe(24)}
         session.dirty = True
         return web.redirect(request, session, next_path)
 
     async def logout(self, request: Request) -> Response:
         session = session_of(request)
+        # Ended on the server: a copy of the cookie saved before is worth nothing after.
+        await self.web.run(sessions.end_session, self.web.engine, str(session.data["sid"]))
         session.data = {}
         session.dirty = True
         return self.web.redirect(request, session, "/login", "You are logged out.")

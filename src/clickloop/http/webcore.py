@@ -1,8 +1,9 @@
 """The admin UI's core: signed-cookie sessions, CSRF and log-in checks, rendering, and the small
 helpers the page modules share (`webentities.py`, `weblogs.py`; routes in `web.py`).
 
-Sessions are a signed cookie (itsdangerous) holding the user id, a stamp of the password hash
-(a new password ends other sessions) and the CSRF token that every POST form must echo back.
+Sessions are a signed cookie (itsdangerous) holding a server-side session's id (services/
+sessions.py: logout, a new password or the user's removal ends it) and the CSRF token that every
+POST form must echo back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from clickloop.domain.deliveries import mask_secrets
 from clickloop.errors import NotFound, StorageUnavailable
-from clickloop.services import entities, users
+from clickloop.services import entities, sessions
+from clickloop.services.sessions import SESSION_DAYS
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 COOKIE = "clickloop_admin"
-SESSION_DAYS = 14
 SECRET_FILE = "web-session.key"
 OUTCOMES = ("accepted", "updated", "duplicate", "ignored")
 PAGE_SIZE = 50
@@ -229,11 +230,11 @@ def guard(web: Web, handler: Handler) -> Handler:
     async def guarded(request: Request) -> Response:
         session = web.session(request)
         user = None
-        user_id = session.data.get("uid")
-        if isinstance(user_id, int):
-            user = await web.run(users.get_user, web.engine, user_id)
-            if user is not None and user.password_stamp != session.data.get("stamp"):
-                user = None
+        session_id = session.data.get("sid")
+        if isinstance(session_id, str):
+            user = await web.run(
+                sessions.session_user, web.engine, session_id, now=datetime.now(UTC)
+            )
         if user is None:
             target = request.url.path.removeprefix(request.scope.get("root_path", ""))
             if request.method == "GET" and request.url.query:

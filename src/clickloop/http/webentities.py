@@ -26,7 +26,7 @@ from clickloop.http.webcore import (
     zone_of,
     zones,
 )
-from clickloop.services import entities, postbacks, reports, templates, tokens, users
+from clickloop.services import entities, postbacks, reports, sessions, templates, tokens, users
 
 
 class EntityPages:
@@ -505,7 +505,10 @@ class EntityPages:
             )
         except InvalidInput as exc:
             return await self._settings_page(request, session, password_error=exc.reason)
-        session.data["stamp"] = changed.password_stamp
+        # The new password ended every session of the user, this one too: open a fresh one.
+        session.data["sid"] = await self.web.run(
+            sessions.open_session, self.web.engine, changed.id, now=datetime.now(UTC)
+        )
         session.dirty = True
         return self.web.redirect(request, session, "/settings", "Password changed.")
 

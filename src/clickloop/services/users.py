@@ -1,20 +1,21 @@
-"""Admin users of the web UI: create, check a password, change it.
+"""Admin users of the web UI: create, check a password, change it, remove.
 
 Passwords are hashed with argon2id (argon2-cffi's defaults); a login for an unknown username
-still spends one hash verification, so timing does not tell which usernames exist.
+still spends one hash verification, so timing does not tell which usernames exist. A new
+password or the user's removal ends the user's sessions (services/sessions.py) in the same
+transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from clickloop.errors import Conflict, InvalidInput, NotFound
@@ -33,12 +34,6 @@ _DUMMY_HASH = _hasher.hash("clickloop: no such user")
 class User:
     id: int
     username: str
-    # Changes whenever the password does: sessions carry it, so a new password logs others out.
-    password_stamp: str
-
-
-def _stamp(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
 
 def _check_password(password: str) -> str:
@@ -84,9 +79,9 @@ def authenticate(engine: Engine, username: str, password: str) -> User | None:
     if row is None:
         return None
     if _hasher.check_needs_rehash(stored):
-        stored = _hasher.hash(password)
-        _write_hash(engine, row.id, stored)
-    return User(id=row.id, username=row.username, password_stamp=_stamp(stored))
+        with engine.begin() as conn:
+            _write_hash(conn, row.id, _hasher.hash(password))
+    return User(id=row.id, username=row.username)
 
 
 def get_user(engine: Engine, user_id: int) -> User | None:
@@ -95,11 +90,11 @@ def get_user(engine: Engine, user_id: int) -> User | None:
         row = conn.execute(select(t.users).where(t.users.c.id == user_id)).first()
     if row is None:
         return None
-    return User(id=row.id, username=row.username, password_stamp=_stamp(row.password_hash))
+    return User(id=row.id, username=row.username)
 
 
 def change_password(engine: Engine, user_id: int, current: str, new: str) -> User:
-    """Replace a user's password after checking the current one."""
+    """Replace a user's password after checking the current one; end all their sessions."""
     with engine.connect() as conn:
         row = conn.execute(select(t.users).where(t.users.c.id == user_id)).first()
     if row is None:
@@ -109,21 +104,27 @@ def change_password(engine: Engine, user_id: int, current: str, new: str) -> Use
     except (VerifyMismatchError, VerificationError, InvalidHashError) as exc:
         raise InvalidInput("current_password", "the current password is wrong") from exc
     password_hash = _hasher.hash(_check_password(new))
-    _write_hash(engine, user_id, password_hash)
-    return User(id=row.id, username=row.username, password_stamp=_stamp(password_hash))
+    with engine.begin() as conn:
+        _write_hash(conn, user_id, password_hash)
+        _end_sessions(conn, user_id)
+    return User(id=row.id, username=row.username)
 
 
 def set_password(engine: Engine, username: str, password: str) -> None:
-    """Replace a user's password without the current one (the CLI's reset)."""
+    """Replace a user's password without the current one (the CLI's reset); end their sessions."""
     password_hash = _hasher.hash(_check_password(password))
     with engine.begin() as conn:
-        changed = conn.execute(
-            update(t.users)
-            .where(t.users.c.username == username)
-            .values(password_hash=password_hash)
-        ).rowcount
-    if not changed:
-        raise NotFound("user", username)
+        user_id = _id_of(conn, username)
+        _write_hash(conn, user_id, password_hash)
+        _end_sessions(conn, user_id)
+
+
+def remove_user(engine: Engine, username: str) -> None:
+    """Delete a user and end their sessions."""
+    with engine.begin() as conn:
+        user_id = _id_of(conn, username)
+        _end_sessions(conn, user_id)
+        conn.execute(delete(t.users).where(t.users.c.id == user_id))
 
 
 def count_users(engine: Engine) -> int:
@@ -131,8 +132,16 @@ def count_users(engine: Engine) -> int:
         return int(conn.execute(select(func.count()).select_from(t.users)).scalar() or 0)
 
 
-def _write_hash(engine: Engine, user_id: int, password_hash: str) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash)
-        )
+def _id_of(conn: Connection, username: str) -> int:
+    found = conn.execute(select(t.users.c.id).where(t.users.c.username == username)).scalar()
+    if found is None:
+        raise NotFound("user", username)
+    return int(found)
+
+
+def _write_hash(conn: Connection, user_id: int, password_hash: str) -> None:
+    conn.execute(update(t.users).where(t.users.c.id == user_id).values(password_hash=password_hash))
+
+
+def _end_sessions(conn: Connection, user_id: int) -> None:
+    conn.execute(delete(t.admin_sessions).where(t.admin_sessions.c.user_id == user_id))

@@ -318,6 +318,27 @@ users = Table(
     Column("created_at", utc_datetime(), nullable=False),
 )
 
+# A logged-in admin browser: its cookie holds the random session id, the table its SHA-256.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column(
+        "user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("expires_at", utc_datetime(), nullable=False, index=True),
+)
+
+# Login attempts per client address in the current window, shared by every server process.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("address", String(64), primary_key=True),
+    Column("window_start", utc_datetime(), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False),
+)
+
 api_tokens = Table(
     "api_tokens",
     metadata,
