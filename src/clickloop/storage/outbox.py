@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from clickloop.domain.deliveries import (
+    REFUSED_REASON,
     Attempt,
     Delivered,
     DeliveryState,
@@ -460,6 +461,23 @@ def resume_enabled_targets(conn: Connection, *, now: datetime) -> int:
             .values(state=str(DeliveryState.QUEUED), next_attempt_at=now)
         ).rowcount
     return resumed
+
+
+def retry_refused_now(conn: Connection, *, now: datetime) -> int:
+    """Make deliveries waiting after an address refusal due now; return how many.
+
+    Called when the allowed networks change: the refusal may be lifted, so they need not wait
+    for their next rung of the retry ladder.
+    """
+    return conn.execute(
+        update(_d)
+        .where(
+            _d.c.state == str(DeliveryState.QUEUED),
+            _d.c.last_error == REFUSED_REASON,
+            _d.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+    ).rowcount
 
 
 def resend(conn: Connection, *, delivery_ids: Iterable[int], now: datetime) -> int:
