@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = command("list", _deliveries_list, "list deliveries, newest first", deliveries)
     listing.add_argument("--state", choices=["queued", "delivered", "failed", "disabled"])
     listing.add_argument("--conversion", type=int, help="only this conversion's deliveries")
+    listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--attempts", action="store_true", help="with every attempt")
     resend = command("resend", _deliveries_resend, "send deliveries again now", deliveries)
@@ -270,7 +271,11 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = _ready_engine(settings)
     page = list_deliveries(
-        engine, state=args.state, conversion_id=args.conversion, limit=args.limit
+        engine,
+        state=args.state,
+        conversion_id=args.conversion,
+        subid=args.subid,
+        limit=args.limit,
     )
     for row in page.items:
         item = shown_delivery(row)

@@ -67,3 +67,15 @@ def test_list_masks_secrets_and_resend_requeues(
     assert states(engine) == ["queued", "queued", "queued"]
     with engine.connect() as conn:
         assert set(conn.execute(select(t.deliveries.c.attempts)).scalars()) == {0}
+
+
+def test_list_names_and_filters_by_the_triggering_subid(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    """Each listed delivery names the subid whose conversion triggered it; --subid filters."""
+    world = make_world(engine, source_url=None)
+    add_deliveries(world, ["https://crm.example/hook?cid=1", "https://crm.example/hook?cid=2"])
+
+    listed = cli(database_url, tmp_path, "list", "--subid", "sub1").stdout.splitlines()
+    assert [json.loads(line)["subid"] for line in listed] == ["sub1", "sub1"]
+    assert cli(database_url, tmp_path, "list", "--subid", "other").stdout == ""

@@ -343,6 +343,7 @@ def create_api(
             engine,
             state=state,
             conversion_id=_int(params.get("conversion_id"), "conversion_id"),
+            subid=params.get("subid") or None,
             limit=limit,
             cursor=str(_int(cursor, "cursor")) if cursor is not None else None,
         )

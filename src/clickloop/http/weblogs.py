@@ -203,6 +203,7 @@ class LogPages:
             if params.get("target_kind") in kinds
             else None,
             "conversion_id": int_param(params.get("conversion_id")),
+            "subid": (params.get("subid") or "").strip()[:64] or None,
         }
         settings = await web.run(entities.get_settings, web.engine)
         return await self._log_page(
