@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
 from clickloop.services.tokens import create_token
-from tests.conftest import Server
+from tests.conftest import Server, free_port
 from tests.e2e.test_api import Api
 from tests.e2e.test_clicks import request, wait_for_link
 from tests.e2e.test_loop import source_endpoint, wait_for
@@ -97,33 +97,36 @@ def test_refused_delivery_stays_queued_until_the_network_is_allowed(
 def test_resend_rerendered_uses_the_corrected_url(
     engine: Engine, server: Server, source_endpoint: tuple[list[str], str]
 ) -> None:
-    """After the source's URL is fixed, a rerendered resend sends the new URL and supersedes the
-    old delivery; a plain resend still sends what was stored."""
+    """After the source's wrong URL (nothing listening) is fixed, a rerendered resend sends the
+    new URL and supersedes the old delivery, which stops retrying; a plain resend sends what
+    was stored."""
     received, endpoint = source_endpoint
     entities.update_settings(engine, {"allowed_networks": ["127.0.0.0/8"]})
-    api, source, convert = set_up(engine, server, f"{endpoint}/wrong?cid={{external_id}}")
+    wrong = f"http://127.0.0.1:{free_port()}/wrong?cid={{external_id}}"
+    api, source, convert = set_up(engine, server, wrong)
     convert("FIX-ME")
-    wait_for(lambda: received, "the first (wrong) S2S postback")
+    wait_for(lambda: deliveries(api)[0]["attempts"] >= 2, "two failed attempts")
     [old] = deliveries(api)
-    status, _ = api.call(
-        "PATCH",
-        f"/traffic-sources/{source}",
-        {"postback_url": f"{endpoint}/right?cid={{external_id}}"},
-    )
-    assert status == 200
+    assert old["state"] == "queued"  # retrying the wrong URL
+    fixed = {"postback_url": f"{endpoint}/right?cid={{external_id}}"}
+    assert api.call("PATCH", f"/traffic-sources/{source}", fixed)[0] == 200
 
     status, body = api.call("POST", f"/deliveries/{old['id']}/resend", {"rerender": True})
     assert status == 200, body
-    assert body["queued"] == 1 and body["delivery_ids"] != [old["id"]]
-    wait_for(lambda: "/right?cid=FIX-ME" in received, "the corrected S2S postback")
+    [new_id] = body["delivery_ids"]
+    assert body["queued"] == 1 and new_id != old["id"]
+    wait_for(lambda: received == ["/right?cid=FIX-ME"], "the corrected S2S postback")
     listed = {d["id"]: d for d in deliveries(api)}
     assert listed[old["id"]]["state"] == "superseded"
-    [new_id] = body["delivery_ids"]
+    assert listed[old["id"]]["last_error"] == f"superseded by delivery {new_id}"
     assert listed[new_id]["url"] == f"{endpoint}/right?cid=FIX-ME"
+    wait_for(lambda: api.call("GET", f"/deliveries/{new_id}")[1]["state"] == "delivered", "sent")
 
     status, body = api.call("POST", f"/deliveries/{new_id}/resend", {})
     assert (status, body["delivery_ids"]) == (200, [new_id])
     wait_for(lambda: received.count("/right?cid=FIX-ME") == 2, "the plain resend")
+    status, body = api.call("POST", f"/deliveries/{new_id}/resend", {"rerender": "yes"})
+    assert (status, body["field"]) == (422, "rerender")
 
 
 def test_log_names_and_filters_by_the_triggering_subid(

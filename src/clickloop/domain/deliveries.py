@@ -60,6 +60,7 @@ class DeliveryState(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DISABLED = "disabled"
+    SUPERSEDED = "superseded"  # rendered again into another delivery; never sent again
 
 
 class TargetKind(StrEnum):
