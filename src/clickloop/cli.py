@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACTION"
     )
     listing = command("list", _deliveries_list, "list deliveries, newest first", deliveries)
-    listing.add_argument("--state", choices=["queued", "delivered", "failed", "disabled"])
+    listing.add_argument(
+        "--state", choices=["queued", "delivered", "failed", "disabled", "superseded"]
+    )
     listing.add_argument("--conversion", type=int, help="only this conversion's deliveries")
     listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)

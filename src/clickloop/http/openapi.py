@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clickloop.domain.deliveries import DeliveryState
 from clickloop.services.queries import MAX_LIMIT
 from clickloop.services.reports import GROUPS
 
@@ -280,7 +281,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "get": _operation(
                 "The sent S2S postback log, newest first",
                 parameters=[
-                    _query("state", {"enum": ["queued", "delivered", "failed", "disabled"]}),
+                    _query("state", {"enum": [str(state) for state in DeliveryState]}),
                     _query("conversion_id", _ID),
                     _query("subid", _TEXT, "the subid of the click that triggered the delivery"),
                     *_PAGING,
