@@ -76,6 +76,15 @@ class Limits:
         return self.per_host_held - self.batch
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Settings:
+    """What the dispatcher keeps of the settings, as of one `config_version`."""
+
+    version: int
+    allowed: tuple[str, ...]  # allowed_networks as stored
+    disable_after: timedelta
+
+
 def make_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{random.randrange(16**6):06x}"
 
@@ -220,10 +229,9 @@ class Dispatcher:
                 ):
                     return claims  # an idle poll: nothing to write, nothing to claim, no change
         with self._engine.begin() as conn:
-            if room > 0:
-                # Every configuration change bumps the version: one indexed read per claim
-                # lets a change (an allowed network) govern the very next claim.
-                self._reload_if_changed(conn, now)
+            # Every configuration change bumps the version: one indexed read per round trip
+            # lets a change (an allowed network) govern the very next claim.
+            changed = self._read_changes(conn, now)
             disabled = outbox.record_attempts(
                 conn, results, worker=self.worker_id, now=now, disable_after=self._disable_after
             )
@@ -240,6 +248,7 @@ class Dispatcher:
                     lease=self._limits.lease,
                     exclude_hosts=full,
                 )
+        self._apply(changed)  # committed: the claims are sent under the settings read with them
         for target in disabled:
             TARGETS_DISABLED.inc()
             log.warning("S2S target %s %d disabled: %s", target.kind, target.id, target.reason)
@@ -248,33 +257,44 @@ class Dispatcher:
     def _maintain(self) -> None:
         with self._engine.begin() as conn:
             now = self._clock()
-            self._reload_if_changed(conn, now)
+            changed = self._read_changes(conn, now)
             resumed = outbox.resume_enabled_targets(conn, now=now)
+        self._apply(changed)
         if resumed:
             log.info("resumed %d deliveries of re-enabled targets", resumed)
 
-    def _reload_if_changed(self, conn: Connection, now: datetime) -> None:
-        """Read the settings again when `config_version` moved; when the allowed networks
-        changed, deliveries waiting after a refusal are due at once (the refusal may be lifted).
+    def _read_changes(self, conn: Connection, now: datetime) -> _Settings | None:
+        """The settings, read again when `config_version` moved (None when it did not); when
+        the allowed networks changed, deliveries waiting after a refusal are made due at once
+        in the caller's transaction (the refusal may be lifted). Apply the result with
+        `_apply` once that transaction has committed.
         """
         version = read_config_version_in(conn)
         if version == self._config_version:
-            return
+            return None
         settings = read_settings(conn)
         allowed = tuple(str(cidr) for cidr in settings.get("allowed_networks") or ())
-        if allowed != self._allowed or self._config_version is None:
-            self._policy = _read_policy(allowed)
+        if allowed != self._allowed and self._config_version is not None:
+            retried = outbox.retry_refused_now(conn, now=now)
+            if retried:
+                log.info("allowed networks changed: %d refused deliveries due now", retried)
+        hours = settings.get(DISABLE_AFTER_SETTING)
+        return _Settings(
+            version=version,
+            allowed=allowed,
+            disable_after=timedelta(hours=float(hours)) if hours else self._disable_after,
+        )
+
+    def _apply(self, changed: _Settings | None) -> None:
+        if changed is None:
+            return
+        if changed.allowed != self._allowed or self._config_version is None:
+            self._policy = _read_policy(changed.allowed)
             if self._resolver is not None:
                 self._resolver.policy = self._policy
-            if self._config_version is not None:
-                retried = outbox.retry_refused_now(conn, now=now)
-                if retried:
-                    log.info("allowed networks changed: %d refused deliveries due now", retried)
-        self._allowed = allowed
-        hours = settings.get(DISABLE_AFTER_SETTING)
-        if hours:
-            self._disable_after = timedelta(hours=float(hours))
-        self._config_version = version
+        self._allowed = changed.allowed
+        self._disable_after = changed.disable_after
+        self._config_version = changed.version
 
     def _admit(self, claim: ClaimedDelivery) -> None:
         host = self._hosts.get(claim.host)
