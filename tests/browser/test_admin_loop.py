@@ -251,6 +251,21 @@ def test_admin_ui_runs_the_whole_conversion_loop(
     _reload_until(page, "delivered", "h1")
     page.click("button:has-text('Re-render and send')")
     assert "queued again" in page.inner_text(".flash")
+    # After the source's S2S URL changes, re-rendering sends the new URL as a new delivery.
+    _reload_until(page, "delivered", "h1")
+    delivery_url = page.url
+    page.click("nav >> text=Traffic sources")
+    page.click("text=Push Source")
+    page.fill("input[name=postback_url]", page.input_value("input[name=postback_url]") + "&v=2")
+    page.click("button:has-text('Save traffic source')")
+    page.goto(delivery_url)
+    page.click("button:has-text('Re-render and send')")
+    assert "rendered again and queued as" in page.inner_text(".flash")
+    _reload_until(page, "delivered", "h1")
+    assert "&v=2" in page.inner_text("main")
+    page.goto(delivery_url)
+    assert "delivered" in page.inner_text("h1")  # a delivered delivery stays history
+    assert any(p.endswith("&v=2") for p in recorder.paths)
 
     # The report counts the click and the sale; the CSV says the same.
     page.goto(f"{admin_url}/reports")
