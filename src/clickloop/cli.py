@@ -97,16 +97,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACTION"
     )
     listing = command("list", _deliveries_list, "list deliveries, newest first", deliveries)
-    listing.add_argument("--state", choices=["queued", "delivered", "failed", "disabled"])
+    listing.add_argument(
+        "--state", choices=["queued", "delivered", "failed", "disabled", "superseded"]
+    )
     listing.add_argument("--conversion", type=int, help="only this conversion's deliveries")
+    listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--attempts", action="store_true", help="with every attempt")
     resend = command("resend", _deliveries_resend, "send deliveries again now", deliveries)
     resend.add_argument("ids", type=int, nargs="+")
+    rerender_help = (
+        "render the request again from the current configuration and the stored click and "
+        "conversion (the old delivery is superseded) instead of sending it as stored"
+    )
+    resend.add_argument("--rerender", action="store_true", help=rerender_help)
     resend_failed = command(
         "resend-failed", _deliveries_resend_failed, "send every failed delivery again", deliveries
     )
     resend_failed.add_argument("--since", help="only those created at or after (ISO 8601)")
+    resend_failed.add_argument("--rerender", action="store_true", help=rerender_help)
 
     db = commands.add_parser("db", help="database migrations").add_subparsers(metavar="ACTION")
     command("upgrade", _db_upgrade, "apply all pending migrations", db)
@@ -329,7 +338,11 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 
     engine = _ready_engine(settings)
     page = list_deliveries(
-        engine, state=args.state, conversion_id=args.conversion, limit=args.limit
+        engine,
+        state=args.state,
+        conversion_id=args.conversion,
+        subid=args.subid,
+        limit=args.limit,
     )
     for row in page.items:
         item = shown_delivery(row)
@@ -342,8 +355,13 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
 def _deliveries_resend(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.deliveries import resend
 
-    count = resend(_ready_engine(settings), args.ids, now=_now())
-    print(f"requeued {count} of {len(args.ids)} (a delivery being sent right now is skipped)")
+    resent = resend(_ready_engine(settings), args.ids, now=_now(), rerender=args.rerender)
+    for old, new in resent.queued.items():
+        if new != old:
+            print(f"delivery {old}: rendered again as delivery {new} ({old} superseded)")
+    for skipped, reason in resent.skipped.items():
+        print(f"delivery {skipped}: not queued: {reason}")
+    print(f"requeued {len(resent.queued)} of {len(set(args.ids))}")
     return 0
 
 
@@ -353,8 +371,8 @@ def _deliveries_resend_failed(args: argparse.Namespace, settings: Settings) -> i
     since = datetime.fromisoformat(args.since) if args.since else None
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    count = resend_failed(_ready_engine(settings), now=_now(), since=since)
-    print(f"requeued {count} failed deliveries")
+    count = resend_failed(_ready_engine(settings), now=_now(), since=since, rerender=args.rerender)
+    print(f"requeued {count} failed deliveries" + (", rendered again" if args.rerender else ""))
     return 0
 
 

@@ -236,11 +236,36 @@ def test_admin_ui_runs_the_whole_conversion_loop(
     assert "SECRET123" not in page.inner_text("main")
     _shoot_everywhere(page, "15-deliveries")
     assert any(p.startswith("/s2s?cid=ext-123&status=sale&payout=10.5") for p in recorder.paths)
+    # The log names the subid that triggered the S2S (the URL has none) and filters by it.
+    assert subid in page.inner_text("tbody")
+    page.goto(f"{admin_url}/deliveries?subid=nosuch")
+    assert "match these filters" in page.inner_text("main")
+    page.goto(f"{admin_url}/deliveries?subid={subid}")
     page.click("tbody a >> nth=0")
     assert "200" in page.inner_text("tbody")
+    assert f"subid {subid}" in page.inner_text("main")
     _shoot_everywhere(page, "16-delivery")
     page.click("button:has-text('Resend now')")
     assert "queued again" in page.inner_text(".flash")
+    # Rendered again from unchanged settings it is the same request: the same delivery is queued.
+    _reload_until(page, "delivered", "h1")
+    page.click("button:has-text('Re-render and send')")
+    assert "queued again" in page.inner_text(".flash")
+    # After the source's S2S URL changes, re-rendering sends the new URL as a new delivery.
+    _reload_until(page, "delivered", "h1")
+    delivery_url = page.url
+    page.click("nav >> text=Traffic sources")
+    page.click("text=Push Source")
+    page.fill("input[name=postback_url]", page.input_value("input[name=postback_url]") + "&v=2")
+    page.click("button:has-text('Save traffic source')")
+    page.goto(delivery_url)
+    page.click("button:has-text('Re-render and send')")
+    assert "rendered again and queued as" in page.inner_text(".flash")
+    _reload_until(page, "delivered", "h1")
+    assert "&v=2" in page.inner_text("main")
+    page.goto(delivery_url)
+    assert "delivered" in page.inner_text("h1")  # a delivered delivery stays history
+    assert any(p.endswith("&v=2") for p in recorder.paths)
 
     # The report counts the click and the sale; the CSV says the same.
     page.goto(f"{admin_url}/reports")

@@ -269,7 +269,10 @@ def test_resend_and_resend_failed(api: Api, engine: Engine) -> None:
     first, second = add_deliveries(world, ["https://a.example/1", "https://a.example/2"])
     record(engine, claim(engine), GiveUp(reason="HTTP 500"))
     assert api.call("GET", f"/deliveries/{first}")[1]["state"] == "failed"
-    assert api.call("POST", f"/deliveries/{first}/resend") == (200, {"queued": 1})
+    assert api.call("POST", f"/deliveries/{first}/resend") == (
+        200,
+        {"queued": 1, "delivery_ids": [first]},
+    )
     assert api.call("GET", f"/deliveries/{first}")[1]["state"] == "queued"
     assert api.call("POST", "/deliveries/resend-failed") == (200, {"queued": 1})
     assert api.call("GET", f"/deliveries/{second}")[1]["state"] == "queued"

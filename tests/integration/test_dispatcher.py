@@ -14,7 +14,9 @@ from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from clickloop.domain.deliveries import REFUSED_REASON
 from clickloop.sender.dispatcher import Dispatcher, Limits
+from clickloop.services import entities
 from clickloop.services.entities import write_setting
 from clickloop.storage import tables as t
 from tests.integration.test_outbox import NOW, World, add_deliveries, make_world, rows
@@ -191,16 +193,23 @@ async def test_hung_target_does_not_slow_a_healthy_one(engine: Engine, target: T
 
 
 @pytest.mark.anyio
-async def test_loopback_is_refused_by_default_settings(engine: Engine, target: Target) -> None:
-    """Without an allowed network, a delivery to 127.0.0.1 fails as SSRF and is not sent."""
+async def test_loopback_refused_stays_queued_until_allowed(engine: Engine, target: Target) -> None:
+    """Without an allowed network a delivery to 127.0.0.1 is refused and not sent, but stays on
+    the retry ladder; allowing loopback (a configuration change) sends it at once."""
     world = make_world(engine, source_url=None)
     add_deliveries(world, [f"{target.base}/ok"])
     async with Running(engine, Clock(NOW)):
-        await wait_for(lambda: rows(engine)[0].state == "failed", "failed")
+        await wait_for(lambda: rows(engine)[0].attempts == 2, "two refused attempts")
+        [row] = rows(engine)
+        assert (row.state, row.last_error) == ("queued", REFUSED_REASON)
+        assert row.next_attempt_at > NOW  # waits for its next rung: 5 s
+        assert not target.hits
+        entities.update_settings(engine, {"allowed_networks": ["127.0.0.0/8"]})
+        await wait_for(lambda: rows(engine)[0].state == "delivered", "delivered once allowed")
     with engine.connect() as conn:
         kinds = list(conn.execute(select(t.delivery_attempts.c.error_kind)).scalars())
-    assert kinds == ["ssrf"]
-    assert not target.hits
+    assert kinds == ["ssrf", "ssrf", None]
+    assert target.hits["/ok"] == 1
 
 
 @pytest.mark.anyio

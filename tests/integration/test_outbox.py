@@ -490,7 +490,7 @@ def test_resend_and_resend_failed(engine: Engine) -> None:
     record(engine, claim(engine), Delivered())
     later = NOW + timedelta(hours=1)
     with engine.begin() as conn:
-        assert outbox.resend(conn, delivery_ids=[ids[2]], now=later) == 1
+        assert outbox.resend(conn, delivery_ids=[ids[2]], now=later) == [ids[2]]
     assert [(r.state, r.attempts) for r in rows(engine)] == [
         ("failed", 1),
         ("failed", 1),
@@ -507,7 +507,7 @@ def test_resend_does_not_touch_a_delivery_in_flight(engine: Engine) -> None:
     [only] = add_deliveries(world, ["https://a.example/1"])
     claim(engine)
     with engine.begin() as conn:
-        assert outbox.resend(conn, delivery_ids=[only], now=NOW) == 0
+        assert outbox.resend(conn, delivery_ids=[only], now=NOW) == []
 
 
 def test_stale_lease_holder_cannot_overwrite_state(engine: Engine) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from clickloop.domain.deliveries import (
     MAX_ATTEMPTS,
+    REFUSED_REASON,
     RETRY_AFTER_MAX,
     Delivered,
     DisableTarget,
@@ -173,7 +174,14 @@ def test_classify_response(
         (ErrorKind.BODY_CHECK, 200, None, 1, Retry(at=NOW, reason="body_check: HTTP 200")),
         (ErrorKind.TIMEOUT, None, None, 3, Retry(at=NOW + timedelta(minutes=5), reason="timeout")),
         (ErrorKind.DNS, None, None, 1, Retry(at=NOW, reason="dns")),
-        (ErrorKind.SSRF, None, None, 1, GiveUp(reason="ssrf")),
+        (ErrorKind.SSRF, None, None, 1, Retry(at=NOW, reason=REFUSED_REASON)),
+        (
+            ErrorKind.SSRF,
+            None,
+            None,
+            9,
+            GiveUp(reason=f"{REFUSED_REASON}; gave up after 9 attempts"),
+        ),
         (ErrorKind.INVALID_URL, None, None, 1, GiveUp(reason="invalid_url")),
         (
             ErrorKind.CONNECT,

@@ -33,6 +33,10 @@ RETRY_AFTER_MAX = timedelta(hours=1)
 RESPONSE_LIMIT = 4096
 MASK = "***"
 
+# Why a refused (non-public) address is retried: allowing its network is a configuration change
+# that lifts the refusal, so it stays on the retry ladder under this reason.
+REFUSED_REASON = "ssrf: address refused (not in allowed_networks)"
+
 # 4xx answers that say "later", not "never".
 _RETRYABLE_CLIENT_STATUSES = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -56,6 +60,7 @@ class DeliveryState(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     DISABLED = "disabled"
+    SUPERSEDED = "superseded"  # rendered again into another delivery; never sent again
 
 
 class TargetKind(StrEnum):
@@ -182,7 +187,7 @@ def decide_outcome(
     if error_kind is None:
         return Delivered()
     reason = _describe_failure(error_kind, status_code)
-    if error_kind in (ErrorKind.SSRF, ErrorKind.INVALID_URL):
+    if error_kind is ErrorKind.INVALID_URL:
         return GiveUp(reason=reason)
     retry_after = None
     if status_code is not None and error_kind is ErrorKind.HTTP_STATUS:
@@ -199,6 +204,8 @@ def decide_outcome(
 
 
 def _describe_failure(error_kind: ErrorKind, status_code: int | None) -> str:
+    if error_kind is ErrorKind.SSRF:
+        return REFUSED_REASON
     if status_code is not None and error_kind in (ErrorKind.HTTP_STATUS, ErrorKind.BODY_CHECK):
         return f"{error_kind}: HTTP {status_code}"
     return str(error_kind)

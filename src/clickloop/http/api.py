@@ -141,6 +141,20 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return value
 
 
+async def _rerender_option(request: Request) -> bool:
+    """A resend's optional body: `{"rerender": true}` renders the request again."""
+    if not (await request.body()).strip():
+        return False
+    options = await _json_body(request)
+    for name in options:
+        if name != "rerender":
+            raise InvalidInput(name, "not an option; the body may hold only rerender")
+    rerender = options.get("rerender", False)
+    if not isinstance(rerender, bool):
+        raise InvalidInput("rerender", "true or false")
+    return rerender
+
+
 def _refuse(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
@@ -343,6 +357,7 @@ def create_api(
             engine,
             state=state,
             conversion_id=_int(params.get("conversion_id"), "conversion_id"),
+            subid=params.get("subid") or None,
             limit=limit,
             cursor=str(_int(cursor, "cursor")) if cursor is not None else None,
         )
@@ -355,12 +370,23 @@ def create_api(
 
     async def resend(request: Request) -> Response:
         delivery_id = _path_id(request)
-        if not await run(deliveries.resend, engine, [delivery_id], now=datetime.now(UTC)):
-            raise NotFound("delivery (or it is being sent right now)", delivery_id)
-        return Json({"queued": 1})
+        rerender = await _rerender_option(request)
+        resent = await run(
+            deliveries.resend, engine, [delivery_id], now=datetime.now(UTC), rerender=rerender
+        )
+        if delivery_id in resent.skipped:
+            reason = resent.skipped[delivery_id]
+            if reason == deliveries.NOT_RESENDABLE:
+                raise NotFound("delivery (or it is being sent right now)", delivery_id)
+            raise ApiError(409, "conflict", f"delivery {delivery_id} was not queued: {reason}")
+        return Json({"queued": 1, "delivery_ids": [resent.queued[delivery_id]]})
 
     async def resend_failed(request: Request) -> Response:
-        return Json({"queued": await run(deliveries.resend_failed, engine, now=datetime.now(UTC))})
+        rerender = await _rerender_option(request)
+        count = await run(
+            deliveries.resend_failed, engine, now=datetime.now(UTC), rerender=rerender
+        )
+        return Json({"queued": count})
 
     async def report(request: Request) -> Response:
         params = request.query_params

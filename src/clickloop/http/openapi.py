@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clickloop.domain.deliveries import DeliveryState
 from clickloop.services.queries import MAX_LIMIT
 from clickloop.services.reports import GROUPS
 
@@ -18,6 +19,16 @@ _ERROR = {
     "properties": {"code": _TEXT, "message": _TEXT, "field": _TEXT},
 }
 _ANY_OBJECT = {"type": "object"}
+_RESEND_BODY = {
+    "type": "object",
+    "properties": {
+        "rerender": {
+            "type": "boolean",
+            "description": "render the request again from the current configuration and the "
+            "stored click and conversion; the old delivery is superseded",
+        }
+    },
+}
 _PAGE = {
     "type": "object",
     "required": ["items", "next_cursor"],
@@ -139,6 +150,7 @@ def _operation(
     ok: int = 200,
     result: dict[str, Any] | None = None,
     media: str = "application/json",
+    body_required: bool = True,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(ok): {"description": "success", "content": {media: {"schema": result or _ANY_OBJECT}}},
@@ -163,7 +175,7 @@ def _operation(
     }
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": {"application/json": {"schema": body}},
         }
     return operation
@@ -269,19 +281,31 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "get": _operation(
                 "The sent S2S postback log, newest first",
                 parameters=[
-                    _query("state", {"enum": ["queued", "delivered", "failed", "disabled"]}),
+                    _query("state", {"enum": [str(state) for state in DeliveryState]}),
                     _query("conversion_id", _ID),
+                    _query("subid", _TEXT, "the subid of the click that triggered the delivery"),
                     *_PAGING,
                 ],
                 result=_PAGE,
             )
         },
-        "/deliveries/resend-failed": {"post": _operation("Queue every failed delivery again")},
+        "/deliveries/resend-failed": {
+            "post": _operation(
+                "Queue every failed delivery again (rerender: from the current configuration)",
+                body=_RESEND_BODY,
+                body_required=False,
+            )
+        },
         "/deliveries/{id}": {
             "get": _operation("One delivery with its attempts", parameters=[_path("id", _ID)])
         },
         "/deliveries/{id}/resend": {
-            "post": _operation("Queue one delivery again", parameters=[_path("id", _ID)])
+            "post": _operation(
+                "Queue one delivery again, as stored or (rerender) from the current configuration",
+                parameters=[_path("id", _ID)],
+                body=_RESEND_BODY,
+                body_required=False,
+            )
         },
         "/reports": {
             "get": _operation(

@@ -203,6 +203,7 @@ class LogPages:
             if params.get("target_kind") in kinds
             else None,
             "conversion_id": int_param(params.get("conversion_id")),
+            "subid": (params.get("subid") or "").strip()[:64] or None,
         }
         settings = await web.run(entities.get_settings, web.engine)
         return await self._log_page(
@@ -277,21 +278,38 @@ class LogPages:
         )
 
     async def resend(self, request: Request) -> Response:
+        """Send a delivery again: as stored, or (`rerender`) rendered from the current
+        configuration, which supersedes it with a new delivery."""
         delivery_id = int(request.path_params["id"])
         session = session_of(request)
+        form = await request.form()
+        rerender = form.get("rerender") == "1"
         now = datetime.now(UTC)
-        if await self.web.run(deliveries.resend, self.web.engine, [delivery_id], now=now):
+        resent = await self.web.run(
+            deliveries.resend, self.web.engine, [delivery_id], now=now, rerender=rerender
+        )
+        back = safe_next(str(form.get("back", "")) or "/deliveries")
+        new_id = resent.queued.get(delivery_id)
+        if new_id == delivery_id:
             session.flash(f"Delivery {delivery_id} queued again.")
+        elif new_id is not None:
+            session.flash(f"Delivery {delivery_id} rendered again and queued as {new_id}.")
+            if back == f"/deliveries/{delivery_id}":
+                back = f"/deliveries/{new_id}"
         else:
-            session.flash(f"Delivery {delivery_id} is being sent right now; try again.", "error")
-        back = safe_next(str((await request.form()).get("back", "")) or "/deliveries")
+            reason = resent.skipped.get(delivery_id, deliveries.NOT_RESENDABLE)
+            session.flash(f"Delivery {delivery_id} was not queued: {reason}.", "error")
         return self.web.redirect(request, session, back)
 
     async def resend_failed(self, request: Request) -> Response:
         now = datetime.now(UTC)
-        count = await self.web.run(deliveries.resend_failed, self.web.engine, now=now)
+        rerender = (await request.form()).get("rerender") == "1"
+        count = await self.web.run(
+            deliveries.resend_failed, self.web.engine, now=now, rerender=rerender
+        )
+        done = "rendered again and queued" if rerender else "queued again"
         return self.web.redirect(
-            request, session_of(request), "/deliveries", f"{count} failed deliveries queued again."
+            request, session_of(request), "/deliveries", f"{count} failed deliveries {done}."
         )
 
     # -- reports -------------------------------------------------------------------------

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from prometheus_client import Counter, Histogram
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from clickloop.domain.deliveries import Attempt, Rng
 from clickloop.sender.delivery import DEFAULT_TIMEOUT, Request, send_attempt, utc_now
 from clickloop.sender.ssrf import AddressPolicy, GuardedResolver, make_connector
-from clickloop.services.entities import read_settings
+from clickloop.services.entities import read_config_version_in, read_settings
 from clickloop.storage import outbox
 from clickloop.storage.db import reader_engine, writer_engine
 from clickloop.storage.outbox import ClaimedDelivery
@@ -61,7 +61,7 @@ class Limits:
     flush_interval: float = 0.02  # seconds between writes of finished attempts
     flush_rows: int = 500
     host_busy_delay: timedelta = timedelta(seconds=1)
-    maintenance_interval: float = 5.0  # reload the network policy, resume re-enabled targets
+    maintenance_interval: float = 5.0  # resume targets re-enabled by any path (even SQL)
     timeout: aiohttp.ClientTimeout = field(default_factory=lambda: DEFAULT_TIMEOUT)
 
     def __post_init__(self) -> None:
@@ -74,6 +74,15 @@ class Limits:
     def host_claim_threshold(self) -> int:
         """A host holding more than this is left out of claims: any batch still fits it."""
         return self.per_host_held - self.batch
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Settings:
+    """What the dispatcher keeps of the settings, as of one `config_version`."""
+
+    version: int
+    allowed: tuple[str, ...]  # allowed_networks as stored
+    disable_after: timedelta
 
 
 def make_worker_id() -> str:
@@ -110,6 +119,8 @@ class Dispatcher:
         self._rng: Rng = rng or random.Random()
         self._clock = clock
         self._policy = AddressPolicy()
+        self._allowed: tuple[str, ...] = ()
+        self._config_version: int | None = None  # the settings read last; None: not yet
         self._disable_after = outbox.DEFAULT_DISABLE_AFTER
         self._hosts: dict[str, _Host] = {}
         self._held = 0  # claims in flight or waiting in memory
@@ -213,9 +224,14 @@ class Dispatcher:
         claims: list[ClaimedDelivery] = []
         if not (results or deferred or released):
             with self._reader.connect() as conn:
-                if not outbox.any_due(conn, now=now):
-                    return claims  # an idle poll: nothing to write, nothing to claim
+                if read_config_version_in(conn) == self._config_version and not outbox.any_due(
+                    conn, now=now
+                ):
+                    return claims  # an idle poll: nothing to write, nothing to claim, no change
         with self._engine.begin() as conn:
+            # Every configuration change bumps the version: one indexed read per round trip
+            # lets a change (an allowed network) govern the very next claim.
+            changed = self._read_changes(conn, now)
             disabled = outbox.record_attempts(
                 conn, results, worker=self.worker_id, now=now, disable_after=self._disable_after
             )
@@ -232,6 +248,7 @@ class Dispatcher:
                     lease=self._limits.lease,
                     exclude_hosts=full,
                 )
+        self._apply(changed)  # committed: the claims are sent under the settings read with them
         for target in disabled:
             TARGETS_DISABLED.inc()
             log.warning("S2S target %s %d disabled: %s", target.kind, target.id, target.reason)
@@ -239,16 +256,45 @@ class Dispatcher:
 
     def _maintain(self) -> None:
         with self._engine.begin() as conn:
-            settings = read_settings(conn)
-            self._policy = _read_policy(settings.get("allowed_networks") or ())
-            hours = settings.get(DISABLE_AFTER_SETTING)
-            if hours:
-                self._disable_after = timedelta(hours=float(hours))
-            resumed = outbox.resume_enabled_targets(conn, now=self._clock())
-        if self._resolver is not None:
-            self._resolver.policy = self._policy
+            now = self._clock()
+            changed = self._read_changes(conn, now)
+            resumed = outbox.resume_enabled_targets(conn, now=now)
+        self._apply(changed)
         if resumed:
             log.info("resumed %d deliveries of re-enabled targets", resumed)
+
+    def _read_changes(self, conn: Connection, now: datetime) -> _Settings | None:
+        """The settings, read again when `config_version` moved (None when it did not); when
+        the allowed networks changed, deliveries waiting after a refusal are made due at once
+        in the caller's transaction (the refusal may be lifted). Apply the result with
+        `_apply` once that transaction has committed.
+        """
+        version = read_config_version_in(conn)
+        if version == self._config_version:
+            return None
+        settings = read_settings(conn)
+        allowed = tuple(str(cidr) for cidr in settings.get("allowed_networks") or ())
+        if allowed != self._allowed and self._config_version is not None:
+            retried = outbox.retry_refused_now(conn, now=now)
+            if retried:
+                log.info("allowed networks changed: %d refused deliveries due now", retried)
+        hours = settings.get(DISABLE_AFTER_SETTING)
+        return _Settings(
+            version=version,
+            allowed=allowed,
+            disable_after=timedelta(hours=float(hours)) if hours else self._disable_after,
+        )
+
+    def _apply(self, changed: _Settings | None) -> None:
+        if changed is None:
+            return
+        if changed.allowed != self._allowed or self._config_version is None:
+            self._policy = _read_policy(changed.allowed)
+            if self._resolver is not None:
+                self._resolver.policy = self._policy
+        self._allowed = changed.allowed
+        self._disable_after = changed.disable_after
+        self._config_version = changed.version
 
     def _admit(self, claim: ClaimedDelivery) -> None:
         host = self._hosts.get(claim.host)

@@ -84,9 +84,14 @@ def bump_config_version(conn: Connection) -> None:
 
 def read_config_version(engine: Engine) -> int:
     with reader_engine(engine).connect() as conn:
-        value = conn.execute(
-            select(t.settings.c.value).where(t.settings.c.key == "config_version")
-        ).scalar()
+        return read_config_version_in(conn)
+
+
+def read_config_version_in(conn: Connection) -> int:
+    """The version every configuration change bumps, read in the caller's transaction."""
+    value = conn.execute(
+        select(t.settings.c.value).where(t.settings.c.key == "config_version")
+    ).scalar()
     return int(value or 0)
 
 

@@ -145,20 +145,51 @@ def queue_deliveries_for(
         if context is None:
             raise NotFound("conversion", conversion_id)
         conversion = {**context.conversion, **state}
-        values = build_macro_values(
-            conversion=conversion,
-            click=context.parts["clicks"],
-            campaign=context.campaign,
-            offer=context.parts["offers"],
-            network=context.parts["affiliate_networks"],
-            source=context.parts["traffic_sources"],
-        )
+        values = _macro_values(context, conversion)
         rows.extend(
             _render_target(target, values, conversion_id=conversion_id, now=now)
             for target in context.targets
             if _wants(target.statuses, conversion["type"])
         )
     return outbox.insert_deliveries(conn, rows, now=now)
+
+
+def render_again(
+    conn: Connection, targets: Sequence[tuple[int, TargetKind, int]], *, now: datetime
+) -> dict[tuple[int, TargetKind, int], outbox.NewDelivery | str]:
+    """What each (conversion id, target kind, target id) renders to now, from the current
+    configuration and the stored click and conversion (as it is now); or why nothing does."""
+    contexts = _load_contexts(conn, {conversion_id for conversion_id, _, _ in targets})
+    rendered: dict[tuple[int, TargetKind, int], outbox.NewDelivery | str] = {}
+    for key in targets:
+        conversion_id, kind, target_id = key
+        context = contexts.get(conversion_id)
+        found = (
+            [tg for tg in context.targets if (tg.kind, tg.id) == (kind, target_id)]
+            if context
+            else []
+        )
+        if context is None or not found:
+            rendered[key] = "its target is no longer an S2S target of the conversion"
+            continue
+        conversion_type = context.conversion["type"]
+        if not _wants(found[0].statuses, conversion_type):
+            rendered[key] = f"its target no longer sends {conversion_type} conversions"
+            continue
+        values = _macro_values(context, context.conversion)
+        rendered[key] = _render_target(found[0], values, conversion_id=conversion_id, now=now)
+    return rendered
+
+
+def _macro_values(context: _Context, conversion: Mapping[str, Any]) -> dict[str, MacroValue]:
+    return build_macro_values(
+        conversion=conversion,
+        click=context.parts["clicks"],
+        campaign=context.campaign,
+        offer=context.parts["offers"],
+        network=context.parts["affiliate_networks"],
+        source=context.parts["traffic_sources"],
+    )
 
 
 def _load_contexts(conn: Connection, conversion_ids: set[int]) -> dict[int, _Context]:

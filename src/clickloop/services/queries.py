@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, String, Table, select
+from sqlalchemy import Column, ColumnElement, Select, String, Table, select
 from sqlalchemy.engine import Engine
 
 from clickloop.domain.deliveries import mask_secrets
@@ -112,15 +112,24 @@ def list_received_postbacks(
     return _page(engine, t.received_postbacks, c.id, conditions, limit, cursor)
 
 
+# A delivery with the subid of the click whose conversion triggered it (SPEC §4: the log names it
+# even when the URL has no {subid}).
+_DELIVERY_ROWS = select(t.deliveries, t.conversions.c.subid).select_from(
+    t.deliveries.join(t.conversions, t.conversions.c.id == t.deliveries.c.conversion_id)
+)
+
+
 def list_deliveries(
     engine: Engine,
     *,
     state: str | None = None,
     conversion_id: int | None = None,
     target_kind: str | None = None,
+    subid: str | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page:
+    """Deliveries newest first, each with its triggering `subid`, under the given filters."""
     c = t.deliveries.c
     conditions: list[ColumnElement[bool]] = []
     if state:
@@ -129,13 +138,16 @@ def list_deliveries(
         conditions.append(c.conversion_id == conversion_id)
     if target_kind:
         conditions.append(c.target_kind == target_kind)
-    return _page(engine, t.deliveries, c.id, conditions, limit, cursor)
+    if subid:
+        conditions.append(t.conversions.c.subid == subid)
+    return _page(engine, t.deliveries, c.id, conditions, limit, cursor, rows=_DELIVERY_ROWS)
 
 
 # What the API and the CLI show of a delivery (its body and lease stay inside).
 _SHOWN_DELIVERY_FIELDS = (
     "id",
     "conversion_id",
+    "subid",
     "target_kind",
     "target_id",
     "method",
@@ -160,8 +172,12 @@ def shown_delivery(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_delivery(engine: Engine, delivery_id: int) -> dict[str, Any]:
-    """A delivery with its attempts, oldest first."""
-    delivery = _one(engine, t.deliveries, t.deliveries.c.id == delivery_id, "delivery", delivery_id)
+    """A delivery with its triggering `subid` and its attempts, oldest first."""
+    with reader_engine(engine).connect() as conn:
+        row = conn.execute(_DELIVERY_ROWS.where(t.deliveries.c.id == delivery_id)).first()
+    if row is None:
+        raise NotFound("delivery", delivery_id)
+    delivery = dict(row._mapping)
     delivery["attempts"] = list_attempts(engine, delivery_id)
     return delivery
 
@@ -184,17 +200,21 @@ def _page(
     conditions: list[ColumnElement[bool]],
     limit: int,
     cursor: str | None,
+    *,
+    rows: Select[Any] | None = None,
 ) -> Page:
+    """A page of `rows` (default: the whole rows of `table`) by descending `key`."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"from 1 to {MAX_LIMIT}")
-    query = select(table).where(*conditions).order_by(key.desc()).limit(limit + 1)
+    base = rows if rows is not None else select(table)
+    query = base.where(*conditions).order_by(key.desc()).limit(limit + 1)
     if cursor is not None:
         query = query.where(key < _cursor_value(key, cursor))
     with reader_engine(engine).connect() as conn:
-        rows = [dict(row._mapping) for row in conn.execute(query)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(items=rows, next_cursor=str(rows[-1][key.name]) if more else None)
+        items = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(items) > limit
+    items = items[:limit]
+    return Page(items=items, next_cursor=str(items[-1][key.name]) if more else None)
 
 
 def _cursor_value(key: Column[Any], cursor: str) -> Any:

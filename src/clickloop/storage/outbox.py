@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
 from clickloop.domain.deliveries import (
+    REFUSED_REASON,
     Attempt,
     Delivered,
     DeliveryState,
@@ -462,14 +463,104 @@ def resume_enabled_targets(conn: Connection, *, now: datetime) -> int:
     return resumed
 
 
-def resend(conn: Connection, *, delivery_ids: Iterable[int], now: datetime) -> int:
-    """Queue deliveries again now, with a fresh retry schedule; return how many."""
+def retry_refused_now(conn: Connection, *, now: datetime) -> int:
+    """Make deliveries waiting after an address refusal due now; return how many.
+
+    Called when the allowed networks change: the refusal may be lifted, so they need not wait
+    for their next rung of the retry ladder.
+    """
+    return conn.execute(
+        update(_d)
+        .where(
+            _d.c.state == str(DeliveryState.QUEUED),
+            _d.c.last_error == REFUSED_REASON,
+            _d.c.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now)
+    ).rowcount
+
+
+def resend(conn: Connection, *, delivery_ids: Iterable[int], now: datetime) -> list[int]:
+    """Queue deliveries again now, with a fresh retry schedule; return the ids queued."""
     ids = list(delivery_ids)
     if not ids:
-        return 0
-    return conn.execute(
-        update(_d).where(_d.c.id.in_(ids), _not_in_flight(now)).values(_requeue_values(now))
-    ).rowcount
+        return []
+    found = conn.execute(
+        update(_d)
+        .where(_d.c.id.in_(ids), _not_in_flight(now))
+        .values(_requeue_values(now))
+        .returning(_d.c.id)
+    )
+    return sorted(found.scalars())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resendable:
+    """A delivery locked for a resend that renders it again."""
+
+    id: int
+    conversion_id: int
+    target_kind: TargetKind
+    target_id: int
+    dedup_key: str
+    state: DeliveryState
+
+
+def lock_resendable(
+    conn: Connection,
+    *,
+    now: datetime,
+    ids: Collection[int] | None = None,
+    state: DeliveryState | None = None,
+    since: datetime | None = None,
+) -> list[Resendable]:
+    """The deliveries (by id, or in a state created at or after `since`) that no dispatcher is
+    sending, locked until the caller's transaction ends so that none claims them meanwhile."""
+    query = select(
+        _d.c.id, _d.c.conversion_id, _d.c.target_kind, _d.c.target_id, _d.c.dedup_key, _d.c.state
+    ).where(_not_in_flight(now))
+    if ids is not None:
+        query = query.where(_d.c.id.in_(list(ids)))
+    if state is not None:
+        query = query.where(_d.c.state == str(state))
+    if since is not None:
+        query = query.where(_d.c.created_at >= since)
+    return [
+        Resendable(
+            id=row.id,
+            conversion_id=row.conversion_id,
+            target_kind=_KINDS[row.target_kind],
+            target_id=row.target_id,
+            dedup_key=row.dedup_key,
+            state=DeliveryState(row.state),
+        )
+        for row in conn.execute(query.order_by(_d.c.id).with_for_update())
+    ]
+
+
+def queue_again(conn: Connection, row: NewDelivery, *, now: datetime) -> int | None:
+    """Queue a rendered request, or (dedup key) requeue the delivery identical to it; return its
+    id, or None when that delivery is being sent right now."""
+    inserted = insert_deliveries(conn, [row], now=now)
+    delivery_id = conn.execute(select(_d.c.id).where(_d.c.dedup_key == row.dedup_key)).scalar_one()
+    if inserted:  # new: already queued with a fresh schedule
+        return int(delivery_id)
+    requeued = resend(conn, delivery_ids=[delivery_id], now=now)
+    return requeued[0] if requeued else None
+
+
+def supersede(conn: Connection, *, delivery_id: int, by: int) -> None:
+    """Retire a delivery rendered again as `by`: it is never sent again (nor retried)."""
+    conn.execute(
+        update(_d)
+        .where(_d.c.id == delivery_id)
+        .values(
+            state=str(DeliveryState.SUPERSEDED),
+            last_error=f"superseded by delivery {by}",
+            claimed_until=None,
+            claimed_by=None,
+        )
+    )
 
 
 def resend_failed(conn: Connection, *, now: datetime, since: datetime | None = None) -> int:
