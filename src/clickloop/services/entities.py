@@ -19,13 +19,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from clickloop.domain.clicks import CLICK_FIELDS
+from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
-COST_MODELS = ("none", "cpc", "cpc_param")
 METHODS = ("GET", "POST")
 # Why a campaign postback taken off its campaign is disabled (kept: its deliveries refer to it).
 REMOVED_FROM_CAMPAIGN = "removed from the campaign"

@@ -42,14 +42,9 @@ class ReportRow:
     key: str
     label: str
     clicks: int = 0
-    click_cost: Decimal = Decimal(0)
-    conversion_cost: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)  # of the clicks, by click time: see click_cost_sql
     conversions: dict[str, int] = field(default_factory=dict)
     revenue_by_type: dict[str, Decimal] = field(default_factory=dict)
-
-    @property
-    def cost(self) -> Decimal:
-        return self.click_cost + self.conversion_cost
 
     @property
     def revenue(self) -> Decimal:
@@ -77,8 +72,7 @@ class ReportRow:
 
     def add(self, other: ReportRow) -> None:
         self.clicks += other.clicks
-        self.click_cost += other.click_cost
-        self.conversion_cost += other.conversion_cost
+        self.cost += other.cost
         for kind, count in other.conversions.items():
             self.conversions[kind] = self.conversions.get(kind, 0) + count
         for kind, amount in other.revenue_by_type.items():
@@ -148,14 +142,13 @@ def build_report(
         ):
             row = row_for(raw_key)
             row.clicks += int(clicks)
-            row.click_cost += cost or Decimal(0)
-        for raw_key, kind, count, payout, cost in conn.execute(
+            row.cost += cost or Decimal(0)
+        for raw_key, kind, count, payout in conn.execute(
             _conversion_query(conn, group_by, since, until, campaign_id)
         ):
             row = row_for(raw_key)
             row.conversions[kind] = row.conversions.get(kind, 0) + int(count)
             row.revenue_by_type[kind] = row.revenue_by_type.get(kind, Decimal(0)) + payout
-            row.conversion_cost += cost or Decimal(0)
     if group_by == "day":
         day = date_from
         while day <= date_to:
@@ -178,6 +171,14 @@ def build_report(
         rows=ordered,
         totals=totals,
     )
+
+
+def click_cost_sql() -> ColumnElement[Any]:
+    """`domain.costs.click_cost` for each row of `clicks`, in SQL: the sum of the costs its
+    conversions carry (SUM skips NULLs and gives NULL when none does), else the click's own."""
+    v = t.conversions.c
+    carried = select(func.sum(v.cost)).where(v.subid == t.clicks.c.subid).scalar_subquery()
+    return func.coalesce(carried, t.clicks.c.cost)
 
 
 def _epoch_bucket(conn: Connection, column: Any) -> ColumnElement[Any]:
@@ -203,7 +204,7 @@ def _click_query(
     c = t.clicks.c
     key = _click_key(conn, group_by).label("key")
     query = (
-        select(key, func.count(), func.sum(c.cost))
+        select(key, func.count(), func.sum(click_cost_sql()))
         .where(c.created_at >= since, c.created_at < until)
         .group_by(key)
     )
@@ -224,7 +225,7 @@ def _conversion_query(
         key = _click_key(conn, group_by)
     key = key.label("key")
     source = t.conversions.join(t.clicks, t.clicks.c.subid == v.subid) if needs_click else None
-    query = select(key, v.type, func.count(), func.sum(v.payout), func.sum(v.cost))
+    query = select(key, v.type, func.count(), func.sum(v.payout))
     if source is not None:
         query = query.select_from(source)
     query = query.where(v.converted_at >= since, v.converted_at < until).group_by(key, v.type)
