@@ -6,9 +6,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from clickloop.domain.costs import click_cost
 from clickloop.errors import InvalidInput
 from clickloop.services import entities, postbacks
 from clickloop.services.postbacks import RawPostback
@@ -175,3 +176,15 @@ def test_postback_cost_replaces_the_click_cost_once(engine: Engine) -> None:
     assert totals.profit == Decimal("32.2")
     [row] = report.rows
     assert (row.cost, row.profit) == (totals.cost, totals.profit)
+    # The SQL is the domain definition: the same figure from the stored rows, click by click.
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(select(t.clicks.c.subid, t.clicks.c.cost)).all())
+        carried = conn.execute(select(t.conversions.c.subid, t.conversions.c.cost)).all()
+    by_domain = sum(
+        (
+            click_cost(cost, [c for s, c in carried if s == subid])
+            for subid, cost in recorded.items()
+        ),
+        Decimal(0),
+    )
+    assert by_domain == totals.cost
