@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from clickloop.catalog.templates import load_catalog
@@ -158,3 +158,30 @@ def test_rotating_the_postback_key(engine: Engine) -> None:
     after = load_config(engine)
     assert key == after.postback_key != before.postback_key
     assert after.version > before.version
+
+
+@pytest.mark.parametrize("stored", ["campaign_cpc", "click_cost"])
+def test_currency_stays_once_any_amount_is_stored(engine: Engine, stored: str) -> None:
+    """A CPC price or a click cost is money in the tracker currency: the change is refused whole."""
+    offer = entities.create_offer(engine, name="O", url="https://o.test/", now=NOW)
+    campaign = entities.create_campaign(
+        engine,
+        name="C",
+        alias="c",
+        now=NOW,
+        offers=[(offer, 1)],
+        cost_model="cpc" if stored == "campaign_cpc" else "cpc_param",
+        cost_value="0.25" if stored == "campaign_cpc" else "0",
+    )
+    assert entities.update_settings(engine, {"timezone": "Europe/Berlin"})["currency"] == "USD"
+    if stored == "click_cost":
+        with engine.begin() as conn:
+            conn.execute(
+                insert(t.clicks).values(
+                    subid="s1", created_at=NOW, campaign_id=campaign, cost=Decimal("0.1")
+                )
+            )
+    with pytest.raises(InvalidInput, match="stays USD"):
+        entities.update_settings(engine, {"currency": "eur", "timezone": "UTC"})
+    settings = entities.get_settings(engine)
+    assert (settings["currency"], settings["timezone"]) == ("USD", "Europe/Berlin")

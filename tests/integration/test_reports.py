@@ -6,15 +6,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 
+from clickloop.domain.costs import click_cost
 from clickloop.errors import InvalidInput
-from clickloop.services import entities
+from clickloop.services import entities, postbacks
+from clickloop.services.postbacks import RawPostback
 from clickloop.services.reports import build_report
 from clickloop.storage import tables as t
+from tests.postback_world import add_clicks, make_world
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
+POSTED = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 def _seed(engine: Engine) -> int:
@@ -136,3 +140,51 @@ def test_bad_report_arguments(engine: Engine, bad: dict[str, object]) -> None:
     }
     with pytest.raises(InvalidInput):
         build_report(engine, **(args | bad))  # type: ignore[arg-type]
+
+
+def _post(engine: Engine, query: str) -> None:
+    request = RawPostback(received_at=POSTED, method="GET", query=query)
+    with engine.begin() as conn:
+        postbacks.process_postback(conn, request, postbacks.load_rules(conn), now=POSTED)
+
+
+def test_postback_cost_replaces_the_click_cost_once(engine: Engine) -> None:
+    """A postback's `cost` overwrites the click's: every click and its conversions cost once."""
+    world = make_world(engine)
+    add_clicks(engine, world, ["c1", "c2", "c3", "c4"], offer_id=world.plain_offer_id)
+    with engine.begin() as conn:
+        conn.execute(update(t.clicks).where(t.clicks.c.subid == "c3").values(cost=Decimal("0.3")))
+        conn.execute(update(t.clicks).where(t.clicks.c.subid == "c4").values(cost=Decimal("0.3")))
+    _post(engine, "subid=c1&status=approved&payout=10&cost=2")
+    # Two actions on one click (two tids), and the first one re-sent with a new cost.
+    _post(engine, "subid=c2&status=approved&payout=10&cost=2&tid=a")
+    _post(engine, "subid=c2&status=approved&payout=10&cost=1.5&tid=b")
+    _post(engine, "subid=c2&status=approved&payout=10&cost=3&tid=a")
+    # A CPC click: the postback's cost replaces the CPC price.
+    _post(engine, "subid=c3&status=approved&payout=10&cost=1")
+    report = build_report(
+        engine,
+        group_by="campaign",
+        date_from=date(2026, 11, 1),
+        date_to=date(2026, 11, 30),
+        timezone="UTC",
+        currency="USD",
+    )
+    totals = report.totals
+    # c1: 2, c2: 3 + 1.5, c3: 1, c4 (no conversion): 0.3.
+    assert (totals.revenue, totals.cost) == (Decimal(40), Decimal("7.8"))
+    assert totals.profit == Decimal("32.2")
+    [row] = report.rows
+    assert (row.cost, row.profit) == (totals.cost, totals.profit)
+    # The SQL is the domain definition: the same figure from the stored rows, click by click.
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(select(t.clicks.c.subid, t.clicks.c.cost)).all())
+        carried = conn.execute(select(t.conversions.c.subid, t.conversions.c.cost)).all()
+    by_domain = sum(
+        (
+            click_cost(cost, [c for s, c in carried if s == subid])
+            for subid, cost in recorded.items()
+        ),
+        Decimal(0),
+    )
+    assert by_domain == totals.cost

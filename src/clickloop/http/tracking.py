@@ -9,7 +9,6 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -21,9 +20,9 @@ from clickloop.domain.clicks import (
     first_header_address,
     map_params,
     new_subid,
-    parse_cost,
     parse_query,
 )
+from clickloop.domain.costs import cost_at_click
 from clickloop.domain.macros import render
 from clickloop.errors import StorageUnavailable
 from clickloop.http.responses import HTML, NO_STORE, Scope, Send, send_response, send_text
@@ -129,7 +128,9 @@ class ClickHandler:
             "campaign_id": campaign.id,
             "offer_id": offer_id,
             "traffic_source_id": campaign.traffic_source_id,
-            "cost": _click_cost(campaign, mapped.fields.get("cost")),
+            "cost": cost_at_click(
+                campaign.cost_model, campaign.cost_value, mapped.fields.get("cost")
+            ),
             "extra": mapped.extra or None,
             "ip": ip,
             "user_agent": _text(user_agent)[:MAX_VALUE_CHARS] or None,
@@ -148,14 +149,6 @@ def _text(value: bytes) -> str:
     """A header value decoded leniently, without NUL."""
     text = bytes(value).decode("latin-1")
     return text.replace("\x00", "") if "\x00" in text else text
-
-
-def _click_cost(campaign: CampaignView, param: str | None) -> Decimal | None:
-    if campaign.cost_model == "cpc":
-        return campaign.cost_value
-    if campaign.cost_model == "cpc_param":
-        return parse_cost(param)
-    return None
 
 
 def _language(accept_language: str) -> str | None:

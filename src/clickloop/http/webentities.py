@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from clickloop.catalog.templates import Catalog, Template
 from clickloop.domain.clicks import join_offer_params
+from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
 from clickloop.http import webforms
 from clickloop.http.webcore import (
@@ -140,7 +141,7 @@ class EntityPages:
             types=types,
             link=link,
             error=error,
-            cost_models=entities.COST_MODELS,
+            cost_models=COST_MODELS,
         )
 
     # -- traffic sources -----------------------------------------------------------------

@@ -19,13 +19,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from clickloop.domain.clicks import CLICK_FIELDS
+from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
-COST_MODELS = ("none", "cpc", "cpc_param")
 METHODS = ("GET", "POST")
 # Why a campaign postback taken off its campaign is disabled (kept: its deliveries refer to it).
 REMOVED_FROM_CAMPAIGN = "removed from the campaign"
@@ -104,12 +104,38 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def update_settings(engine: Engine, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply settings changes in one transaction; a currency change is refused once money is
+    stored (see `check_currency_change`), and then nothing of `changes` is written."""
     changes = check_settings(changes)
     with engine.begin() as conn:
+        if "currency" in changes:
+            check_currency_change(conn, read_settings(conn)["currency"], changes["currency"])
         for key, value in changes.items():
             write_setting(conn, key, value)
         bump_config_version(conn)
         return read_settings(conn)
+
+
+def check_currency_change(conn: Connection, current: str, wanted: str) -> None:
+    """Refuse a new tracker currency once amounts are stored in the current one.
+
+    Conversions, click costs and campaign CPC prices hold bare amounts in the tracker currency:
+    a new code would relabel them (100 USD shown as 100 EUR), so the currency is fixed from then on.
+    """
+    if wanted == current:
+        return
+    v, c, k = t.conversions.c, t.clicks.c, t.campaigns.c
+    stored = (
+        select(v.id).limit(1),
+        select(c.subid).where(c.cost.is_not(None)).limit(1),
+        select(k.id).where(k.cost_value != 0).limit(1),
+    )
+    if any(conn.execute(query).first() is not None for query in stored):
+        raise InvalidInput(
+            "currency",
+            f"stays {current}: conversions and costs are stored in {current}, and changing the "
+            f"currency would show those amounts as {wanted} without converting them",
+        )
 
 
 def rotate_postback_key(engine: Engine) -> str:
