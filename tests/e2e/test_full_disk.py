@@ -28,8 +28,8 @@ pytestmark = pytest.mark.slow
 DISK_BYTES = 64 * 1024 * 1024
 CLICKERS = 6
 POSTERS = 3
-FILLS = 4  # each finds the WAL and the checkpoints at another point
-FULL_SECONDS = 4.0
+FILLS = 6  # each finds the WAL and the checkpoints at another point
+FULL_SECONDS = 3.0
 RECOVERY_SECONDS = 15.0
 
 
