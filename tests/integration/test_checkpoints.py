@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clickloop.storage import tables as t
-from clickloop.storage.checkpoints import WalCheckpointer, read_wal_frames
+from clickloop.storage.checkpoints import WalCheckpointer, open_wal_index, read_wal_frames
 from clickloop.storage.db import make_engine, upgrade
 from clickloop.storage.writer import GroupCommitWriter
 from tests.integration.test_writer import click_row, queue_behind_gate
@@ -35,11 +35,7 @@ def writers_lock(database: Path) -> Iterator[None]:
 
 def wal_frames(database: Path) -> tuple[int, int]:
     """(pages in the WAL, pages of them copied into the database), without checkpointing."""
-    index = os.open(f"{database}-shm", os.O_RDONLY)
-    try:
-        return read_wal_frames(index)
-    finally:
-        os.close(index)
+    return read_wal_frames(open_wal_index(str(database)))
 
 
 def test_commits_leave_checkpoints_to_the_checkpointer_which_needs_no_lock(
@@ -147,3 +143,55 @@ def test_the_wal_stays_bounded_under_commits_without_pause(tmp_path: Path) -> No
     # the lock, flock's unfair hand-over let it take the lock back before the waiting
     # checkpointer for thousands of commits on some VMs (WAL of 5,000 pages, 2 runs in 5).
     assert wal_pages < 4000, f"the WAL grew to {wal_pages} pages for 4000 commits"
+
+
+# What SQLite's next connection in another process asks before it opens the WAL index: who holds
+# a lock on its "DMS" byte (128, after the 8 lock bytes at 120). Nobody means "I am the first",
+# and the first truncates the index.
+DMS_HOLDER = """
+import fcntl, os, struct, sys
+FLOCK = "hhqqixxxx"  # struct flock on Linux
+fd = os.open(sys.argv[1], os.O_RDWR)
+answer = fcntl.fcntl(fd, fcntl.F_GETLK, struct.pack(FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0))
+kind, _, _, _, pid = struct.unpack(FLOCK, answer)
+print("nobody" if kind == fcntl.F_UNLCK else pid)
+"""
+
+
+def dms_holder(database: Path) -> str:
+    """Which process another process sees holding SQLite's lock on the WAL index's DMS byte."""
+    return subprocess.run(
+        [sys.executable, "-c", DMS_HOLDER, f"{database}-shm"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_the_checkpointer_leaves_sqlite_its_lock_on_the_wal_index(tmp_path: Path) -> None:
+    """After a checkpointer's connection closes (on a failed pass, as a full disk fails them
+    all, or on stop), the process still holds SQLite's lock on the WAL index, so another
+    process's next connection does not truncate the index under this one's mapping (SIGBUS)."""
+    database = tmp_path / "locks.db"
+    conn = sqlite3.connect(database, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    assert dms_holder(database) == str(os.getpid())
+    checkpointer = WalCheckpointer(
+        str(database), f"{database}-writer.lock", interval=0.001, checkpoint_frames=1
+    )
+    checkpointer.start()
+    try:
+        conn.execute("INSERT INTO t (v) VALUES ('x')")
+        deadline = time.monotonic() + 10
+        while wal_frames(database)[1] == 0 and time.monotonic() < deadline:
+            checkpointer.notify()
+            time.sleep(0.005)
+        assert wal_frames(database)[1] > 0, "the checkpointer never checkpointed"
+    finally:
+        checkpointer.stop()
+    assert dms_holder(database) == str(os.getpid())
+    conn.execute("INSERT INTO t (v) VALUES ('y')")
+    assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
+    conn.close()

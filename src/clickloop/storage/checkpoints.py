@@ -10,6 +10,9 @@ A PASSIVE checkpoint cannot bring the WAL back to its start while commits keep a
 once the WAL holds `restart_frames` pages the thread takes the writers' lock for one more
 checkpoint of the few pages committed meanwhile: the next commit then writes the WAL from its
 start again, and the file stays at about `restart_frames` pages.
+
+The trigger reads the WAL index (`-shm`) through a descriptor that is never closed while it
+names the index (`open_wal_index`): see there why.
 """
 
 from __future__ import annotations
@@ -27,6 +30,15 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FRAMES = 1000  # SQLite's own automatic checkpoint threshold
 RESTART_FRAMES = 4096  # 16 MB of 4 KB pages
+
+# Descriptors of the WAL indexes this process reads, by path. Closing any descriptor of a file
+# drops every POSIX lock the process holds on it, SQLite's own included: its shared lock on the
+# index's "DMS" byte, which tells other processes that the index is in use. A checkpointer that
+# closed its descriptor after each failed pass (a full disk fails every pass) left both server
+# processes without that lock; the next connection opened in either took itself for the first
+# and truncated the index under the other's mapping of it, which then died of SIGBUS.
+_indexes: dict[str, int] = {}
+_indexes_lock = threading.Lock()
 
 
 class WalCheckpointer:
@@ -91,7 +103,7 @@ class WalCheckpointer:
         try:
             conn.execute("PRAGMA busy_timeout=5000")
             conn.execute("PRAGMA schema_version").fetchone()  # opens the WAL index
-            return conn, os.open(f"{self._database_path}-shm", os.O_RDONLY)
+            return conn, open_wal_index(self._database_path)
         except BaseException:
             conn.close()
             raise
@@ -117,6 +129,35 @@ class WalCheckpointer:
             os.close(fd)  # releases the lock
 
 
+def open_wal_index(database_path: str) -> int:
+    """A read-only descriptor of the WAL index of `database_path`, shared in the process and
+    never closed while the index is that file (see `_indexes`)."""
+    path = f"{database_path}-shm"
+    with _indexes_lock:
+        index = _indexes.get(path)
+        if index is not None and _names(path, index):
+            return index
+        for known, descriptor in list(_indexes.items()):
+            # An index deleted (or replaced) by SQLite, which does so only when no connection is
+            # left to it in any process: nothing holds a lock on the file it was.
+            if not _names(known, descriptor):
+                os.close(descriptor)
+                del _indexes[known]
+        index = os.open(path, os.O_RDONLY)
+        _indexes[path] = index
+        return index
+
+
+def _names(path: str, descriptor: int) -> bool:
+    """Whether `path` is the file open as `descriptor`."""
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino)
+
+
 def read_wal_frames(index: int) -> tuple[int, int]:
     """The pages in the WAL and how many of them are copied into the database, read from the
     WAL index (`-shm`: mxFrame at byte 16, nBackfill at byte 96, native byte order; see
@@ -131,6 +172,4 @@ def read_wal_frames(index: int) -> tuple[int, int]:
 
 def _close(opened: tuple[sqlite3.Connection, int] | None) -> None:
     if opened is not None:
-        conn, index = opened
-        os.close(index)
-        conn.close()
+        opened[0].close()  # and not the index's descriptor: see `_indexes`
