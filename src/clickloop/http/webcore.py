@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from clickloop.domain.deliveries import mask_secrets
+from clickloop.domain.secrets import mask_secrets
 from clickloop.errors import NotFound, StorageUnavailable
 from clickloop.services import entities, users
 

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
 
-from clickloop.domain.deliveries import DeliveryState, TargetKind, mask_secrets
+from clickloop.domain.deliveries import DeliveryState, TargetKind
+from clickloop.domain.secrets import mask_secrets
 from clickloop.services.entities import REMOVED_FROM_CAMPAIGN
 from clickloop.storage import outbox
 from clickloop.storage import tables as t

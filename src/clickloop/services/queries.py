@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, String, Table, select
 from sqlalchemy.engine import Engine
 
-from clickloop.domain.deliveries import mask_secrets
+from clickloop.domain.secrets import mask_secrets
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
