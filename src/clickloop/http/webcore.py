@@ -23,15 +23,15 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from clickloop.domain.secrets import mask_secrets
+from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
 from clickloop.errors import NotFound, StorageUnavailable
-from clickloop.services import entities, users
+from clickloop.services import entities, masking, users
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Web:
         )
         self.env.filters["money"] = _money
         self.env.filters["num"] = _num
-        self.env.filters["mask"] = mask_secrets
+        self.env.filters["mask"] = _mask
         self.env.filters["local"] = _local
         self.env.filters["plain"] = _plain
 
@@ -127,6 +127,13 @@ class Web:
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(function, *args, **kwargs)
+
+    async def secrets(self) -> DeclaredSecrets:
+        """What the templates declare secret; a page passes it as `secrets` to the mask filter."""
+        declared: DeclaredSecrets = await self.run(
+            masking.declared_secrets, self.engine, self.data_dir
+        )
+        return declared
 
     def session(self, request: Request) -> Session:
         raw = request.cookies.get(COOKIE, "")
@@ -193,6 +200,12 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'"
     ),
 }
+
+
+@pass_context
+def _mask(context: Any, text: str) -> str:
+    """The `mask` filter: name patterns, plus the page's `secrets` (see Web.secrets)."""
+    return mask_secrets(text, context.get("secrets", NO_SECRETS))
 
 
 def _money(value: Any) -> str:

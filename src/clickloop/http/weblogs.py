@@ -153,6 +153,7 @@ class LogPages:
             "received.html",
             zone=zone_of(settings),
             outcomes=OUTCOMES,
+            secrets=await web.secrets(),
         )
 
     async def reprocess(self, request: Request) -> Response:
@@ -214,6 +215,7 @@ class LogPages:
             states=states,
             kinds=kinds,
             targets=await web.run(self._target_names),
+            secrets=await web.secrets(),
         )
 
     async def _log_page(
@@ -274,6 +276,7 @@ class LogPages:
                 (item["target_kind"], item["target_id"]), ""
             ),
             zone=zone_of(settings),
+            secrets=await web.secrets(),
         )
 
     async def resend(self, request: Request) -> Response:
