@@ -154,3 +154,28 @@ def test_rotating_the_postback_key(engine: Engine) -> None:
     after = load_config(engine)
     assert key == after.postback_key != before.postback_key
     assert after.version > before.version
+
+
+def test_a_masked_url_read_back_is_refused(engine: Engine) -> None:
+    """A postback URL still holding *** (as the API shows it) cannot overwrite the stored one."""
+    source = entities.create_traffic_source(
+        engine, name="S", now=NOW, postback_url="https://s.example/pb?token=real&c={external_id}"
+    )
+    with pytest.raises(InvalidInput, match="postback_url"):
+        entities.update_entity(
+            engine,
+            "traffic_sources",
+            source,
+            {"postback_url": "https://s.example/pb?token=***&c={external_id}"},
+            now=NOW,
+        )
+    stored = entities.get_entity(engine, "traffic_sources", source)["postback_url"]
+    assert stored == "https://s.example/pb?token=real&c={external_id}"
+    with pytest.raises(InvalidInput, match=r"postbacks\.url"):
+        entities.create_campaign(
+            engine,
+            name="C",
+            alias="c",
+            now=NOW,
+            postbacks=[{"url": "https://crm.example/h?key=***", "statuses": ["sale"]}],
+        )
