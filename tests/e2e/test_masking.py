@@ -188,11 +188,12 @@ def test_secrets_are_masked_on_every_surface(
     pages = admin_pages(
         server,
         engine,
-        ["/deliveries", "/traffic-sources"] + [f"/deliveries/{i}" for i in delivery_ids],
+        ["/deliveries", "/traffic-sources", "/"] + [f"/deliveries/{i}" for i in delivery_ids],
     )
     for page in pages:
         assert_hidden(page, "admin UI")
     assert "***" in pages[0] and "***" in pages[1]
+    assert "failing since" in pages[2] and "/t?t=***" in pages[2]  # the dashboard's alerts
 
     log = server.log_path.read_text()
     assert "attempt 1 failed" in log

@@ -68,6 +68,7 @@ class LogPages:
             today=report.rows[-1],
             month=report.totals,
             health=health,
+            secrets=await web.secrets(),
             setup_done={
                 table: bool(await web.run(entities.list_rows, web.engine, table))
                 for table in ("traffic_sources", "affiliate_networks", "offers", "campaigns")
