@@ -238,7 +238,7 @@ def _masked_logs(settings: Settings) -> Any:
 
     masking = SecretMaskingFilter()
     ours = logging.getLogger("clickloop")
-    if not ours.handlers:  # uvicorn configures only its own loggers
+    if not (ours.handlers or logging.getLogger().handlers):  # uvicorn sets up only its own
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         ours.addHandler(handler)
