@@ -27,6 +27,11 @@ MACRO_TYPOS = {
 }
 
 Field = tuple[str, str, str]  # name, label, placeholder_in_url
+# Source fields holding a credential: marked "secret", so their values are masked when shown.
+SECRET_FIELD_NAMES = frozenset(
+    {"token", "key", "api_key", "access_token", "postback_key", "tracking_key", "personal_hash"}
+    | {"app_key"}
+)
 
 # Per-source repairs. "replace" pairs are applied in order to the raw S2S URL; "fields" are the
 # placeholders the user must fill (after the replacements).
@@ -380,7 +385,7 @@ def convert_traffic_source(entry: dict[str, Any]) -> dict[str, Any]:
         "postback_method": "GET",
         "postback_statuses": default_statuses(url),
         "response_must_contain": TS_RESPONSE_MUST_CONTAIN.get(key),
-        "fields": [field_dict(f) for f in fields],
+        "fields": [field_dict(f, secret=f[0] in SECRET_FIELD_NAMES) for f in fields],
         "notes": "; ".join(notes),
         "defect": override.get("defect"),
     }
@@ -419,11 +424,15 @@ def default_statuses(url: str | None) -> list[str]:
     return ["sale", "deposit"]
 
 
-def field_dict(field: Field, choices: list[str] | None = None) -> dict[str, Any]:
+def field_dict(
+    field: Field, choices: list[str] | None = None, *, secret: bool = False
+) -> dict[str, Any]:
     name, label, placeholder = field
     result: dict[str, Any] = {"name": name, "label": label, "placeholder_in_url": placeholder}
     if choices:
         result["choices"] = choices
+    if secret:
+        result["secret"] = True
     return result
 
 

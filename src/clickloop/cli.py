@@ -286,16 +286,33 @@ def app_factory() -> Any:
             await run_until_cancelled(app.engine, limits=limits)
 
         background = (dispatch,)
-    return create_app(settings, engine, background=background)
+    return create_app(settings, engine, background=background, log_filter=_masked_logs())
+
+
+def _masked_logs() -> Any:
+    """Send every log line of this process through the secret masking filter (on the handler
+    that `_logging_config` sets up); the filter is returned so that whoever knows the
+    configuration can give it the declared secrets."""
+    import logging
+
+    from clickloop.domain.secrets import SecretMaskingFilter
+
+    masking = SecretMaskingFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(masking)
+    return masking
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import logging.config
 
     from clickloop.sender.dispatcher import run_worker
+    from clickloop.services.masking import declared_secrets
 
     logging.config.dictConfig(_logging_config(settings))
-    return run_worker(_ready_engine(settings), limits=_s2s_limits(settings))
+    engine = _ready_engine(settings)
+    _masked_logs().declared = declared_secrets(engine, settings.data_dir)
+    return run_worker(engine, limits=_s2s_limits(settings))
 
 
 def _logging_config(settings: Settings) -> dict[str, Any]:
@@ -334,9 +351,16 @@ def _s2s_limits(settings: Settings) -> Any:
 
 
 def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.queries import list_attempts, list_deliveries, shown_delivery
+    from clickloop.services.masking import declared_secrets
+    from clickloop.services.queries import (
+        list_attempts,
+        list_deliveries,
+        shown_attempt,
+        shown_delivery,
+    )
 
     engine = _ready_engine(settings)
+    declared = declared_secrets(engine, settings.data_dir)
     page = list_deliveries(
         engine,
         state=args.state,
@@ -345,9 +369,10 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
         limit=args.limit,
     )
     for row in page.items:
-        item = shown_delivery(row)
+        item = shown_delivery(row, declared)
         if args.attempts:
-            item["attempts_log"] = list_attempts(engine, row["id"])
+            attempts = list_attempts(engine, row["id"])
+            item["attempts_log"] = [shown_attempt(attempt, declared) for attempt in attempts]
         print(json.dumps(item, default=str, ensure_ascii=False))
     return 0
 
@@ -483,9 +508,13 @@ def _user_password(args: argparse.Namespace, settings: Settings) -> int:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.entities import list_rows
+    from clickloop.services.masking import declared_secrets, shown_entity
 
-    for row in list_rows(_ready_engine(settings), args.table):
-        print(json.dumps(row, default=str, ensure_ascii=False))
+    engine = _ready_engine(settings)
+    declared = declared_secrets(engine, settings.data_dir)
+    for row in list_rows(engine, args.table):
+        shown = shown_entity(args.table, row, declared)
+        print(json.dumps(shown, default=str, ensure_ascii=False))
     return 0
 
 

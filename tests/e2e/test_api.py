@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import urllib.error
 import urllib.request
@@ -301,3 +303,35 @@ def test_a_delivery_shows_its_fields_masked_with_its_attempts(api: Api, engine: 
     assert item["attempts"] == 1
     assert [attempt["delivery_id"] for attempt in fetched["attempts"]] == [delivery_id]
     assert api.call("GET", "/deliveries?limit=501")[0] == 422
+
+
+def test_csv_export_neutralises_a_hostile_click_value(api: Api, server: Server) -> None:
+    """A click's sub_id starting with TAB and = comes back in the report CSV as quoted text."""
+    status, source = api.call(
+        "POST",
+        "/traffic-sources",
+        {"name": "S", "parameters": [{"name": "sub_id_1", "param": "s1"}]},
+    )
+    assert status == 201, source
+    status, offer = api.call("POST", "/offers", {"name": "O", "url": "https://shop.test/"})
+    assert status == 201, offer
+    status, campaign = api.call(
+        "POST",
+        "/campaigns",
+        {
+            "name": "C",
+            "alias": "hostile",
+            "traffic_source_id": source["id"],
+            "offers": [{"offer_id": offer["id"], "weight": 100}],
+        },
+    )
+    assert status == 201, campaign
+    wait_for_link(server, "hostile")
+    assert request(server, "GET", "/hostile?s1=%09%3DHYPERLINK(%22http://evil.test%22)")[0] == 302
+    today = datetime.now(UTC).date().isoformat()
+    status, text = api.call("GET", f"/reports?group_by=sub_id_1&from={today}&to={today}&format=csv")
+    assert status == 200, text
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    labels = {row[1] for row in rows[1:]}
+    assert '\'\t=HYPERLINK("http://evil.test")' in labels, rows
+    assert not any(cell.startswith(("\t", "=")) for row in rows for cell in row), rows

@@ -185,3 +185,28 @@ def test_currency_stays_once_any_amount_is_stored(engine: Engine, stored: str) -
         entities.update_settings(engine, {"currency": "eur", "timezone": "UTC"})
     settings = entities.get_settings(engine)
     assert (settings["currency"], settings["timezone"]) == ("USD", "Europe/Berlin")
+
+
+def test_a_masked_url_read_back_is_refused(engine: Engine) -> None:
+    """A postback URL still holding *** (as the API shows it) cannot overwrite the stored one."""
+    source = entities.create_traffic_source(
+        engine, name="S", now=NOW, postback_url="https://s.example/pb?token=real&c={external_id}"
+    )
+    with pytest.raises(InvalidInput, match="postback_url"):
+        entities.update_entity(
+            engine,
+            "traffic_sources",
+            source,
+            {"postback_url": "https://s.example/pb?token=***&c={external_id}"},
+            now=NOW,
+        )
+    stored = entities.get_entity(engine, "traffic_sources", source)["postback_url"]
+    assert stored == "https://s.example/pb?token=real&c={external_id}"
+    with pytest.raises(InvalidInput, match=r"postbacks\.url"):
+        entities.create_campaign(
+            engine,
+            name="C",
+            alias="c",
+            now=NOW,
+            postbacks=[{"url": "https://crm.example/h?key=***", "statuses": ["sale"]}],
+        )

@@ -21,6 +21,7 @@ from clickloop.catalog.templates import (
     TrafficSourceTemplate,
     fill_fields,
     load_catalog,
+    source_secrets,
 )
 from clickloop.domain.macros import render
 from clickloop.errors import InvalidInput, NotFound
@@ -338,6 +339,18 @@ def write_user_file(tmp_path: Path, document: object) -> Path:
         ([], [minimal_network(network_macros=["{gone}"])], "[my_network]: network_macros"),
         ([], [minimal_network(aliases={"clickid": "nonsense"})], "[my_network]: aliases"),
         ([], [{"name": "No key"}], "affiliate_networks[0]: key"),
+        (
+            [
+                minimal_source(
+                    postback_url="https://a.example/p?t=MY_TOKEN",
+                    fields=[
+                        {"name": "t", "label": "T", "placeholder_in_url": "MY_TOKEN", "secret": 1}
+                    ],
+                )
+            ],
+            [],
+            "[my_source]: fields[0].secret",
+        ),
     ],
 )
 def test_user_file_is_validated_like_the_catalog(
@@ -391,3 +404,50 @@ def test_build_script_reproduces_the_shipped_catalog(tmp_path: Path) -> None:
     for name in ("traffic_sources.json", "affiliate_networks.json"):
         shipped = (ROOT / "src/clickloop/catalog" / name).read_text(encoding="utf-8")
         assert (tmp_path / name).read_text(encoding="utf-8") == shipped
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "names", "secrets"),
+    [
+        ("bodyclick_ru", {"key": "K3Y-1", "token": "T0KEN-2"}, {"k", "t"}, {"K3Y-1", "T0KEN-2"}),
+        ("clickadu_com", {"personal_hash": "9f8e7d6c5b4a", "aid": "77"}, set(), {"9f8e7d6c5b4a"}),
+        ("keitaro", {"domain": "up.example", "postback_key": "pbk1234"}, set(), {"pbk1234"}),
+        (
+            "rollerads_com",
+            {"account_number": "42", "tracking_key": "trk-77aa"},
+            set(),
+            {"trk-77aa"},
+        ),
+        (
+            "kwai_com",
+            {"event_name": "buy", "pixel_id": "p1", "access_token": "at-9"},
+            {"access_token"},
+            {"at-9"},
+        ),
+        ("exoclick", {"goal_id": "a" * 32}, set(), set()),
+    ],
+)
+def test_source_secrets_are_read_back_from_the_filled_url(
+    key: str, values: dict[str, str], names: set[str], secrets: set[str]
+) -> None:
+    """A source's secret fields give the names they fill and the values in its URL, path too."""
+    template = CATALOG.traffic_source(key)
+    filled = fill_fields(template, values)
+    declared = source_secrets(template, filled.postback_url)
+    assert (set(declared.names), set(declared.values)) == (names, secrets)
+
+
+def test_source_secrets_of_an_edited_url_keep_the_names() -> None:
+    """A URL edited away from its template still has the declared parameter names masked."""
+    template = CATALOG.traffic_source("bodyclick_ru")
+    declared = source_secrets(template, "https://other.example/pb?t=abc")
+    assert set(declared.names) == {"k", "t"}
+
+
+def test_every_credential_field_is_marked_secret() -> None:
+    """Shipped fields named like credentials (token, key, hash) are all marked secret."""
+    from clickloop.domain.secrets import is_secret_name
+
+    for template in CATALOG.templates:
+        for field in template.fields:
+            assert field.secret is is_secret_name(field.name), (template.key, field.name)

@@ -1,4 +1,4 @@
-"""Retry schedule, response judging and secret masking of S2S deliveries."""
+"""Retry schedule and response judging of S2S deliveries."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from clickloop.domain.deliveries import (
     classify_response,
     compute_retry_at,
     decide_outcome,
-    is_secret_name,
-    mask_secrets,
     parse_retry_after,
 )
 
@@ -209,52 +207,3 @@ def test_decide_outcome(
         rng=MID,
     )
     assert outcome == expected
-
-
-@pytest.mark.parametrize(
-    ("name", "secret"),
-    [
-        ("token", True),
-        ("api_key", True),
-        ("post_api_key", True),
-        ("apikey", True),
-        ("accessToken", True),
-        ("X-Auth", True),
-        ("password", True),
-        ("client_secret", True),
-        ("keyword", False),
-        ("subid", False),
-        ("author", False),
-        ("clickid", False),
-        ("status", False),
-    ],
-)
-def test_is_secret_name(name: str, secret: bool) -> None:
-    """Credential-like parameter names are recognised, ordinary macros are not."""
-    assert is_secret_name(name) is secret
-
-
-@pytest.mark.parametrize(
-    ("text", "masked"),
-    [
-        (
-            "https://api.telegram.org/bot123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11/sendMessage"
-            "?chat_id=42&text=a",
-            "https://api.telegram.org/bot***/sendMessage?chat_id=42&text=a",
-        ),
-        ("https://user:hunter2@crm.example/p?x=1", "https://user:***@crm.example/p?x=1"),
-        ("https://sk_live_abc@crm.example/p", "https://***@crm.example/p"),
-        (
-            "https://x.example/p?api_key=abc&keyword=shoes&token=t0k#frag",
-            "https://x.example/p?api_key=***&keyword=shoes&token=***#frag",
-        ),
-        ("https://x.example/p?token=&a=1", "https://x.example/p?token=&a=1"),
-        ("secret=s3&cid=1", "secret=***&cid=1"),
-        ('{"api_key": "a\\"b", "n": "v", "pin": 12}', '{"api_key": "***", "n": "v", "pin": 12}'),
-        ("https://x.example/a=b/token=c", "https://x.example/a=b/token=c"),
-        ("no secrets here", "no secrets here"),
-    ],
-)
-def test_mask_secrets(text: str, masked: str) -> None:
-    """Userinfo, credential parameters and Telegram bot tokens are masked; the rest is kept."""
-    assert mask_secrets(text) == masked

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
+from clickloop.domain.secrets import DeclaredSecrets
 from clickloop.errors import InvalidInput, NotFound
 
 CATALOG_VERSION = 1
@@ -43,6 +44,7 @@ class TemplateField:
     label: str
     placeholder_in_url: str
     choices: tuple[str, ...] = ()
+    secret: bool = False  # a credential: masked wherever the entity's requests are shown
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -391,17 +393,21 @@ def _fields(entry: Mapping[str, Any], where: str) -> tuple[TemplateField, ...]:
     for index, raw in enumerate(_require_list(entry.get("fields", []), f"{where}: fields")):
         at = f"{where}: fields[{index}]"
         item = _require_object(raw, at)
-        allowed = frozenset({"name", "label", "placeholder_in_url", "choices"})
+        allowed = frozenset({"name", "label", "placeholder_in_url", "choices", "secret"})
         _check_keys(item, allowed, {"name", "label", "placeholder_in_url"}, at)
         name = _str(item, "name", at)
         if not _IDENTIFIER.fullmatch(name):
             raise InvalidInput(f"{at}.name", "lowercase letters, digits and _ only")
+        secret = item.get("secret", False)
+        if not isinstance(secret, bool):
+            raise InvalidInput(f"{at}.secret", "must be true or false")
         fields.append(
             TemplateField(
                 name=name,
                 label=_str(item, "label", at),
                 placeholder_in_url=_str(item, "placeholder_in_url", at),
                 choices=_str_list(item, "choices", at),
+                secret=secret,
             )
         )
     names = [field.name for field in fields]
@@ -504,4 +510,90 @@ def fill_fields(template: T, values: Mapping[str, str]) -> T:
         offer_params=apply(template.offer_params) or "",
         postback_params=apply(template.postback_params),
         fields=(),
+    )
+
+
+def recover_fields(
+    fields: Sequence[TemplateField], template_texts: Sequence[str], texts: Sequence[str]
+) -> dict[str, str]:
+    """Field values read back from an entity's texts, made from the template texts in order.
+
+    First each whole template text is matched as a pattern (its placeholders the values, its
+    macros anything): that finds path segments too (`/conversion/HASH/`). Fields still unknown
+    are found by the literal text between the placeholder and the `?`, `&` or `/` before it in
+    the template (`goal=` in `?goal=YOUR_ID&`); those without such text must be given.
+    """
+    recovered: dict[str, str] = {}
+    for template_text, text in zip(template_texts, texts, strict=True):
+        recovered |= _match_template(fields, template_text, text)
+    for field in fields:
+        if field.name in recovered:
+            continue
+        for template_text in template_texts:
+            if field.placeholder_in_url not in template_text:
+                continue
+            before = template_text.split(field.placeholder_in_url, 1)[0]
+            prefix = re.split(r"(?=[?&/])", before)[-1]
+            if len(prefix) < 2:
+                continue
+            for text in texts:
+                found = re.search(re.escape(prefix) + r"([^&#?/]+)", text)
+                if found:
+                    recovered[field.name] = found.group(1)
+                    break
+    return recovered
+
+
+def _match_template(
+    fields: Sequence[TemplateField], template_text: str, text: str
+) -> dict[str, str]:
+    """The fields' values where `text` is `template_text` filled in (its macros rendered or not)."""
+    pieces: list[str] = []
+    groups: dict[str, str] = {}
+    position = 0
+    token = re.compile(
+        "|".join(
+            [re.escape(f.placeholder_in_url) for f in sorted(fields, key=_placeholder_length)]
+            + [r"\{[^{}]*\}"]
+        )
+    )
+    for found in token.finditer(template_text):
+        pieces.append(re.escape(template_text[position : found.start()]))
+        field = next((f for f in fields if f.placeholder_in_url == found[0]), None)
+        if field is None:
+            pieces.append(".*?")
+        elif field.name in groups.values():
+            pieces.append(r"[^/?&#]+")
+        else:
+            group = f"f{len(groups)}"
+            groups[group] = field.name
+            pieces.append(rf"(?P<{group}>[^/?&#]+)")
+        position = found.end()
+    pieces.append(re.escape(template_text[position:]))
+    matched = re.fullmatch("".join(pieces), text) if groups else None
+    if matched is None:
+        return {}
+    return {name: matched[group] for group, name in groups.items()}
+
+
+def _placeholder_length(field: TemplateField) -> int:
+    return -len(field.placeholder_in_url)  # the longest first: none hides inside another
+
+
+def source_secrets(template: TrafficSourceTemplate, postback_url: str | None) -> DeclaredSecrets:
+    """What a traffic source made from `template` keeps secret: the parameter names its secret
+    fields fill (`t=YOUR_TOKEN` declares `t`), and their values read back from `postback_url`."""
+    secret_fields = [field for field in template.fields if field.secret]
+    if not secret_fields or template.postback_url is None:
+        return DeclaredSecrets()
+    names: set[str] = set()
+    for field in secret_fields:
+        for before in template.postback_url.split(field.placeholder_in_url)[:-1]:
+            named = re.search(r"[?&]([^?&=#/]+)=$", before)
+            if named:
+                names.add(named.group(1))
+    values = recover_fields(template.fields, (template.postback_url,), (postback_url or "",))
+    return DeclaredSecrets(
+        names=frozenset(names),
+        values=frozenset(values[f.name] for f in secret_fields if f.name in values),
     )

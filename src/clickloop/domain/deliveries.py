@@ -1,11 +1,10 @@
-"""S2S delivery rules: the retry schedule, how a response is judged, and secret masking.
+"""S2S delivery rules: the retry schedule and how a response is judged (masking: domain/secrets.py).
 
 Pure: the clock (`now`) and randomness (`rng`) are arguments, so every rule is table-testable.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +30,6 @@ JITTER = 0.2
 # a misconfigured "Retry-After: 999999" must not park a conversion for weeks.
 RETRY_AFTER_MAX = timedelta(hours=1)
 RESPONSE_LIMIT = 4096
-MASK = "***"
 
 # Why a refused (non-public) address is retried: allowing its network is a configuration change
 # that lifts the refusal, so it stays on the retry ladder under this reason.
@@ -209,81 +207,3 @@ def _describe_failure(error_kind: ErrorKind, status_code: int | None) -> str:
     if status_code is not None and error_kind in (ErrorKind.HTTP_STATUS, ErrorKind.BODY_CHECK):
         return f"{error_kind}: HTTP {status_code}"
     return str(error_kind)
-
-
-# --- secret masking ---------------------------------------------------------------------------
-
-# Parameter names are split into words ("post_api_key" → post, api, key; "accessToken" → access,
-# token); a secret word anywhere, or a name ending in one ("apikey"), marks the value secret.
-# "keyword" is a click macro, not a secret: whole words only, suffixes only for the compounds.
-_SECRET_WORDS = frozenset(
-    {
-        "token",
-        "key",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "pass",
-        "auth",
-        "authorization",
-        "apikey",
-        "signature",
-        "sig",
-        "credential",
-        "credentials",
-        "hash",
-    }
-)
-_SECRET_SUFFIXES = ("token", "key", "secret", "password", "apikey")
-_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")
-_QUERY_PARAM = re.compile(r"(?P<lead>^|[?&;\s])(?P<name>[^=&;?#/:\s]+)=(?P<value>[^&;#\s]*)")
-_JSON_MEMBER = re.compile(r'"(?P<name>[^"\\]{1,100})"(?P<sep>\s*:\s*)"(?P<value>(?:[^"\\]|\\.)*)"')
-# Telegram bot API: https://api.telegram.org/bot123456:ABC-DEF.../sendMessage
-_SECRET_HINT = re.compile(
-    "|".join(sorted(_SECRET_WORDS | set(_SECRET_SUFFIXES) | {"bot"}, key=len, reverse=True)),
-    re.IGNORECASE,
-)
-_TELEGRAM_BOT = re.compile(r"(?P<lead>/|\b)bot\d+:[A-Za-z0-9_-]+")
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a query, form or JSON member name holds a credential."""
-    words = [w.lower() for w in _WORD_SPLIT.split(name) if w]
-    if any(w in _SECRET_WORDS for w in words):
-        return True
-    return name.lower().endswith(_SECRET_SUFFIXES)
-
-
-def mask_secrets(text: str) -> str:
-    """Mask credentials in a URL, form body, JSON body or response text for logs and the UI."""
-    # Runs on every attempt's URL and response: skip the per-parameter work when no secret
-    # word occurs at all (the common case), which is a single scan.
-    if "@" in text:
-        text = _USERINFO.sub(_mask_userinfo, text)
-    if not _SECRET_HINT.search(text):
-        return text
-    text = _TELEGRAM_BOT.sub(lambda m: f"{m['lead']}bot{MASK}", text)
-    text = _QUERY_PARAM.sub(_mask_query_param, text)
-    return _JSON_MEMBER.sub(_mask_json_member, text)
-
-
-def _mask_userinfo(match: re.Match[str]) -> str:
-    user, sep, _password = match["userinfo"].partition(":")
-    # A lone userinfo ("https://TOKEN@host") is as secret as a password.
-    masked = f"{user}:{MASK}" if sep else MASK
-    return f"{match['scheme']}{masked}@"
-
-
-def _mask_query_param(match: re.Match[str]) -> str:
-    if not match["value"] or not is_secret_name(match["name"]):
-        return match[0]
-    return f"{match['lead']}{match['name']}={MASK}"
-
-
-def _mask_json_member(match: re.Match[str]) -> str:
-    if not match["value"] or not is_secret_name(match["name"]):
-        return match[0]
-    return f'"{match["name"]}"{match["sep"]}"{MASK}"'

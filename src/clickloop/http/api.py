@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clickloop.domain.deliveries import DeliveryState
+from clickloop.domain.secrets import DeclaredSecrets
 from clickloop.errors import (
     ClickloopError,
     Conflict,
@@ -32,7 +34,7 @@ from clickloop.errors import (
 )
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.openapi import build_openapi
-from clickloop.services import deliveries, entities, postbacks, queries, reports, tokens
+from clickloop.services import deliveries, entities, masking, postbacks, queries, reports, tokens
 
 log = logging.getLogger(__name__)
 
@@ -208,16 +210,25 @@ def _page_body(page: queries.Page) -> dict[str, Any]:
 
 
 def create_api(
-    engine: Engine, *, base_url: str, on_change: Callable[[], Awaitable[None]]
+    engine: Engine, *, base_url: str, data_dir: Path, on_change: Callable[[], Awaitable[None]]
 ) -> Starlette:
     """The API as a Starlette app; mount it at /api/v1."""
 
     def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(function, *args, **kwargs)
 
+    def declared() -> Awaitable[DeclaredSecrets]:
+        return run(masking.declared_secrets, engine, data_dir)
+
+    async def shown(table_name: str, entity_id: int) -> dict[str, Any]:
+        row = await run(entities.get_entity, engine, table_name, entity_id)
+        return masking.shown_entity(table_name, row, await declared())
+
     async def list_entities(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
-        return Json({"items": await run(entities.list_rows, engine, table_name)})
+        rows = await run(entities.list_rows, engine, table_name)
+        secrets = await declared()
+        return Json({"items": [masking.shown_entity(table_name, row, secrets) for row in rows]})
 
     async def create_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
@@ -231,12 +242,11 @@ def create_api(
         except TypeError as exc:  # an unknown or missing field name
             raise InvalidInput("body", _argument_problem(exc)) from exc
         await on_change()
-        return Json(await run(entities.get_entity, engine, table_name, new_id), status_code=201)
+        return Json(await shown(table_name, new_id), status_code=201)
 
     async def get_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
-        entity_id = _path_id(request)
-        return Json(await run(entities.get_entity, engine, table_name, entity_id))
+        return Json(await shown(table_name, _path_id(request)))
 
     async def patch_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.split("/")[-2]]
@@ -246,7 +256,7 @@ def create_api(
             entities.update_entity, engine, table_name, entity_id, changes, now=datetime.now(UTC)
         )
         await on_change()
-        return Json(await run(entities.get_entity, engine, table_name, entity_id))
+        return Json(await shown(table_name, entity_id))
 
     async def get_settings(request: Request) -> Response:
         return Json(_public_settings(await run(entities.get_settings, engine), base_url))
@@ -361,12 +371,13 @@ def create_api(
             limit=limit,
             cursor=str(_int(cursor, "cursor")) if cursor is not None else None,
         )
-        items = [queries.shown_delivery(row) for row in page.items]
+        secrets = await declared()
+        items = [queries.shown_delivery(row, secrets) for row in page.items]
         return Json({"items": items, "next_cursor": page.next_cursor})
 
     async def get_delivery(request: Request) -> Response:
         delivery = await run(queries.get_delivery, engine, _path_id(request))
-        return Json(queries.shown_delivery(delivery))
+        return Json(queries.shown_delivery(delivery, await declared()))
 
     async def resend(request: Request) -> Response:
         delivery_id = _path_id(request)

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
+from clickloop.domain.secrets import SecretMaskingFilter
 from clickloop.http.api import create_api
 from clickloop.http.demo import demo_offer
 from clickloop.http.postbacks import PostbackHandler
@@ -26,6 +27,7 @@ from clickloop.http.web import create_web
 from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.demo import DEMO_OFFER_PATH
 from clickloop.services.entities import read_config_version
+from clickloop.services.masking import declared_secrets
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
@@ -43,10 +45,17 @@ class ClickloopApp:
     """Holds the engine, the writers and the current config snapshot; routes requests."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, *, background: tuple[BackgroundTask, ...] = ()
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        background: tuple[BackgroundTask, ...] = (),
+        log_filter: SecretMaskingFilter | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
+        # Masks the process's log lines; told the declared secrets on every config reload.
+        self.log_filter = log_filter
         # Postbacks: units of work that each take every postback pending when they start, so
         # a writer thread's latency makes their batches. Clicks: one light row each; on SQLite
         # they commit faster on the event loop itself (storage/writer.py).
@@ -64,7 +73,12 @@ class ClickloopApp:
             trusted_proxy_header=settings.trusted_proxy_header,
             timeout=settings.database_timeout_seconds or None,
         )
-        self.api = create_api(engine, base_url=settings.base_url, on_change=self.reload_config)
+        self.api = create_api(
+            engine,
+            base_url=settings.base_url,
+            data_dir=settings.data_dir,
+            on_change=self.reload_config,
+        )
         self.web = create_web(
             engine,
             base_url=settings.base_url,
@@ -158,6 +172,7 @@ class ClickloopApp:
         self.writer.start()
         if self.click_writer is not self.writer:
             self.click_writer.start()
+        await self._declare_secrets()
         self._tasks.append(asyncio.create_task(self._poll_config()))
         self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
 
@@ -175,6 +190,13 @@ class ClickloopApp:
         # A poll that read an older snapshot can finish after a newer reload: keep the newest.
         if config.version >= self.config.version:
             self.config = config
+        await self._declare_secrets()
+
+    async def _declare_secrets(self) -> None:
+        if self.log_filter is not None:
+            self.log_filter.declared = await asyncio.to_thread(
+                declared_secrets, self.engine, self.settings.data_dir
+            )
 
     async def _poll_config(self) -> None:
         while True:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 CONVERSION_CSV_COLUMNS = (
@@ -58,13 +58,11 @@ def csv_rows(rows: Iterator[dict[str, Any]], columns: tuple[str, ...]) -> Iterat
 
 def _csv_cell(value: Any) -> str:
     text = "" if value is None else value.isoformat() if isinstance(value, datetime) else str(value)
-    # A leading =, +, - or @ makes spreadsheets run the cell as a formula (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
+    return "'" + text if _FORMULA_START.match(text) and not _NUMBER.fullmatch(text) else text
 
 
-def _is_number(text: str) -> bool:
-    try:
-        Decimal(text)
-    except ArithmeticError:
-        return False
-    return True
+# OWASP's CSV injection list: a cell starting with =, +, -, @, TAB or CR runs as a formula.
+# Spreadsheets may strip leading whitespace first, and some read full-width signs as ASCII.
+_FORMULA_START = re.compile("[\t\r]|\\s*[=+\\-@\uff1d\uff0b\uff0d\uff20]")
+# What we write for amounts and rates (str of a Decimal or int): left as a number.
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:E[+-]?[0-9]+)?")

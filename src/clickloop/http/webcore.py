@@ -24,15 +24,15 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from clickloop.domain.deliveries import mask_secrets
+from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
 from clickloop.errors import NotFound, StorageUnavailable
-from clickloop.services import entities, sessions
+from clickloop.services import entities, masking, sessions
 from clickloop.services.sessions import SESSION_DAYS
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Web:
         )
         self.env.filters["money"] = _money
         self.env.filters["num"] = _num
-        self.env.filters["mask"] = mask_secrets
+        self.env.filters["mask"] = _mask
         self.env.filters["local"] = _local
         self.env.filters["plain"] = _plain
 
@@ -128,6 +128,13 @@ class Web:
 
     def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(function, *args, **kwargs)
+
+    async def secrets(self) -> DeclaredSecrets:
+        """What the templates declare secret; a page passes it as `secrets` to the mask filter."""
+        declared: DeclaredSecrets = await self.run(
+            masking.declared_secrets, self.engine, self.data_dir
+        )
+        return declared
 
     def session(self, request: Request) -> Session:
         raw = request.cookies.get(COOKIE, "")
@@ -194,6 +201,12 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'"
     ),
 }
+
+
+@pass_context
+def _mask(context: Any, text: str) -> str:
+    """The `mask` filter: name patterns, plus the page's `secrets` (see Web.secrets)."""
+    return mask_secrets(text, context.get("secrets", NO_SECRETS))
 
 
 def _money(value: Any) -> str:

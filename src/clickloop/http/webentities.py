@@ -155,6 +155,7 @@ class EntityPages:
             "traffic_sources.html",
             section="traffic-sources",
             sources=rows,
+            secrets=await web.secrets(),
         )
 
     async def traffic_source_form(self, request: Request) -> Response:

@@ -68,6 +68,7 @@ class LogPages:
             today=report.rows[-1],
             month=report.totals,
             health=health,
+            secrets=await web.secrets(),
             setup_done={
                 table: bool(await web.run(entities.list_rows, web.engine, table))
                 for table in ("traffic_sources", "affiliate_networks", "offers", "campaigns")
@@ -153,6 +154,7 @@ class LogPages:
             "received.html",
             zone=zone_of(settings),
             outcomes=OUTCOMES,
+            secrets=await web.secrets(),
         )
 
     async def reprocess(self, request: Request) -> Response:
@@ -215,6 +217,7 @@ class LogPages:
             states=states,
             kinds=kinds,
             targets=await web.run(self._target_names),
+            secrets=await web.secrets(),
         )
 
     async def _log_page(
@@ -275,6 +278,7 @@ class LogPages:
                 (item["target_kind"], item["target_id"]), ""
             ),
             zone=zone_of(settings),
+            secrets=await web.secrets(),
         )
 
     async def resend(self, request: Request) -> Response:

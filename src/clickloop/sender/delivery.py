@@ -23,8 +23,8 @@ from clickloop.domain.deliveries import (
     Rng,
     classify_response,
     decide_outcome,
-    mask_secrets,
 )
+from clickloop.domain.secrets import mask_secrets
 from clickloop.sender.ssrf import AddressPolicy, AddressRefused, check_url
 
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=15, sock_connect=5)

@@ -337,6 +337,15 @@ class Dispatcher:
                 )
             self._results.append((claim, attempt))
             self.sent += 1
+            if attempt.error_kind is not None:
+                log.info(
+                    "delivery %d attempt %d failed (%s): %s %s",
+                    claim.id,
+                    claim.attempts + 1,
+                    attempt.error or attempt.error_kind,
+                    claim.method,
+                    attempt.url,
+                )
             ATTEMPTS.labels(str(attempt.error_kind or "delivered")).inc()
             ATTEMPT_SECONDS.observe(attempt.latency_ms / 1000)
         except Exception:  # a bug must not kill the loop; the lease expires and it is retried

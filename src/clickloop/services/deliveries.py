@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Connection, Engine
 
-from clickloop.domain.deliveries import DeliveryState, TargetKind, mask_secrets
+from clickloop.domain.deliveries import DeliveryState, TargetKind
+from clickloop.domain.secrets import mask_secrets
 from clickloop.services.entities import REMOVED_FROM_CAMPAIGN
 from clickloop.services.outbox import render_again
 from clickloop.storage import outbox

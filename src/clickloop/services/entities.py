@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clickloop.domain.clicks import CLICK_FIELDS
 from clickloop.domain.costs import COST_MODELS
+from clickloop.domain.secrets import MASK
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
@@ -595,6 +596,8 @@ def _url(field: str, value: str) -> str:
         raise InvalidInput(field, "an http(s) URL of at most 4000 characters")
     if any(ch in value for ch in "\r\n\t"):
         raise InvalidInput(field, "control characters are not allowed")
+    if MASK in value:  # a URL read back masked must not overwrite the real one
+        raise InvalidInput(field, f"contains {MASK} where a secret was masked: send the full URL")
     return value
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, Select, String, Table, select
 from sqlalchemy.engine import Engine
 
-from clickloop.domain.deliveries import mask_secrets
+from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
@@ -162,13 +162,27 @@ _SHOWN_DELIVERY_FIELDS = (
 )
 
 
-def shown_delivery(row: dict[str, Any]) -> dict[str, Any]:
-    """A delivery row as shown outside the UI: the listed fields, secrets in the URL masked
-    (from `get_delivery`, `attempts` is the list of attempts)."""
+def shown_delivery(row: dict[str, Any], declared: DeclaredSecrets = NO_SECRETS) -> dict[str, Any]:
+    """A delivery row as shown outside the UI: the listed fields, secrets masked (from
+    `get_delivery`, `attempts` is the list of attempts, shown as `shown_attempt`)."""
     shown = {name: row[name] for name in _SHOWN_DELIVERY_FIELDS}
-    shown["url"] = mask_secrets(row["url"])
+    shown["url"] = mask_secrets(row["url"], declared)
+    shown["last_error"] = _masked(row["last_error"], declared)
     shown["warnings"] = list(row["warnings"] or ())
+    if isinstance(row["attempts"], list):
+        shown["attempts"] = [shown_attempt(attempt, declared) for attempt in row["attempts"]]
     return shown
+
+
+def shown_attempt(row: dict[str, Any], declared: DeclaredSecrets = NO_SECRETS) -> dict[str, Any]:
+    """An attempt as shown: its URL, response and error masked again with what is declared now
+    (they were stored masked by name pattern only)."""
+    masked = {name: _masked(row[name], declared) for name in ("url", "response", "error")}
+    return row | masked
+
+
+def _masked(text: str | None, declared: DeclaredSecrets) -> str | None:
+    return None if text is None else mask_secrets(text, declared)
 
 
 def get_delivery(engine: Engine, delivery_id: int) -> dict[str, Any]:

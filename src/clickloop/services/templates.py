@@ -7,7 +7,6 @@ catalog never changes it behind the user's back; re-applying is the explicit way
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +18,10 @@ from sqlalchemy.engine import Connection, Engine
 from clickloop.catalog.templates import (
     AffiliateNetworkTemplate,
     Catalog,
-    TemplateField,
     TrafficSourceTemplate,
     fill_fields,
     load_catalog,
+    recover_fields,
 )
 from clickloop.errors import Conflict, NotFound
 from clickloop.services import entities
@@ -105,7 +104,7 @@ def reapply_traffic_source_template(
         row = _row(conn, t.traffic_sources, traffic_source_id, "traffic source")
     key = _template_key(template_key, row, "traffic source", traffic_source_id)
     raw = catalog.traffic_source(key)
-    recovered = _recover_fields(raw.fields, (raw.postback_url or "",), (row["postback_url"] or "",))
+    recovered = recover_fields(raw.fields, (raw.postback_url or "",), (row["postback_url"] or "",))
     values = recovered | dict(field_values or {})
     new = _traffic_source_values(fill_fields(raw, values))
     return _overwrite(engine, "traffic_sources", row, new, now, dry_run=dry_run)
@@ -130,7 +129,7 @@ def reapply_affiliate_network_template(
         row = _row(conn, t.affiliate_networks, affiliate_network_id, "affiliate network")
     key = _template_key(template_key, row, "affiliate network", affiliate_network_id)
     raw = catalog.affiliate_network(key)
-    recovered = _recover_fields(
+    recovered = recover_fields(
         raw.fields,
         (raw.offer_params, raw.postback_params or ""),
         (row["offer_params"], row["postback_params"]),
@@ -187,31 +186,6 @@ def _add_aliases(conn: Connection, template: AffiliateNetworkTemplate) -> None:
             raise Conflict("parameter alias", f"{alias} (already maps to {aliases[alias]})")
         aliases[alias] = target
     entities.write_setting(conn, "aliases", aliases)
-
-
-def _recover_fields(
-    fields: tuple[TemplateField, ...], template_texts: tuple[str, ...], texts: tuple[str, ...]
-) -> dict[str, str]:
-    """Field values read back from an entity's texts, found after the same `name=` or path.
-
-    A placeholder is found by the literal text between it and the `?`, `&` or `/` before it
-    in the template (`goal=` in `?goal=YOUR_ID&`); those without such text must be given.
-    """
-    recovered: dict[str, str] = {}
-    for field in fields:
-        for template_text in template_texts:
-            if field.placeholder_in_url not in template_text:
-                continue
-            before = template_text.split(field.placeholder_in_url, 1)[0]
-            prefix = re.split(r"(?=[?&/])", before)[-1]
-            if len(prefix) < 2:
-                continue
-            for text in texts:
-                found = re.search(re.escape(prefix) + r"([^&#?/]+)", text)
-                if found:
-                    recovered[field.name] = found.group(1)
-                    break
-    return recovered
 
 
 def _row(conn: Connection, table: Any, row_id: int, kind: str) -> dict[str, Any]:

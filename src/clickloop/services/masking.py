@@ -1,0 +1,57 @@
+"""The secrets the traffic sources' templates declare, gathered for masking what is shown of
+S2S targets and deliveries (API, CLI, UI, logs); name patterns apply everywhere anyway."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from clickloop.catalog.templates import load_catalog, source_secrets
+from clickloop.domain.secrets import DeclaredSecrets, mask_secrets
+from clickloop.errors import InvalidInput, NotFound
+from clickloop.services.templates import load_user_catalog
+from clickloop.storage import tables as t
+from clickloop.storage.db import reader_engine
+
+
+def declared_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
+    """Every secret the traffic sources declare through their templates, for masking."""
+    try:
+        catalog = load_user_catalog(data_dir)
+    except InvalidInput:  # a broken user file must not unmask the shipped templates' secrets
+        catalog = load_catalog()
+    ts = t.traffic_sources.c
+    with reader_engine(engine).connect() as conn:
+        rows = conn.execute(select(ts.template, ts.postback_url).where(ts.template.is_not(None)))
+        sources = list(rows)
+    names: set[str] = set()
+    values: set[str] = set()
+    for key, url in sources:
+        try:
+            template = catalog.traffic_source(key)
+        except NotFound:  # a template since removed from the user's file
+            continue
+        declared = source_secrets(template, url)
+        names |= declared.names
+        values |= declared.values
+    return DeclaredSecrets(names=frozenset(names), values=frozenset(values))
+
+
+def shown_entity(table_name: str, row: dict[str, Any], declared: DeclaredSecrets) -> dict[str, Any]:
+    """An entity as the API and CLI show it: S2S URLs and bodies masked."""
+    shown = dict(row)
+    if table_name == "traffic_sources":
+        shown["postback_url"] = _mask(row.get("postback_url"), declared)
+    if isinstance(row.get("postbacks"), list):
+        shown["postbacks"] = [
+            {**pb, "url": _mask(pb.get("url"), declared), "body": _mask(pb.get("body"), declared)}
+            for pb in row["postbacks"]
+        ]
+    return shown
+
+
+def _mask(text: Any, declared: DeclaredSecrets) -> Any:
+    return mask_secrets(text, declared) if isinstance(text, str) else text
