@@ -202,3 +202,19 @@ def test_server_stops_while_database_hangs(
     assert proxied_server.process is not None
     proxied_server.process.terminate()
     proxied_server.process.wait(timeout=30)  # raises if it hangs on
+
+
+def test_readiness_follows_a_hung_database(proxied_server: Server, proxy: HangingProxy) -> None:
+    """/readyz is 200 while the database commits, 503 within the bound while it hangs (and
+    /healthz stays 200), and 200 again once it answers."""
+    assert timed(proxied_server, "/readyz")[0] == 200
+    proxy.hang()
+    status, retry, seconds = timed(proxied_server, "/readyz")
+    assert (status, retry) == (503, "5")
+    assert seconds < TIMEOUT_SECONDS + 3
+    assert timed(proxied_server, "/healthz")[0] == 200
+    proxy.resume()
+    deadline = time.monotonic() + 20
+    while timed(proxied_server, "/readyz")[0] != 200:
+        assert time.monotonic() < deadline, "readiness did not recover"
+        time.sleep(0.2)

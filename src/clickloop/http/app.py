@@ -26,7 +26,7 @@ from clickloop.http.tracking import ClickHandler
 from clickloop.http.web import create_web
 from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.demo import DEMO_OFFER_PATH
-from clickloop.services.entities import read_config_version
+from clickloop.services.entities import read_config_version, read_config_version_in
 from clickloop.services.masking import declared_secrets
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
@@ -36,6 +36,8 @@ from clickloop.storage.writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 CONFIG_POLL_SECONDS = 1.0
+# How long /readyz waits for a commit when the database timeout is off (0).
+READY_TIMEOUT_SECONDS = 5.0
 API_PREFIX = "/api/v1"
 WEB_PREFIX = "/admin"
 BackgroundTask = Callable[["ClickloopApp"], Coroutine[Any, Any, None]]
@@ -127,6 +129,8 @@ class ClickloopApp:
                 return
             if segments[0] == "healthz":
                 await send_text(send, 200, "ok", head=head)
+            elif segments[0] == "readyz":
+                await self._readiness(send, head=head)
             elif segments[0] == "metrics":
                 body = generate_latest()
                 await send_response(
@@ -145,6 +149,26 @@ class ClickloopApp:
             await send_text(send, 200, "clickloop", head=head)
             return
         await send_text(send, 404, "Not Found", head=head)
+
+    async def _readiness(self, send: Send, *, head: bool) -> None:
+        """Ready when every writer commits a read of the database within the timeout: the
+        database answers and no writer is stuck (a load balancer's readiness probe)."""
+        timeout = self.settings.database_timeout_seconds or READY_TIMEOUT_SECONDS
+        try:
+            for writer in dict.fromkeys((self.click_writer, self.writer)):
+                await asyncio.wait_for(writer.run(read_config_version_in), timeout)
+        except Exception as exc:  # StorageUnavailable, a timeout, or the database's own error
+            reason = "timed out" if isinstance(exc, TimeoutError) else "unavailable"
+            log.warning("readiness: the database %s: %s", reason, exc)
+            await send_text(
+                send,
+                503,
+                f"not ready: the database {reason}",
+                [(b"retry-after", b"5")],
+                head=head,
+            )
+            return
+        await send_text(send, 200, "ready", head=head)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
