@@ -127,6 +127,9 @@ class ClickloopApp:
         if len(segments) == 2 and segments[1] == "postback":
             await self.postbacks.handle(scope, receive, send, self.config, segments[0])
             return
+        if path in ("/", "/_demo/offer") and method not in ("GET", "HEAD"):
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, HEAD")])
+            return
         if path == "/_demo/offer":
             await self._demo_offer(scope, send)
             return
