@@ -254,7 +254,10 @@ def guard(web: Web, handler: Handler) -> Handler:
         except NotFound as exc:
             return web.render(request, session, "error.html", status=404, message=str(exc))
         except InvalidInput as exc:
-            # A page's filter (the handlers catch what their forms can get wrong themselves).
+            # A page's filter (form handlers catch what their forms can get wrong themselves).
+            if request.method != "GET":
+                message = f"The value of “{exc.field}” is invalid: {exc.reason}."
+                return web.render(request, session, "error.html", status=422, message=message)
             return web.render(
                 request,
                 session,
