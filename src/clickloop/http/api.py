@@ -161,7 +161,7 @@ def _refuse(name: str) -> Any:
 
 def _path_id(request: Request) -> int:
     value = int(request.path_params["id"])
-    if not 0 < value <= params.MAX_ID:
+    if not 0 < value <= queries.MAX_ID:
         raise NotFound("id", value)
     return value
 

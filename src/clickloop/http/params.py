@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 
 from clickloop.domain.postbacks import Outcome
 from clickloop.errors import InvalidInput
+from clickloop.services.queries import MAX_ID
 
-MAX_ID = 2**31 - 1
 MAX_TEXT = 200
 Params = Mapping[str, str]
 
