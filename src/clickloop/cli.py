@@ -638,6 +638,8 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     rerun = command("reprocess", _postbacks_reprocess, "re-run ignored postbacks", postbacks)
     rerun.add_argument("id", type=int, nargs="?", help="a received-postback id")
     rerun.add_argument("--all-ignored", action="store_true", help="every ignored one not re-run")
+    rerun.add_argument("--reason", help="with --all-ignored: only those whose reason contains this")
+    rerun.add_argument("--subid", help="with --all-ignored: only those of this click")
     rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
     refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
     refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")
@@ -662,15 +664,18 @@ def _print_postback(prefix: dict[str, Any], result: Any) -> None:
 
 
 def _postbacks_reprocess(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.postbacks import reprocess, reprocess_ignored
+    from clickloop.services.postbacks import IgnoredFilter, reprocess, reprocess_ignored
 
     engine = _ready_engine(settings)
     if args.all_ignored == (args.id is not None):
         raise ConfigError("give either a received-postback id or --all-ignored")
+    if (args.reason or args.subid) and not args.all_ignored:
+        raise ConfigError("--reason and --subid narrow --all-ignored")
     if args.id is not None:
         _print_postback({"id": args.id}, reprocess(engine, args.id, now=_now()))
         return 0
-    for log_id, result in reprocess_ignored(engine, now=_now()):
+    chosen = IgnoredFilter(reason=args.reason or None, subid=args.subid or None)
+    for log_id, result in reprocess_ignored(engine, chosen, now=_now()):
         _print_postback({"id": log_id}, result)
     return 0
 

@@ -225,7 +225,7 @@ def test_admin_ui_runs_the_whole_conversion_loop(
     page.goto(f"{admin_url}/received-postbacks?outcome=ignored")
     page.click("tbody button:has-text('Re-process') >> nth=0")
     assert "accepted" in page.inner_text(".flash")
-    page.click("button:has-text('Re-process all ignored')")
+    page.click("button:has-text('Re-process 1 ignored')")
     assert "Re-processed 1 ignored postbacks: 1 accepted." in page.inner_text(".flash")
     page.goto(f"{admin_url}/conversions?type=registration")
     assert subid in page.inner_text("tbody")

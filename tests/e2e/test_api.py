@@ -179,7 +179,7 @@ def test_full_setup_through_the_api(api: Api, server: Server) -> None:
         ("PATCH", "/settings", {"status_trainings": {"sale": [1]}}, 422, "invalid"),
         ("PATCH", "/settings", {"aliases": ["clickid"]}, 422, "invalid"),
         ("PATCH", "/settings", {"allowed_networks": ["not-a-net"]}, 422, "invalid"),
-        ("PATCH", "/settings", b'{"timezone": "\\udaf1"}', 400, "bad_json"),
+        ("PATCH", "/settings", b'{"timezone": "\\udaf1"}', 422, "invalid"),
         ("GET", "/received-postbacks?cursor=%C2%B2", None, 422, "invalid"),
         ("GET", "/clicks?cursor=%C2%B2", None, 422, "invalid"),
         ("GET", "/conversions.csv?campaign_id=2147483648", None, 422, "invalid"),

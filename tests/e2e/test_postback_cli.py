@@ -67,10 +67,13 @@ def test_import_then_train_then_reprocess(
     assert cli("conversion-types", "add", "vip").returncode == 1
     names = [row["name"] for row in lines(cli("conversion-types", "list"))]
     assert names[-1] == "vip"
-    # train gold → vip through the global trainings setting, then re-run everything ignored
+    # train gold → vip through the global trainings setting, then re-run the ignored ones of
+    # one click, then everything still ignored
     entities.update_settings(engine, {"status_trainings": {"vip": ["gold"]}})
+    rerun = lines(cli("postbacks", "reprocess", "--all-ignored", "--subid", "k2"))
+    assert [(r["id"], r["outcome"]) for r in rerun] == [(2, "accepted")]
     rerun = lines(cli("postbacks", "reprocess", "--all-ignored"))
-    assert [(r["id"], r["outcome"]) for r in rerun] == [(2, "accepted"), (3, "ignored")]
+    assert [(r["id"], r["outcome"]) for r in rerun] == [(3, "ignored")]
     with engine.connect() as conn:
         types = dict(conn.execute(select(t.conversions.c.subid, t.conversions.c.type)).all())
     assert types == {"k1": "sale", "k2": "vip"}

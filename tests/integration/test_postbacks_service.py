@@ -359,3 +359,27 @@ def test_s2s_is_queued_on_change_and_not_on_duplicate(engine: Engine, world: Wor
     with engine.connect() as conn:
         urls = list(conn.execute(select(t.deliveries.c.url).order_by(t.deliveries.c.id)).scalars())
     assert urls == ["https://ts.test/pb?cid=s2s1&s=lead", "https://ts.test/pb?cid=s2s1&s=sale"]
+
+
+def test_reprocess_ignored_acts_only_on_the_filtered_set(engine: Engine, world: World) -> None:
+    """Re-processing ignored postbacks under filters (reason, subid, newest id) touches exactly the
+    rows that match them and counts them first; the others stay ignored and untouched."""
+    post(engine, "subid=pl1&status=sale&payout=1&currency=XAA")
+    post(engine, "subid=pl2&status=sale&payout=2&currency=XAA")
+    post(engine, "subid=nosuch&status=sale")
+    post(engine, "subid=pl2&status=vip")
+    set_rate(engine, "XAA", "110", now=NOW)
+    chosen = service.IgnoredFilter(reason="currency", subid="pl2")
+    assert service.count_ignored(engine, chosen) == (1, log_rows(engine)[1]["id"])
+    results = list(service.reprocess_ignored(engine, chosen, now=NOW))
+    assert [(log_id, r.outcome) for log_id, r in results] == [
+        (log_rows(engine)[1]["id"], Outcome.ACCEPTED)
+    ]
+    assert [row["subid"] for row in conversions(engine)] == ["pl2"]
+    newest = log_rows(engine)[-1]["id"]
+    post(engine, "subid=pl1&status=sale&payout=3&currency=XBB")
+    up_to = service.IgnoredFilter(reason="currency", up_to=newest)
+    assert service.count_ignored(engine, up_to)[0] == 1
+    assert len(list(service.reprocess_ignored(engine, up_to, now=NOW))) == 1
+    assert service.count_ignored(engine, service.IgnoredFilter(outcome="accepted")) == (0, None)
+    assert service.count_ignored(engine, service.IgnoredFilter())[0] == 3

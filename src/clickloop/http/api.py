@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -32,13 +33,15 @@ from clickloop.errors import (
     NotFound,
     StorageUnavailable,
 )
+from clickloop.http import params
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
-from clickloop.http.openapi import build_openapi
+from clickloop.http.openapi import build_openapi, check_body
 from clickloop.services import deliveries, entities, masking, postbacks, queries, reports, tokens
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_SCHEMA = "clickloop.body_schema"  # the scope key where _guard leaves the body's schema
 ENTITY_TABLES = {
     "traffic-sources": "traffic_sources",
     "affiliate-networks": "affiliate_networks",
@@ -59,6 +62,7 @@ class ApiError(ClickloopError):
         super().__init__(message)
         self.status = status
         self.code = code
+        self.message = message
 
 
 def _dumps(value: Any) -> bytes:
@@ -86,8 +90,11 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
     return Json(body, status_code=status)
 
 
-def _guard(engine: Engine, handler: Handler) -> Handler:
-    """Token auth and the one place errors become responses."""
+def _guard(engine: Engine, handler: Handler, operation: dict[str, Any]) -> Handler:
+    """Token auth, the operation's query parameters checked, and the one place errors become
+    responses. The operation (from the OpenAPI document) also gives `_json_body` its schema."""
+    known = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
 
     async def guarded(request: Request) -> Response:
         authorization = request.headers.get("authorization", "")
@@ -102,19 +109,23 @@ def _guard(engine: Engine, handler: Handler) -> Handler:
                 return _error(401, "unauthorized", "unknown or revoked token")
             # Refused up front: PostgreSQL text cannot hold NUL, and a CSV export would meet
             # the error only after its answer had started.
-            if any("\x00" in k + v for k, v in request.query_params.multi_items()):
-                return _error(422, "invalid", "query parameters cannot contain NUL (%00)")
+            params.refuse_nul(request.query_params.multi_items())
+            params.refuse_unknown(request.query_params.keys(), known)
+            request.scope[BODY_SCHEMA] = body.get("schema", {})
             return await handler(request)
         except ApiError as exc:
-            return _error(exc.status, exc.code, str(exc))
+            return _error(exc.status, exc.code, exc.message)
         except InvalidInput as exc:
             return _error(422, "invalid", exc.reason, exc.field)
         except NotFound as exc:
             return _error(404, "not_found", str(exc))
         except Conflict as exc:
             return _error(409, "conflict", str(exc))
-        except DataError as exc:  # e.g. a NUL byte, which PostgreSQL text cannot hold
-            return _error(422, "invalid", f"a value the database cannot store: {exc.orig}")
+        except DataError:  # a value the checks above let through but the database refuses
+            log.warning(
+                "API %s %s: value refused by the database", request.method, request.url.path
+            )
+            return _error(422, "invalid", "a value the database cannot store")
         except (StorageUnavailable, SQLAlchemyError) as exc:
             log.warning("API %s %s: storage error: %s", request.method, request.url.path, exc)
             response = _error(503, "unavailable", "storage unavailable, retry later")
@@ -131,15 +142,18 @@ async def _json_body(request: Request) -> dict[str, Any]:
     try:
         # Numbers with a fraction become Decimal, so money never passes through a float.
         value = json.loads(body or b"null", parse_float=Decimal, parse_constant=_refuse)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ApiError(400, "bad_json", f"the body is not valid JSON ({where})") from exc
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "bad_json", "the body is not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "bad_json", "the body nests too deeply") from exc
+    except ValueError as exc:  # NaN or Infinity (from _refuse)
+        raise ApiError(400, "bad_json", "the body is not valid JSON (NaN or Infinity)") from exc
     if not isinstance(value, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
-    try:
-        # JSON may spell lone surrogates (\udaf1), which no database can store as text.
-        json.dumps(value, ensure_ascii=False, default=str).encode()
-    except UnicodeEncodeError as exc:
-        raise ApiError(400, "bad_json", "the body has text that is not valid Unicode") from exc
+    check_body(request.scope[BODY_SCHEMA], value)
     return value
 
 
@@ -158,51 +172,19 @@ async def _rerender_option(request: Request) -> bool:
 
 
 def _refuse(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-MAX_ID = 2**31 - 1
-
-
-def _int(value: str | None, field: str, *, default: int | None = None) -> int | None:
-    if value is None or value == "":
-        return default
-    # Ids are 32-bit: a larger number would fail in the database (mid-stream, for a CSV export).
-    if not (value.isascii() and value.isdigit()) or len(value) > 10 or int(value) > MAX_ID:
-        raise InvalidInput(field, f"a whole number from 0 to {MAX_ID}")
-    return int(value)
-
-
-def _day(value: str | None, field: str, default: date) -> date:
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput(field, "a date as YYYY-MM-DD") from exc
-
-
-def _moment(value: str | None, field: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput(field, "an ISO 8601 date or time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise ValueError(name)
 
 
 def _path_id(request: Request) -> int:
     value = int(request.path_params["id"])
-    if not 0 < value <= MAX_ID:
+    if not 0 < value <= queries.MAX_ID:
         raise NotFound("id", value)
     return value
 
 
 def _page(request: Request) -> tuple[int, str | None]:
-    limit = _int(request.query_params.get("limit"), "limit", default=queries.DEFAULT_LIMIT)
-    assert limit is not None
-    return limit, request.query_params.get("cursor") or None
+    limit = params.whole_number(request.query_params, "limit")
+    return queries.DEFAULT_LIMIT if limit is None else limit, params.cursor(request.query_params)
 
 
 def _page_body(page: queries.Page) -> dict[str, Any]:
@@ -232,15 +214,11 @@ def create_api(
 
     async def create_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
+        # The body's schema names every field a creator takes, and its required ones.
         fields = await _json_body(request)
         if table_name == "campaigns" and "offers" in fields:
             fields["offers"] = entities.offer_pairs(fields["offers"])
-        if "now" in fields:
-            raise InvalidInput("now", "not a field")
-        try:
-            new_id = await run(CREATORS[table_name], engine, now=datetime.now(UTC), **fields)
-        except TypeError as exc:  # an unknown or missing field name
-            raise InvalidInput("body", _argument_problem(exc)) from exc
+        new_id = await run(CREATORS[table_name], engine, now=datetime.now(UTC), **fields)
         await on_change()
         return Json(await shown(table_name, new_id), status_code=201)
 
@@ -279,9 +257,7 @@ def create_api(
 
     async def create_type(request: Request) -> Response:
         body = await _json_body(request)
-        name, label = body.get("name"), body.get("label", "")
-        if not isinstance(name, str) or not isinstance(label, str):
-            raise InvalidInput("name", "name and label are text")
+        name, label = body["name"], body.get("label", "")
         created = await run(
             postbacks.add_conversion_type, engine, name, label=label, now=datetime.now(UTC)
         )
@@ -290,7 +266,7 @@ def create_api(
 
     async def list_clicks(request: Request) -> Response:
         limit, cursor = _page(request)
-        campaign_id = _int(request.query_params.get("campaign_id"), "campaign_id")
+        campaign_id = params.whole_number(request.query_params, "campaign_id")
         page = await run(
             queries.list_clicks, engine, campaign_id=campaign_id, limit=limit, cursor=cursor
         )
@@ -300,13 +276,13 @@ def create_api(
         return Json(await run(queries.get_click, engine, request.path_params["subid"][:64]))
 
     def conversion_filters(request: Request) -> dict[str, Any]:
-        params = request.query_params
+        query = request.query_params
         return {
-            "campaign_id": _int(params.get("campaign_id"), "campaign_id"),
-            "type": (params.get("type") or None),
-            "subid": (params.get("subid") or None),
-            "since": _moment(params.get("since"), "since"),
-            "until": _moment(params.get("until"), "until"),
+            "campaign_id": params.whole_number(query, "campaign_id"),
+            "type": params.text(query, "type", max_length=64),
+            "subid": params.text(query, "subid", max_length=64),
+            "since": params.moment(query, "since"),
+            "until": params.moment(query, "until"),
         }
 
     async def list_conversions(request: Request) -> Response:
@@ -333,15 +309,12 @@ def create_api(
 
     async def list_received(request: Request) -> Response:
         limit, cursor = _page(request)
-        params = request.query_params
         page = await run(
             queries.list_received_postbacks,
             engine,
-            outcome=params.get("outcome") or None,
-            reason=params.get("reason") or None,
-            subid=params.get("subid") or None,
             limit=limit,
             cursor=cursor,
+            **params.received_filters(request.query_params),
         )
         return Json(_page_body(page))
 
@@ -358,18 +331,15 @@ def create_api(
 
     async def list_deliveries(request: Request) -> Response:
         limit, cursor = _page(request)
-        params = request.query_params
-        state = params.get("state") or None
-        if state is not None and state not in {str(s) for s in DeliveryState}:
-            raise InvalidInput("state", f"one of {', '.join(str(s) for s in DeliveryState)}")
+        query = request.query_params
         page = await run(
             queries.list_deliveries,
             engine,
-            state=state,
-            conversion_id=_int(params.get("conversion_id"), "conversion_id"),
-            subid=params.get("subid") or None,
+            state=params.choice(query, "state", [str(s) for s in DeliveryState]),
+            conversion_id=params.whole_number(query, "conversion_id"),
+            subid=params.text(query, "subid", max_length=64),
             limit=limit,
-            cursor=str(_int(cursor, "cursor")) if cursor is not None else None,
+            cursor=cursor,
         )
         secrets = await declared()
         items = [queries.shown_delivery(row, secrets) for row in page.items]
@@ -400,21 +370,22 @@ def create_api(
         return Json({"queued": count})
 
     async def report(request: Request) -> Response:
-        params = request.query_params
+        query = request.query_params
         settings = await run(entities.get_settings, engine)
         today = datetime.now(UTC).date()
+        as_csv = params.choice(query, "format", ("json", "csv")) == "csv"
         built = await run(
             reports.build_report,
             engine,
-            group_by=params.get("group_by") or "day",
-            date_from=_day(params.get("from"), "from", today.replace(day=1)),
-            date_to=_day(params.get("to"), "to", today),
-            timezone=params.get("timezone") or settings["timezone"],
+            group_by=params.choice(query, "group_by", reports.GROUPS) or "day",
+            date_from=params.day(query, "from") or today.replace(day=1),
+            date_to=params.day(query, "to") or today,
+            timezone=params.text(query, "timezone", max_length=64) or settings["timezone"],
             currency=settings["currency"],
-            campaign_id=_int(params.get("campaign_id"), "campaign_id"),
+            campaign_id=params.whole_number(query, "campaign_id"),
         )
         rows = [row.as_dict() for row in built.rows]
-        if params.get("format") == "csv":
+        if as_csv:
             return StreamingResponse(
                 csv_rows(iter([*rows, built.totals.as_dict()]), REPORT_CSV_COLUMNS),
                 media_type="text/csv; charset=utf-8",
@@ -466,24 +437,35 @@ def create_api(
         return _error(404, "not_found", "no such API route")
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return _error(405, "method_not_allowed", "method not allowed on this route")
+        response = _error(405, "method_not_allowed", "method not allowed on this route")
+        headers = getattr(exc, "headers", None) or {}
+        response.headers["allow"] = headers.get("Allow", "")
+        return response
 
+    # One route per path, whatever its methods, so that a 405 lists every method of the path.
+    by_path: dict[str, dict[str, Handler]] = {}
+    for path, handler, methods in routes:
+        spec = document["paths"][re.sub(r"{(\w+):\w+}", r"{\1}", path)]
+        for method in methods:
+            by_path.setdefault(path, {})[method] = _guard(engine, handler, spec[method.lower()])
     return Starlette(
         routes=[Route("/openapi.json", openapi, methods=["GET"])]
         + [
-            Route(path, _guard(engine, handler), methods=methods)
-            for path, handler, methods in routes
+            Route(path, _by_method(handlers), methods=list(handlers))
+            for path, handlers in by_path.items()
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
+
+
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    async def dispatch(request: Request) -> Response:
+        return await handlers["GET" if request.method == "HEAD" else request.method](request)
+
+    return dispatch
 
 
 def _public_settings(settings: dict[str, Any], base_url: str) -> dict[str, Any]:
     public = {k: v for k, v in settings.items() if k != "config_version"}
     public["postback_url"] = f"{base_url}/{settings['postback_key']}/postback"
     return public
-
-
-def _argument_problem(exc: TypeError) -> str:
-    text = str(exc)
-    return text.split(") ", 1)[-1] if ") " in text else text

@@ -142,6 +142,9 @@ class ClickloopApp:
         if len(segments) == 2 and segments[1] == "postback":
             await self.postbacks.handle(scope, receive, send, self.config, segments[0])
             return
+        if path == "/" and method not in ("GET", "HEAD"):
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, HEAD")])
+            return
         if path == DEMO_OFFER_PATH:
             await demo_offer(self.engine, self.config, scope, receive, send)
             return

@@ -1,17 +1,27 @@
-"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json and fuzzed in CI."""
+"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json and fuzzed in CI.
+
+The API reads from it what each operation accepts: its query parameters and its body's shape
+(`check_body`), so the document and the checks cannot drift apart.
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from clickloop.domain.deliveries import DeliveryState
+from clickloop.errors import InvalidInput
 from clickloop.services.queries import MAX_LIMIT
 from clickloop.services.reports import GROUPS
 
 _TEXT = {"type": "string"}
 _OPTIONAL_TEXT = {"type": ["string", "null"]}
 _ID = {"type": "integer", "minimum": 1}
-_MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "description": "decimal as text"}
+_MONEY = {
+    "type": ["string", "number"],
+    "pattern": r"^-?\d+(\.\d+)?$",
+    "description": "decimal, best as text",
+}
 _STATUSES = {"type": "array", "items": {"type": "string"}, "description": "[] = every status"}
 _ERROR = {
     "type": "object",
@@ -38,6 +48,7 @@ _PAGE = {
 ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
     "traffic-sources": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["name"],
         "properties": {
             "name": _TEXT,
@@ -50,7 +61,7 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
                 },
             },
             "postback_url": _OPTIONAL_TEXT,
-            "postback_method": {"enum": ["GET", "POST"]},
+            "postback_method": {"type": "string", "enum": ["GET", "POST"]},
             "postback_body": _OPTIONAL_TEXT,
             "postback_statuses": _STATUSES,
             "response_must_contain": _OPTIONAL_TEXT,
@@ -59,6 +70,7 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "affiliate-networks": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["name"],
         "properties": {
             "name": _TEXT,
@@ -75,6 +87,7 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "offers": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["name", "url"],
         "properties": {
             "name": _TEXT,
@@ -87,14 +100,15 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "campaigns": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["name", "alias"],
         "properties": {
             "name": _TEXT,
             "alias": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
             "traffic_source_id": {"type": ["integer", "null"]},
-            "cost_model": {"enum": ["none", "cpc", "cpc_param"]},
+            "cost_model": {"type": "string", "enum": ["none", "cpc", "cpc_param"]},
             "cost_value": _MONEY,
-            "status": {"enum": ["active", "paused"]},
+            "status": {"type": "string", "enum": ["active", "paused"]},
             "offers": {
                 "type": "array",
                 "items": {
@@ -110,7 +124,7 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
                     "required": ["url"],
                     "properties": {
                         "url": _TEXT,
-                        "method": {"enum": ["GET", "POST"]},
+                        "method": {"type": "string", "enum": ["GET", "POST"]},
                         "body": _OPTIONAL_TEXT,
                         "statuses": _STATUSES,
                         "response_must_contain": _OPTIONAL_TEXT,
@@ -219,6 +233,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                         },
                         "allowed_networks": {"type": "array", "items": _TEXT},
                         "ignored_answer_status": {"type": "integer"},
+                        "s2s_disable_after_hours": {"type": "integer"},
                     },
                 },
             ),
@@ -231,6 +246,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                 body={
                     "type": "object",
                     "required": ["name"],
+                    "additionalProperties": False,
                     "properties": {"name": _TEXT, "label": _TEXT},
                 },
                 ok=201,
@@ -264,7 +280,10 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "get": _operation(
                 "The received-postback log, newest first",
                 parameters=[
-                    _query("outcome", {"enum": ["accepted", "updated", "duplicate", "ignored"]}),
+                    _query(
+                        "outcome",
+                        {"type": "string", "enum": ["accepted", "updated", "duplicate", "ignored"]},
+                    ),
                     _query("reason", _TEXT, "text the reason contains"),
                     _query("subid", _TEXT),
                     *_PAGING,
@@ -281,7 +300,9 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "get": _operation(
                 "The sent S2S postback log, newest first",
                 parameters=[
-                    _query("state", {"enum": [str(state) for state in DeliveryState]}),
+                    _query(
+                        "state", {"type": "string", "enum": [str(state) for state in DeliveryState]}
+                    ),
                     _query("conversion_id", _ID),
                     _query("subid", _TEXT, "the subid of the click that triggered the delivery"),
                     *_PAGING,
@@ -316,7 +337,7 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                     _query("to", {"type": "string", "format": "date"}),
                     _query("timezone", _TEXT),
                     _query("campaign_id", _ID),
-                    _query("format", {"enum": ["json", "csv"]}),
+                    _query("format", {"type": "string", "enum": ["json", "csv"]}),
                 ],
             )
         },
@@ -335,3 +356,76 @@ def build_openapi(base_url: str) -> dict[str, Any]:
         "security": [{"token": []}],
         "paths": paths,
     }
+
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, Decimal),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
+}
+_TYPE_WORDS = {
+    "string": "text",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+
+
+def check_body(schema: dict[str, Any], value: Any, where: str = "") -> None:
+    """Raise InvalidInput naming the first part of `value` that `schema` refuses: a wrong JSON
+    type, a missing required or an undeclared property, text with NUL or a lone surrogate.
+
+    Patterns and enums are left to the services, whose messages say more.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput(where or "body", "cannot contain NUL (\\u0000)")
+        if not value.isascii() and not _encodable(value):
+            raise InvalidInput(where or "body", "text that is not valid Unicode")
+    kinds = schema.get("type")
+    if kinds is not None:
+        names = kinds if isinstance(kinds, list) else [kinds]
+        # JSON true is not a number, though Python's bool is an int.
+        fits = any(
+            isinstance(value, _JSON_TYPES[name])
+            and not (isinstance(value, bool) and name != "boolean")
+            for name in names
+        )
+        if not fits:
+            raise InvalidInput(where or "body", " or ".join(_TYPE_WORDS[n] for n in names))
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            check_body(schema.get("items", {}), item, f"{where}[{index}]")
+    if isinstance(value, dict):
+        properties: dict[str, Any] = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                raise InvalidInput(_join(where, name), "required")
+        extra = schema.get("additionalProperties", {})
+        for name, item in value.items():
+            check_body({}, name, _join(where, name))
+            if name in properties:
+                check_body(properties[name], item, _join(where, name))
+            elif extra is False:
+                raise InvalidInput(_join(where, name), "not a field of this body")
+            else:
+                check_body(extra if isinstance(extra, dict) else {}, item, _join(where, name))
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -16,7 +16,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
-from clickloop.errors import NotFound, StorageUnavailable
+from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
+from clickloop.http import params
 from clickloop.services import entities, masking, sessions
 from clickloop.services.sessions import SESSION_DAYS
 
@@ -261,9 +262,36 @@ def guard(web: Web, handler: Handler) -> Handler:
         request.scope["clickloop_user"] = user
         request.scope["clickloop_session"] = session
         try:
+            # The API's rule: PostgreSQL text cannot hold NUL, so no lookup ever gets one.
+            params.refuse_nul(request.query_params.multi_items())
             return await handler(request)
         except NotFound as exc:
             return web.render(request, session, "error.html", status=404, message=str(exc))
+        except InvalidInput as exc:
+            # A page's filter (form handlers catch what their forms can get wrong themselves).
+            if request.method != "GET":
+                message = f"The value of “{exc.field}” is invalid: {exc.reason}."
+                return web.render(request, session, "error.html", status=422, message=message)
+            return web.render(
+                request,
+                session,
+                "error.html",
+                status=422,
+                message=f"The filter “{exc.field}” is invalid: {exc.reason}. Change it and "
+                "filter again, or show this page without filters.",
+                back=request.url.path.removeprefix(request.scope.get("root_path", "")),
+            )
+        except DataError:
+            log.warning(
+                "admin %s %s: value refused by the database", request.method, request.url.path
+            )
+            return web.render(
+                request,
+                session,
+                "error.html",
+                status=422,
+                message="A value in this request cannot be stored or searched for.",
+            )
         except (StorageUnavailable, SQLAlchemyError) as exc:
             log.warning("admin %s %s: storage error: %s", request.method, request.url.path, exc)
             return web.render(
@@ -313,26 +341,6 @@ def zone_of(settings: dict[str, Any]) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def int_param(value: str | None) -> int | None:
-    if value and value.isascii() and value.isdigit() and len(value) < 10:
-        return int(value)
-    return None
-
-
-def date_param(value: str | None, default: date) -> date:
-    try:
-        return date.fromisoformat(value) if value else default
-    except ValueError:
-        return default
-
-
-def optional_day(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 def names_by_id(web: Web, table_name: str) -> dict[int, str]:
     return {row["id"]: row["name"] for row in entities.list_rows(web.engine, table_name)}
 
@@ -367,10 +375,6 @@ def bar_chart(values: list[Decimal | int], labels: list[str]) -> dict[str, Any]:
         "first": labels[0] if labels else "",
         "last": labels[-1] if labels else "",
     }
-
-
-def int_cursor(value: str | None) -> str | None:
-    return value if value and value.isascii() and value.isdigit() and len(value) <= 18 else None
 
 
 def next_url(request: Request, cursor: str | None) -> str | None:

@@ -17,7 +17,7 @@ from clickloop.catalog.templates import Catalog, Template
 from clickloop.domain.clicks import join_offer_params
 from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
-from clickloop.http import webforms
+from clickloop.http import params, webforms
 from clickloop.http.webcore import (
     Session,
     Web,
@@ -40,8 +40,8 @@ class EntityPages:
 
     async def campaigns(self, request: Request) -> Response:
         web = self.web
+        days = int(params.choice(request.query_params, "days", ("1", "7", "30")) or 7)
         settings = await web.run(entities.get_settings, web.engine)
-        days = {"1": 1, "7": 7, "30": 30}.get(request.query_params.get("days", ""), 7)
         today = datetime.now(zone_of(settings)).date()
         report = await web.run(
             reports.build_report,

@@ -15,18 +15,15 @@ from starlette.responses import Response, StreamingResponse
 
 from clickloop.domain.deliveries import DeliveryState, TargetKind
 from clickloop.errors import InvalidInput, NotFound
+from clickloop.http import params
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.webcore import (
     OUTCOMES,
     PAGE_SIZE,
     Web,
     bar_chart,
-    date_param,
-    int_cursor,
-    int_param,
     names_by_id,
     next_url,
-    optional_day,
     safe_next,
     session_of,
     zone_of,
@@ -101,28 +98,29 @@ class LogPages:
 
     async def conversions(self, request: Request) -> Response:
         web = self.web
-        params = request.query_params
+        query = request.query_params
+        day_from = params.day(query, "from")
+        day_to = params.day(query, "to")
+        as_csv = params.choice(query, "format", ("csv",)) == "csv"
         settings = await web.run(entities.get_settings, web.engine)
         zone = zone_of(settings)
-        day_from = optional_day(params.get("from"))
-        day_to = optional_day(params.get("to"))
         filters = {
-            "campaign_id": int_param(params.get("campaign_id")),
-            "type": params.get("type") or None,
-            "subid": (params.get("subid") or "").strip()[:64] or None,
+            "campaign_id": params.whole_number(query, "campaign_id"),
+            "type": params.text(query, "type", max_length=64),
+            "subid": params.text(query, "subid", max_length=64),
             # Local days of the report time zone, as UTC bounds (the end day included).
             "since": datetime.combine(day_from, time(), zone) if day_from else None,
             "until": (
                 datetime.combine(day_to + timedelta(days=1), time(), zone) if day_to else None
             ),
         }
-        if params.get("format") == "csv":
+        if as_csv:
             return StreamingResponse(
                 csv_rows(queries.iter_conversions(web.engine, **filters), CONVERSION_CSV_COLUMNS),
                 media_type="text/csv; charset=utf-8",
                 headers={"content-disposition": 'attachment; filename="conversions.csv"'},
             )
-        query = {k: v for k, v in params.items() if k not in ("format", "cursor")}
+        kept = {k: v for k, v in query.items() if k not in ("format", "cursor")}
         return await self._log_page(
             request,
             queries.list_conversions,
@@ -131,7 +129,7 @@ class LogPages:
             zone=zone,
             day_from=day_from,
             day_to=day_to,
-            csv_url="?" + urlencode({**query, "format": "csv"}),
+            csv_url="?" + urlencode({**kept, "format": "csv"}),
             campaigns=await web.run(names_by_id, web, "campaigns"),
             offers=await web.run(names_by_id, web, "offers"),
             types=await web.run(postbacks.list_conversion_types, web.engine),
@@ -139,14 +137,11 @@ class LogPages:
 
     async def received(self, request: Request) -> Response:
         web = self.web
-        params = request.query_params
-        outcome = params.get("outcome") if params.get("outcome") in OUTCOMES else None
-        filters = {
-            "outcome": outcome,
-            "reason": (params.get("reason") or "").strip()[:200] or None,
-            "subid": (params.get("subid") or "").strip()[:200] or None,
-        }
+        filters = params.received_filters(request.query_params)
         settings = await web.run(entities.get_settings, web.engine)
+        # What "Re-process all ignored" would take: the ignored rows these filters show, up to
+        # the newest one now (the form carries that id, so later arrivals are not taken).
+        count, newest = await web.run(postbacks.count_ignored, web.engine, _ignored(filters))
         return await self._log_page(
             request,
             queries.list_received_postbacks,
@@ -155,6 +150,8 @@ class LogPages:
             zone=zone_of(settings),
             outcomes=OUTCOMES,
             secrets=await web.secrets(),
+            ignored_count=count,
+            ignored_up_to=newest,
         )
 
     async def reprocess(self, request: Request) -> Response:
@@ -176,36 +173,41 @@ class LogPages:
         )
 
     async def reprocess_all(self, request: Request) -> Response:
-        """Re-run every ignored postback not re-run yet (after a training or rate was added)."""
+        """Re-run the ignored postbacks not re-run yet that the page showed under its filters
+        (after a training or rate was added), then show that page again."""
+        form = await request.form()
+        given = {k: str(v) for k, v in form.items() if k in ("outcome", "reason", "subid", "up_to")}
+        filters = params.received_filters(given)
+        chosen = _ignored(filters, up_to=params.whole_number(given, "up_to"))
 
         def run_all() -> dict[str, int]:
             counts: dict[str, int] = {}
-            for _, result in postbacks.reprocess_ignored(self.web.engine, now=datetime.now(UTC)):
+            now = datetime.now(UTC)
+            for _, result in postbacks.reprocess_ignored(self.web.engine, chosen, now=now):
                 counts[str(result.outcome)] = counts.get(str(result.outcome), 0) + 1
             return counts
 
         counts = await self.web.run(run_all)
         summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+        shown = urlencode({k: v for k, v in filters.items() if v})
         return self.web.redirect(
             request,
             session_of(request),
-            "/received-postbacks",
+            "/received-postbacks" + (f"?{shown}" if shown else ""),
             f"Re-processed {sum(counts.values())} ignored postbacks"
             + (f": {summary}." if summary else "."),
         )
 
     async def deliveries(self, request: Request) -> Response:
         web = self.web
-        params = request.query_params
+        query = request.query_params
         states = [str(s) for s in DeliveryState]
         kinds = [str(k) for k in TargetKind]
         filters = {
-            "state": params.get("state") if params.get("state") in states else None,
-            "target_kind": params.get("target_kind")
-            if params.get("target_kind") in kinds
-            else None,
-            "conversion_id": int_param(params.get("conversion_id")),
-            "subid": (params.get("subid") or "").strip()[:64] or None,
+            "state": params.choice(query, "state", states),
+            "target_kind": params.choice(query, "target_kind", kinds),
+            "conversion_id": params.whole_number(query, "conversion_id"),
+            "subid": params.text(query, "subid", max_length=64),
         }
         settings = await web.run(entities.get_settings, web.engine)
         return await self._log_page(
@@ -234,7 +236,7 @@ class LogPages:
             listing,
             web.engine,
             limit=PAGE_SIZE,
-            cursor=int_cursor(request.query_params.get("cursor")),
+            cursor=params.cursor(request.query_params),
             **filters,
         )
         return web.render(
@@ -320,17 +322,20 @@ class LogPages:
 
     async def reports(self, request: Request) -> Response:
         web = self.web
-        params = request.query_params
+        query = request.query_params
+        asked_zone = params.text(query, "timezone", max_length=64)
+        if asked_zone is not None and asked_zone not in zones():
+            raise InvalidInput("timezone", "a time zone name such as Europe/Berlin or UTC")
+        group_by = params.choice(query, "group_by", reports.GROUPS) or "day"
+        asked_from, asked_to = params.day(query, "from"), params.day(query, "to")
+        campaign_id = params.whole_number(query, "campaign_id")
+        as_csv = params.choice(query, "format", ("csv",)) == "csv"
         settings = await web.run(entities.get_settings, web.engine)
-        # Another zone than the settings' one can be asked for; an unknown name falls back.
-        timezone = params.get("timezone") or settings["timezone"]
-        if timezone not in zones():
-            timezone = settings["timezone"]
+        # Another zone than the settings' one can be asked for.
+        timezone = asked_zone or settings["timezone"]
         today = datetime.now(zone_of({"timezone": timezone})).date()
-        group_by = params.get("group_by") if params.get("group_by") in reports.GROUPS else "day"
-        date_from = date_param(params.get("from"), today - timedelta(days=6))
-        date_to = date_param(params.get("to"), today)
-        campaign_id = int_param(params.get("campaign_id"))
+        date_from = asked_from or today - timedelta(days=6)
+        date_to = asked_to or today
         error = None
         try:
             report = await web.run(
@@ -356,7 +361,7 @@ class LogPages:
                 currency=settings["currency"],
                 campaign_id=campaign_id,
             )
-        if params.get("format") == "csv":
+        if as_csv:
             rows = [row.as_dict() for row in report.rows] + [report.totals.as_dict()]
             return StreamingResponse(
                 csv_rows(iter(rows), REPORT_CSV_COLUMNS),
@@ -372,7 +377,7 @@ class LogPages:
         chart = None
         if group_by == "day" and report.rows:
             chart = bar_chart([r.clicks for r in report.rows], [r.key for r in report.rows])
-        query = {k: v for k, v in params.items() if k != "format"}
+        kept = {k: v for k, v in query.items() if k != "format"}
         return web.render(
             request,
             session_of(request),
@@ -389,6 +394,12 @@ class LogPages:
             campaigns=await web.run(names_by_id, web, "campaigns"),
             shown_types=shown_types,
             chart=chart,
-            csv_url="?" + urlencode({**query, "format": "csv"}),
+            csv_url="?" + urlencode({**kept, "format": "csv"}),
             error=error,
         )
+
+
+def _ignored(filters: dict[str, str | None], up_to: int | None = None) -> postbacks.IgnoredFilter:
+    return postbacks.IgnoredFilter(
+        outcome=filters["outcome"], reason=filters["reason"], subid=filters["subid"], up_to=up_to
+    )

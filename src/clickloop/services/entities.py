@@ -170,7 +170,7 @@ def _traffic_source_values(
         "template": _optional_text("template", template, 200),
         "parameters": [_parameter_row(row) for row in parameters],
         "postback_url": _optional_url("postback_url", postback_url),
-        "postback_method": _method(postback_method),
+        "postback_method": _method("postback_method", postback_method),
         "postback_body": _optional_text("postback_body", postback_body, 10000),
         "postback_statuses": _statuses(postback_statuses),
         "response_must_contain": _optional_text(
@@ -376,7 +376,7 @@ def _postback_list(postbacks: Any) -> list[Mapping[str, Any]]:
 def _postback_values(postback: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "url": _url("postbacks.url", str(postback.get("url", ""))),
-        "method": _method(str(postback.get("method", "GET"))),
+        "method": _method("postbacks.method", str(postback.get("method", "GET"))),
         "body": _optional_text("postbacks.body", postback.get("body"), 10000),
         "statuses": _statuses(postback.get("statuses", ())),
         "response_must_contain": _optional_text(
@@ -589,9 +589,9 @@ def _word(field: str, value: str) -> str:
 
 
 def _url(field: str, value: str) -> str:
-    value = (value or "").strip()
-    if not isinstance(value, str) or len(value) > 4000:
+    if not isinstance(value, str) or len(value.strip()) > 4000:
         raise InvalidInput(field, "an http(s) URL of at most 4000 characters")
+    value = value.strip()
     if not re.match(r"^https?://[^\s/?#]+", value, re.IGNORECASE):
         raise InvalidInput(field, "an http(s) URL of at most 4000 characters")
     if any(ch in value for ch in "\r\n\t"):
@@ -645,10 +645,10 @@ def _optional_url(field: str, value: str | None) -> str | None:
     return _url(field, value) if value else None
 
 
-def _method(value: str) -> str:
+def _method(field: str, value: str) -> str:
     value = str(value or "GET").upper()
     if value not in METHODS:
-        raise InvalidInput("method", "GET or POST")
+        raise InvalidInput(field, "GET or POST")
     return value
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.conversions import (
@@ -46,6 +46,7 @@ from clickloop.domain.statuses import (
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.services.entities import bump_config_version, read_settings
 from clickloop.services.outbox import queue_deliveries
+from clickloop.services.queries import received_conditions
 from clickloop.services.rates import read_rate_table
 from clickloop.storage import conversions as repo
 from clickloop.storage import tables as t
@@ -445,10 +446,39 @@ def reprocess(engine: Engine, log_id: int, *, now: datetime) -> PostbackResult:
         return result
 
 
-def reprocess_ignored(engine: Engine, *, now: datetime) -> Iterator[tuple[int, PostbackResult]]:
-    """Re-process every ignored postback not re-run yet, oldest first, one transaction each."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IgnoredFilter:
+    """Which ignored postbacks a bulk re-process takes: the log page's filters, and `up_to` the
+    newest log id the user saw (so rows that arrived since are not taken)."""
+
+    outcome: str | None = None
+    reason: str | None = None
+    subid: str | None = None
+    up_to: int | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        c = t.received_postbacks.c
+        # An outcome filter other than "ignored" shows no ignored row: it selects nothing.
+        shown = received_conditions(outcome=self.outcome, reason=self.reason, subid=self.subid)
+        return shown + ([c.id <= self.up_to] if self.up_to is not None else [])
+
+
+EVERY_IGNORED = IgnoredFilter()
+
+
+def count_ignored(engine: Engine, chosen: IgnoredFilter) -> tuple[int, int | None]:
+    """How many ignored postbacks not re-run yet `chosen` selects, and the newest one's id."""
     with engine.connect() as conn:
-        ids = repo.list_unreprocessed_ignored(conn)
+        return repo.count_unreprocessed_ignored(conn, *chosen.conditions())
+
+
+def reprocess_ignored(
+    engine: Engine, chosen: IgnoredFilter = EVERY_IGNORED, *, now: datetime
+) -> Iterator[tuple[int, PostbackResult]]:
+    """Re-process the ignored postbacks not re-run yet that `chosen` selects (every one by
+    default), oldest first, one transaction each."""
+    with engine.connect() as conn:
+        ids = repo.list_unreprocessed_ignored(conn, *chosen.conditions())
     for log_id in ids:
         yield log_id, reprocess(engine, log_id, now=now)
 

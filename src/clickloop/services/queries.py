@@ -21,6 +21,7 @@ from clickloop.storage.db import reader_engine
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,15 +93,10 @@ def get_conversion(engine: Engine, conversion_id: int) -> dict[str, Any]:
     )
 
 
-def list_received_postbacks(
-    engine: Engine,
-    *,
-    outcome: str | None = None,
-    reason: str | None = None,
-    subid: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-    cursor: str | None = None,
-) -> Page:
+def received_conditions(
+    *, outcome: str | None = None, reason: str | None = None, subid: str | None = None
+) -> list[ColumnElement[bool]]:
+    """The received-postback log's filters (the page's and the bulk re-process's)."""
     c = t.received_postbacks.c
     conditions: list[ColumnElement[bool]] = []
     if outcome:
@@ -109,7 +105,14 @@ def list_received_postbacks(
         conditions.append(c.reason.contains(reason, autoescape=True))
     if subid:
         conditions.append(c.subid == subid)
-    return _page(engine, t.received_postbacks, c.id, conditions, limit, cursor)
+    return conditions
+
+
+def list_received_postbacks(
+    engine: Engine, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, **filters: Any
+) -> Page:
+    conditions = received_conditions(**filters)
+    return _page(engine, t.received_postbacks, t.received_postbacks.c.id, conditions, limit, cursor)
 
 
 # A delivery with the subid of the click whose conversion triggered it (SPEC §4: the log names it
@@ -236,7 +239,8 @@ def _cursor_value(key: Column[Any], cursor: str) -> Any:
         if len(cursor) > 64 or not (cursor.isascii() and cursor.isalnum()):
             raise InvalidInput("cursor", "not a cursor from a previous page")
         return cursor
-    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+    # Integer keys are 32-bit: a larger number is no key a page could have ended on.
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 10 or int(cursor) > MAX_ID:
         raise InvalidInput("cursor", "not a cursor from a previous page")
     return int(cursor)
 

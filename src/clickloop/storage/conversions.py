@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import OperationalError
@@ -240,16 +240,32 @@ def get_received(conn: Connection, log_id: int) -> ReceivedPostback | None:
     return ReceivedPostback(**values)
 
 
-def list_unreprocessed_ignored(conn: Connection, *, limit: int = 100000) -> list[int]:
-    """Ids of ignored log rows that were not re-processed yet, oldest first."""
+def list_unreprocessed_ignored(
+    conn: Connection, *conditions: ColumnElement[bool], limit: int = 100000
+) -> list[int]:
+    """Ids of ignored log rows that were not re-processed yet (and meet `conditions`), oldest
+    first."""
     c = t.received_postbacks.c
     rows = conn.execute(
         select(c.id)
-        .where(and_(c.outcome == "ignored", c.reprocessed_by.is_(None)))
+        .where(c.outcome == "ignored", c.reprocessed_by.is_(None), *conditions)
         .order_by(c.id)
         .limit(limit)
     )
     return [int(row.id) for row in rows]
+
+
+def count_unreprocessed_ignored(
+    conn: Connection, *conditions: ColumnElement[bool]
+) -> tuple[int, int | None]:
+    """How many ignored log rows not re-processed yet meet `conditions`, and the newest one's id."""
+    c = t.received_postbacks.c
+    count, newest = conn.execute(
+        select(func.count(), func.max(c.id)).where(
+            c.outcome == "ignored", c.reprocessed_by.is_(None), *conditions
+        )
+    ).one()
+    return int(count), None if newest is None else int(newest)
 
 
 def mark_reprocessed(conn: Connection, log_id: int, by_id: int) -> None:
