@@ -234,7 +234,7 @@ def test_every_ui_route_answers_405_with_allow(
         ("/healthz", "GET, HEAD"),
         ("/metrics", "GET, HEAD"),
         ("/some-alias", "GET, HEAD"),
-        ("/_demo/offer", "GET, HEAD"),
+        ("/readyz", "GET, HEAD"),
         ("/{key}/postback", "GET, POST"),
     ],
 )
