@@ -189,7 +189,11 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import functools
+
     import uvicorn
+
+    from clickloop.http.protocol import ConnectionLimits, OneWriteProtocol
 
     _ready_engine(settings).dispose()
     print(f"clickloop serving on {settings.base_url}", flush=True)
@@ -200,7 +204,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop",
-        http="clickloop.http.protocol:OneWriteProtocol",
+        # A partial of a module-level class: worker processes get it pickled.
+        http=functools.partial(  # type: ignore[arg-type]
+            OneWriteProtocol,
+            limits=ConnectionLimits(
+                request_timeout=settings.request_timeout_seconds,
+                max_connections=settings.max_connections,
+            ),
+        ),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level,
