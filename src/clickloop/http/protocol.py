@@ -121,6 +121,15 @@ class OneWriteProtocol(HttpToolsProtocol):
         since = self._request_since
         now = self.loop.time()
         if since is None or self.flow.read_paused:  # idle, or not read by us: not its fault
+            cycle = self.cycle
+            if (
+                since is None
+                and self.timeout_keep_alive_task is None
+                and (cycle is None or cycle.response_complete)
+            ):
+                # Idle with nothing to close it: bytes that came after the answer (the rest of
+                # a body) stopped uvicorn's keep-alive timer. The next request is timed from now.
+                self._request_since = now
             self._deadline = self.loop.call_later(timeout, self._check_deadline)
         elif now - since < timeout:
             self._deadline = self.loop.call_later(since + timeout - now, self._check_deadline)
