@@ -130,6 +130,17 @@ def test_keep_alive_clients_and_split_heads_are_unaffected(server: Server, engin
     assert _count(engine, t.clicks) == 5
 
 
+def test_a_request_stalled_before_its_url_gets_408(server: Server, engine: Engine) -> None:
+    """After an answer, a request stopping at "GE" (which stops keep-alive's timer) gets 408."""
+    make_campaign(engine, "go")
+    wait_for_link(server, "go")
+    with connect(server) as sock:
+        sock.sendall(b"GET /go HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_head(sock).startswith(b"HTTP/1.1 302 ")
+        sock.sendall(b"GE")
+        assert read_answer(sock).startswith(b"HTTP/1.1 408 ")
+
+
 @pytest.mark.parametrize(
     "server_env", [{"CLICKLOOP_MAX_CONNECTIONS": str(CAP)}], indirect=True, ids=["cap"]
 )
