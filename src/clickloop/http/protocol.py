@@ -149,8 +149,9 @@ class OneWriteProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
         cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope and not cycle.response_complete:
-            # The app has this request: it sees a disconnect and writes nothing more.
+        if cycle is not None and not cycle.response_complete:
+            # The app has this (or, pipelined, the previous) request: it sees a disconnect and
+            # writes nothing more.
             cycle.disconnected = True
             cycle.message_event.set()
             if cycle.response_started:
