@@ -248,7 +248,11 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import functools
+
     import uvicorn
+
+    from clickloop.http.protocol import ConnectionLimits, OneWriteProtocol
 
     log_config = _logging_config(settings)
     _ready_engine(settings).dispose()
@@ -260,7 +264,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         loop="uvloop",
-        http="clickloop.http.protocol:OneWriteProtocol",
+        # A partial of a module-level class: worker processes get it pickled.
+        http=functools.partial(  # type: ignore[arg-type]
+            OneWriteProtocol,
+            limits=ConnectionLimits(
+                request_timeout=settings.request_timeout_seconds,
+                max_connections=settings.max_connections,
+            ),
+        ),
         lifespan="on",
         access_log=settings.access_log,
         log_config=log_config,

@@ -25,6 +25,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     workers: int = 1
+    # Per server process: seconds a client has to send a whole request (head and body; for a new
+    # connection, from its opening) before a 408 and close; open connections beyond which a new
+    # one is answered 503 and closed. 0: no limit.
+    request_timeout_seconds: int = 30
+    max_connections: int = 10_000
     # Header carrying the client address when behind a proxy, e.g. "x-forwarded-for".
     # Empty: the TCP peer address is the visitor's address.
     trusted_proxy_header: str = ""

@@ -37,7 +37,10 @@ async def demo_offer(
         subid = _first(scope["query_string"], "subid")
         await _page(send, 200, _offer(subid), head=method == "HEAD")
     elif method == "POST":
-        subid = _first(await read_body(receive), "subid")
+        body = await read_body(receive)
+        if body is None:  # the client left before its whole body arrived
+            return
+        subid = _first(body, "subid")
         try:
             result = await asyncio.to_thread(record_demo_sale, engine, subid, now=datetime.now(UTC))
         except (StorageUnavailable, SQLAlchemyError) as exc:

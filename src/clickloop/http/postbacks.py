@@ -86,6 +86,9 @@ class PostbackHandler:
             await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, POST")])
             return
         body = await read_body(receive) if method == "POST" else b""
+        if body is None:  # the client left (or was cut off) before its whole body arrived
+            _count("incomplete")
+            return
         now = datetime.now(UTC)
         raw = self._raw(scope, method, body, now)
         try:
@@ -229,14 +232,14 @@ def _count(outcome: str) -> None:
     counter.inc()
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The request body up to the limit; the rest is read and dropped."""
+async def read_body(receive: Receive) -> bytes | None:
+    """The request body up to the limit, the rest read and dropped; None if it never ends."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            return None
         chunk = message.get("body", b"")
         if size < MAX_BODY_BYTES:
             chunks.append(chunk[: MAX_BODY_BYTES - size])
