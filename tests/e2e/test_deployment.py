@@ -4,6 +4,7 @@ systemd unit, the built wheel, and the container image where this machine can bu
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import socket
 import ssl
@@ -241,8 +242,10 @@ def test_the_built_wheel_installs_and_serves(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     (wheel,) = wheels.glob("clickloop-*.whl")
+    # Without PYTHONPATH: a source tree on it would look like clickloop installed already.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=600
+        [str(venv / "bin" / "pip"), "install", "-q", str(wheel)], check=True, timeout=600, env=clean
     )
     port = free_port()
     env = {
