@@ -19,6 +19,7 @@ from clickloop.domain.conversions import ConversionState
 from clickloop.storage import tables as t
 from clickloop.storage.conversions import (
     CONVERSION_FIELDS,
+    LOCKED_CLICK_REFS,
     ClickRef,
     StoredConversion,
     column_processors,
@@ -36,21 +37,11 @@ _CONVERSION_COLUMNS = (
     *("subid", "tid", "campaign_id", "offer_id", "traffic_source_id", "created_at", "updated_at"),
 )
 _c = t.conversions.c
-# Locked in subid order until the transaction ends (PostgreSQL): every writer that changes a
-# click's conversions holds its click first, and batches take their clicks in one global order,
-# so concurrent batches on several workers or nodes wait for each other but never deadlock.
-# NO KEY UPDATE: inserting a conversion or a log row (KEY SHARE, for the foreign key) still may.
-_FIND_CLICKS = (
-    select(
-        t.clicks.c.subid,
-        t.clicks.c.campaign_id,
-        t.clicks.c.offer_id,
-        t.clicks.c.traffic_source_id,
-    )
-    .where(t.clicks.c.subid.in_(bindparam("subids", expanding=True)))
-    .order_by(t.clicks.c.subid)
-    .with_for_update(key_share=True)
-)
+# Locked in subid order: batches take their clicks in one global order, so concurrent batches
+# on several workers or nodes wait for each other but never deadlock.
+_FIND_CLICKS = LOCKED_CLICK_REFS.where(
+    t.clicks.c.subid.in_(bindparam("subids", expanding=True))
+).order_by(t.clicks.c.subid)
 # Both IN lists together may also match pairs that were not asked for; the wanted pairs filter
 # them out. Locked until the transaction ends on PostgreSQL (a no-op on SQLite's single writer).
 _FIND_CONVERSIONS = (

@@ -36,17 +36,13 @@ CONVERSION_FIELDS = (
     "params",
 )
 # Built once: constructing statements per call cost more than executing them on the hot path.
-# Locked as conversion_batches locks a batch's clicks: before the click's conversions.
-_FIND_CLICK = (
-    select(
-        t.clicks.c.subid,
-        t.clicks.c.campaign_id,
-        t.clicks.c.offer_id,
-        t.clicks.c.traffic_source_id,
-    )
-    .where(t.clicks.c.subid == bindparam("key_subid"))
-    .with_for_update(key_share=True)
-)
+# What a conversion needs of its click, locked until the transaction ends (PostgreSQL): every
+# writer that changes a click's conversions holds its click first (see conversion_batches).
+# NO KEY UPDATE: inserting a conversion or a log row (KEY SHARE, for the foreign key) still may.
+LOCKED_CLICK_REFS = select(
+    t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
+).with_for_update(key_share=True)
+_FIND_CLICK = LOCKED_CLICK_REFS.where(t.clicks.c.subid == bindparam("key_subid"))
 _FIND_CONVERSION = (
     select(t.conversions.c.id, *(t.conversions.c[name] for name in CONVERSION_FIELDS))
     .where(
