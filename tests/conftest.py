@@ -155,6 +155,26 @@ class Server:
         )
 
 
+def server_on(database_url: str, tmp_path: Path, env: dict[str, str]) -> Server:
+    """A `clickloop serve` (not started yet) on a free port over `database_url`, with its data
+    directory and log under `tmp_path` and `env` on top of the test settings."""
+    port = free_port()
+    return Server(
+        base_url=f"http://127.0.0.1:{port}",
+        port=port,
+        data_dir=tmp_path / "data",
+        env={
+            **os.environ,
+            "CLICKLOOP_DATABASE_URL": database_url,
+            "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
+            "CLICKLOOP_PORT": str(port),
+            "CLICKLOOP_LOG_LEVEL": "warning",
+            **env,
+        },
+        log_path=tmp_path / "server.log",
+    )
+
+
 @pytest.fixture
 def server_env() -> dict[str, str]:
     """More settings for `server`; a test module overrides this fixture to change them."""
@@ -166,22 +186,7 @@ def server(
     database_url: str, tmp_path: Path, engine: Engine, server_env: dict[str, str]
 ) -> Iterator[Server]:
     """A real clickloop server process on a free port, over the test database."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "CLICKLOOP_DATABASE_URL": database_url,
-        "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
-        "CLICKLOOP_PORT": str(port),
-        "CLICKLOOP_LOG_LEVEL": "warning",
-        **server_env,
-    }
-    instance = Server(
-        base_url=f"http://127.0.0.1:{port}",
-        port=port,
-        data_dir=tmp_path / "data",
-        env=env,
-        log_path=tmp_path / "server.log",
-    )
+    instance = server_on(database_url, tmp_path, server_env)
     instance.start()
     yield instance
     instance.stop()

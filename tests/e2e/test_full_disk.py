@@ -20,7 +20,7 @@ from sqlalchemy import select
 from clickloop.services.entities import ensure_settings, get_settings
 from clickloop.storage import tables as t
 from clickloop.storage.db import make_engine, upgrade
-from tests.conftest import Server, free_port
+from tests.conftest import Server, server_on
 from tests.e2e.test_clicks import make_campaign, wait_for_link
 
 pytestmark = pytest.mark.slow
@@ -161,22 +161,16 @@ def test_full_disk_answers_503_and_no_worker_dies(small_disk: Path, tmp_path: Pa
     # No connection stays open in this process: a real deployment has none here, and one would
     # hold SQLite's locks on the database on the server's behalf.
     engine.dispose()
-    port = free_port()
-    server = Server(
-        base_url=f"http://127.0.0.1:{port}",
-        port=port,
-        data_dir=tmp_path / "data",
-        env={
-            **os.environ,
-            "CLICKLOOP_DATABASE_URL": url,
-            "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
-            "CLICKLOOP_PORT": str(port),
+    server = server_on(
+        url,
+        tmp_path,
+        {
             "CLICKLOOP_LOG_LEVEL": "info",  # so that the log says when a worker died
             "CLICKLOOP_WORKERS": "2",
             "PYTHONFAULTHANDLER": "1",  # a worker killed by a signal says where
         },
-        log_path=tmp_path / "server.log",
     )
+    port = server.port
     traffic: Traffic | None = None
     try:
         server.start()

@@ -7,7 +7,6 @@ machine's PostgreSQL itself is shared and must not be stopped.
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import threading
@@ -23,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
 from clickloop.storage import tables as t
-from tests.conftest import Server, free_port
+from tests.conftest import Server, server_on
 from tests.e2e.test_clicks import make_campaign, request, wait_for_link
 
 pytestmark = pytest.mark.slow
@@ -107,22 +106,13 @@ def proxied_server(
     parts = urllib.parse.urlsplit(database_url)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@127.0.0.1:{proxy.port}" if userinfo else f"127.0.0.1:{proxy.port}"
-    port = free_port()
-    env = {
-        **os.environ,
-        "CLICKLOOP_DATABASE_URL": urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
-        "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
-        "CLICKLOOP_PORT": str(port),
-        "CLICKLOOP_LOG_LEVEL": "warning",
-        "CLICKLOOP_DATABASE_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "CLICKLOOP_EMBEDDED_WORKER": "false",
-    }
-    instance = Server(
-        base_url=f"http://127.0.0.1:{port}",
-        port=port,
-        data_dir=tmp_path / "data",
-        env=env,
-        log_path=tmp_path / "server.log",
+    instance = server_on(
+        urllib.parse.urlunsplit(parts._replace(netloc=netloc)),
+        tmp_path,
+        {
+            "CLICKLOOP_DATABASE_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+            "CLICKLOOP_EMBEDDED_WORKER": "false",
+        },
     )
     instance.start()
     yield instance

@@ -5,7 +5,6 @@ conversion is recorded with the type and payout the network meant.
 
 from __future__ import annotations
 
-import os
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from clickloop.catalog.templates import AffiliateNetworkTemplate, fill_fields, l
 from clickloop.services import entities, rates
 from clickloop.services import templates as service
 from clickloop.storage import tables as t
-from tests.conftest import Server, free_port
+from tests.conftest import Server, server_on
 from tests.e2e.test_clicks import request, wait_for_link
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -170,20 +169,7 @@ def configured_server(
     for code, per_eur in MANUAL_RATES.items():
         rates.set_rate(engine, code, per_eur, now=NOW)
     aliases = {template.key: create_offer_and_campaign(engine, template) for template in TESTABLE}
-    port = free_port()
-    instance = Server(
-        base_url=f"http://127.0.0.1:{port}",
-        port=port,
-        data_dir=tmp_path / "data",
-        env={
-            **os.environ,
-            "CLICKLOOP_DATABASE_URL": database_url,
-            "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
-            "CLICKLOOP_PORT": str(port),
-            "CLICKLOOP_LOG_LEVEL": "warning",
-        },
-        log_path=tmp_path / "server.log",
-    )
+    instance = server_on(database_url, tmp_path, {})
     instance.start()
     yield instance, aliases
     instance.stop()
