@@ -16,13 +16,24 @@ from clickloop.storage import tables as t
 DEMO_ALIAS = "demo"
 DEMO_OFFER_PATH = "/_demo/offer"
 DEMO_PAYOUT = "12.50"
+DEMO_OFFER_NAME = "Demo offer"
 
 
 def ensure_demo_campaign(engine: Engine, *, base_url: str, now: datetime) -> str:
-    """Create the demo source, network, offer and campaign once; return the campaign link."""
+    """Create the demo source, network, offer and campaign once (a later call moves the demo
+    offer to `base_url`, e.g. another port); return the campaign link."""
+    offer_url = f"{base_url}{DEMO_OFFER_PATH}?zone={{sub_id_1}}"
     with engine.begin() as conn:
         exists = conn.execute(select(t.campaigns.c.id).where(t.campaigns.c.alias == DEMO_ALIAS))
-        if exists.first() is None:
+        if exists.first() is not None:
+            demo_offer = conn.execute(
+                select(t.offers.c.id).where(
+                    t.offers.c.name == DEMO_OFFER_NAME, t.offers.c.url.contains(DEMO_OFFER_PATH)
+                )
+            ).scalar()
+            if demo_offer is not None:
+                entities.change_entity(conn, "offers", demo_offer, {"url": offer_url}, now=now)
+        else:
             source = entities.add_traffic_source(
                 conn,
                 name="Demo traffic source",
@@ -38,8 +49,8 @@ def ensure_demo_campaign(engine: Engine, *, base_url: str, now: datetime) -> str
             )
             offer = entities.add_offer(
                 conn,
-                name="Demo offer",
-                url=f"{base_url}{DEMO_OFFER_PATH}?zone={{sub_id_1}}",
+                name=DEMO_OFFER_NAME,
+                url=offer_url,
                 now=now,
                 affiliate_network_id=network,
                 payout=DEMO_PAYOUT,
