@@ -114,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     resend_failed = command(
         "resend-failed", _deliveries_resend_failed, "send every failed delivery again", deliveries
     )
-    resend_failed.add_argument("--since", help="only those created at or after (ISO 8601)")
+    resend_failed.add_argument(
+        "--since", type=_utc_time, help="only those created at or after (ISO 8601; UTC if no zone)"
+    )
     resend_failed.add_argument("--rerender", action="store_true", help=rerender_help)
 
     db = commands.add_parser("db", help="database migrations").add_subparsers(metavar="ACTION")
@@ -206,6 +208,15 @@ def _engine(settings: Settings) -> Any:
         timeout=settings.database_timeout_seconds,
         statement_timeout=settings.database_statement_timeout_seconds,
     )
+
+
+def _utc_time(text: str) -> datetime:
+    """An ISO 8601 time from the command line, in UTC when it names no zone."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _version() -> str:
@@ -385,6 +396,8 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
             attempts = list_attempts(engine, row["id"])
             item["attempts_log"] = [shown_attempt(attempt, declared) for attempt in attempts]
         print(json.dumps(item, default=str, ensure_ascii=False))
+    if not page.items:
+        print("no deliveries match", file=sys.stderr)
     return 0
 
 
@@ -396,18 +409,17 @@ def _deliveries_resend(args: argparse.Namespace, settings: Settings) -> int:
         if new != old:
             print(f"delivery {old}: rendered again as delivery {new} ({old} superseded)")
     for skipped, reason in resent.skipped.items():
-        print(f"delivery {skipped}: not queued: {reason}")
+        print(f"delivery {skipped}: not queued: {reason}", file=sys.stderr)
     print(f"requeued {len(resent.queued)} of {len(set(args.ids))}")
-    return 0
+    return 1 if resent.skipped else 0
 
 
 def _deliveries_resend_failed(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.deliveries import resend_failed
 
-    since = datetime.fromisoformat(args.since) if args.since else None
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
-    count = resend_failed(_ready_engine(settings), now=_now(), since=since, rerender=args.rerender)
+    count = resend_failed(
+        _ready_engine(settings), now=_now(), since=args.since, rerender=args.rerender
+    )
     print(f"requeued {count} failed deliveries" + (", rendered again" if args.rerender else ""))
     return 0
 

@@ -126,3 +126,17 @@ def test_import_names_a_bad_key_and_a_second_import_changes_nothing(
         "unchanged offers: Shop",
         "0 created, 0 updated, 1 unchanged",
     ]
+
+
+def test_deliveries_say_when_nothing_matches_or_nothing_was_resent(ready: Path) -> None:
+    """An empty delivery list says so on stderr (stdout stays JSON lines); resending a delivery
+    that does not exist says why and exits 1; a bad --since is a usage error."""
+    listed = clickloop("deliveries", "list", data_dir=ready)
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "no deliveries match\n")
+    resent = clickloop("deliveries", "resend", "99999", data_dir=ready)
+    assert resent.returncode == 1
+    assert "delivery 99999: not queued" in resent.stderr
+    assert resent.stdout == "requeued 0 of 1\n"
+    since = clickloop("deliveries", "resend-failed", "--since", "yesterday", data_dir=ready)
+    assert since.returncode == 2
+    assert "not an ISO 8601 time" in since.stderr and "Traceback" not in since.stderr
