@@ -79,36 +79,32 @@ def test_a_silent_connection_gets_408_and_is_closed(server: Server) -> None:
         assert read_answer(sock).startswith(b"HTTP/1.1 408 ")
 
 
-def test_half_a_postback_body_gets_408_and_records_nothing(server: Server, engine: Engine) -> None:
-    """A POST whose body stops half-way is answered 408 and no postback is processed."""
+def send_half_a_postback(engine: Engine, sock: socket.socket) -> None:
+    """The head and the first 40 of the 100 bytes of a postback body for a click that exists."""
     world = make_world(engine)
     add_clicks(engine, world, ["c1"], offer_id=world.plain_offer_id)
     key = entities.get_settings(engine)["postback_key"]
     body = b"subid=c1&status=sale&payout=10&pad=" + b"x" * 64
+    sock.sendall(
+        b"POST /%s/postback HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+        % (key.encode(), len(body))
+        + body[:40]
+    )
+
+
+def test_half_a_postback_body_gets_408_and_records_nothing(server: Server, engine: Engine) -> None:
+    """A POST whose body stops half-way is answered 408 and no postback is processed."""
     with connect(server) as sock:
-        sock.sendall(
-            b"POST /%s/postback HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
-            % (key.encode(), len(body))
-            + body[:40]
-        )
+        send_half_a_postback(engine, sock)
         assert read_answer(sock).startswith(b"HTTP/1.1 408 ")
     assert _count(engine, t.received_postbacks) == 0 and _count(engine, t.conversions) == 0
 
 
 def test_a_postback_body_cut_by_the_client_records_nothing(server: Server, engine: Engine) -> None:
     """A client that hangs up in the middle of a POST body leaves no postback behind."""
-    world = make_world(engine)
-    add_clicks(engine, world, ["c1"], offer_id=world.plain_offer_id)
-    key = entities.get_settings(engine)["postback_key"]
-    body = b"subid=c1&status=sale&payout=10&pad=" + b"x" * 64
     with connect(server) as sock:
-        sock.sendall(
-            b"POST /%s/postback HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
-            % (key.encode(), len(body))
-            + body[:40]
-        )
+        send_half_a_postback(engine, sock)
         time.sleep(0.2)
     time.sleep(TIMEOUT + 0.5)
     assert _count(engine, t.received_postbacks) == 0 and _count(engine, t.conversions) == 0
