@@ -7,12 +7,12 @@ import fcntl
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import http_endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -76,19 +76,8 @@ def test_a_missing_database_is_not_created_by_reading(tmp_path: Path) -> None:
 
 @pytest.fixture
 def garbage_server() -> Iterator[str]:
-    class Garbage(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"<html>not rates</html>\nat all\n")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/eurofxref.csv"
-    server.shutdown()
+    with http_endpoint(lambda request: (200, b"<html>not rates</html>\nat all\n")) as base:
+        yield f"{base}/eurofxref.csv"
 
 
 def test_rates_update_from_a_server_that_answers_garbage(ready: Path, garbage_server: str) -> None:

@@ -3,19 +3,18 @@ postback arriving at the source's real HTTP endpoint, and all of it visible thro
 
 from __future__ import annotations
 
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
 from clickloop.services.tokens import create_token
-from tests.conftest import Server
+from tests.conftest import Server, http_endpoint
 from tests.e2e.test_api import Api
 from tests.e2e.test_clicks import request, wait_for_link
 
@@ -32,22 +31,12 @@ def source_endpoint() -> Iterator[tuple[list[str], str]]:
     """A traffic source's S2S endpoint that answers like ExoClick and records every request."""
     received: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            received.append(self.path)
-            body = b"OK"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        received.append(request.path)
+        return 200, b"OK"
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield received, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with http_endpoint(answer) as base:
+        yield received, base
 
 
 def wait_for(condition: object, what: str, seconds: float = 15) -> None:

@@ -9,12 +9,11 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from sqlalchemy import func, select
@@ -25,7 +24,7 @@ from clickloop.services import entities, users
 from clickloop.services.templates import create_traffic_source_from_template
 from clickloop.services.tokens import create_token
 from clickloop.storage import tables as t
-from tests.conftest import Server
+from tests.conftest import Server, http_endpoint
 from tests.e2e.test_api import Api
 from tests.e2e.test_clicks import request, wait_for_link
 from tests.e2e.test_loop import wait_for
@@ -55,22 +54,13 @@ def target() -> Iterator[tuple[list[str], int]]:
     """An S2S endpoint that refuses every request, echoing what it got (secrets included)."""
     received: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            received.append(self.path)
-            body = f"rejected: {self.path} auth={self.headers.get('Authorization')}".encode()
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: BaseHTTPRequestHandler) -> tuple[int, bytes]:
+        received.append(request.path)
+        auth = request.headers.get("Authorization")
+        return 500, f"rejected: {request.path} auth={auth}".encode()
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield received, httpd.server_address[1]
-    httpd.shutdown()
+    with http_endpoint(answer) as base:
+        yield received, int(base.rsplit(":", 1)[1])
 
 
 def assert_hidden(text: str, where: str) -> None:
