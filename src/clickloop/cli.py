@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import ClickloopError, ConfigError
 from clickloop.settings import Settings, load_settings
 
@@ -97,9 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACTION"
     )
     listing = command("list", _deliveries_list, "list deliveries, newest first", deliveries)
-    listing.add_argument(
-        "--state", choices=["queued", "delivered", "failed", "disabled", "superseded"]
-    )
+    listing.add_argument("--state", choices=[str(state) for state in DeliveryState])
     listing.add_argument("--conversion", type=int, help="only this conversion's deliveries")
     listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)
