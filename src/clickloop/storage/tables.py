@@ -219,6 +219,9 @@ clicks = Table(
     Column("os", String(64)),
     Column("browser", String(64)),
     Column("device_type", String(16)),
+    Column("referrer_domain", String(255)),  # host of the referrer, lower case, no "www."
+    # the visitor's first click on this campaign in 24 hours (docs/reports.md, "Unique clicks")
+    Column("is_unique", Boolean),
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
 )
 
@@ -347,4 +350,55 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", utc_datetime(), nullable=False),
     Column("last_used_at", utc_datetime()),
+)
+
+# --- report aggregates -----------------------------------------------------------------------
+# Each cube holds, per UTC hour and per combination of its dimensions, the facts of the clicks
+# and conversions there (docs/reports.md, "Aggregates"). Every cube carries the campaign, the
+# traffic source and the offer, so those filters work on any of them. NULL dimensions are kept
+# as 0 (ids) or '' (text): primary-key columns cannot be NULL on PostgreSQL.
+# `fact`: "clicks" (n = clicks, u = unique clicks, m = their cost), "ct:<type>" (conversions by
+# click time: n = count, m = payout) or "vt:<type>" (the same by conversion time).
+REPORT_CUBES: dict[str, tuple[str, ...]] = {
+    "campaigns": (),
+    "countries": ("country",),
+    "devices": ("device_type", "os", "browser"),
+    "languages": ("language",),
+}
+REPORT_BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
+
+
+def _cube_columns(dimensions: tuple[str, ...]) -> list[Column[Any]]:
+    return [
+        Column("hour", BigInteger, primary_key=True),  # epoch seconds // 3600
+        *(Column(name, Integer, primary_key=True) for name in REPORT_BASE_DIMENSIONS),
+        *(Column(name, Text, primary_key=True) for name in dimensions),
+        Column("fact", String(80), primary_key=True),
+        Column("n", BigInteger, nullable=False),
+        Column("u", BigInteger, nullable=False),
+        Column("m", Money, nullable=False),
+    ]
+
+
+report_cubes: dict[str, Table] = {
+    name: Table(f"report_{name}", metadata, *_cube_columns(dimensions))
+    for name, dimensions in REPORT_CUBES.items()
+}
+
+# Dimensions a user marked for aggregation (the `report_marked_dimensions` setting, for example
+# sub_id_1 for zones): one tall table, the dimension's name beside its value.
+report_marked = Table(
+    "report_marked",
+    metadata,
+    *_cube_columns(("dimension", "value")),
+)
+
+saved_reports = Table(
+    "saved_reports",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("query", JSON, nullable=False),  # the body of POST /api/v1/reports/build
+    Column("created_at", utc_datetime(), nullable=False),
+    Column("updated_at", utc_datetime(), nullable=False),
 )
