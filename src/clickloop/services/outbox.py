@@ -25,6 +25,8 @@ from clickloop.storage import outbox
 from clickloop.storage import tables as t
 
 FORM = "application/x-www-form-urlencoded"
+# The ad platforms' click ids, kept from the campaign link's query like any custom parameter.
+CLICK_ID_PARAMS = ("fbclid", "ttclid", "gclid")
 JSON = "application/json"
 
 _CLICK_TEXT_FIELDS = (
@@ -282,6 +284,8 @@ def build_macro_values(
         for name, value in extra.items():
             if isinstance(value, str | int) or value is None:
                 values[str(name).lower()] = value
+        for name in CLICK_ID_PARAMS:  # known even when absent: no "unknown macro" warning
+            values.setdefault(name, None)
         for name in _CLICK_TEXT_FIELDS:
             values[name] = click.get(name)
         values["cost"] = click.get("cost")
