@@ -5,11 +5,13 @@ against the request shape the platform documents; and Google Ads' offline import
 from __future__ import annotations
 
 import csv
+import http.cookiejar
 import io
 import json
 import re
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ import jsonschema
 import pytest
 from sqlalchemy.engine import Engine
 
-from clickloop.services import entities
+from clickloop.services import entities, users
 from clickloop.services.tokens import create_token
 from tests.conftest import Server
 from tests.e2e.test_api import Api
@@ -391,3 +393,67 @@ def test_google_ads_export(api: Api, engine: Engine, request: pytest.FixtureRequ
     assert (status, answer["field"]) == (422, "conversion_name")
     bad = server.cli("export", "google-ads", "--conversion-name", "X", "--from", "2026-13-01")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "from" in bad.stderr
+
+
+def test_admin_ui_adds_a_conversion_api_and_downloads_the_google_file(
+    api: Api, engine: Engine, request: pytest.FixtureRequest
+) -> None:
+    """The campaign page's form adds a TikTok target (its token masked on the delivery page's
+    source data) and saving the campaign form keeps it; Conversions offers the Google file."""
+    server: Server = request.getfixturevalue("server")
+    campaign = make_campaign(engine, "ui")
+    users.create_user(engine, "admin", "correct horse battery", now=NOW)
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+
+    def csrf(path: str) -> tuple[str, str]:
+        with opener.open(f"{server.base_url}/admin{path}", timeout=10) as answer:
+            page = answer.read().decode()
+        found = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert found is not None
+        return found.group(1), page
+
+    token, _ = csrf("/login")
+    login = {"csrf": token, "username": "admin", "password": "correct horse battery"}
+    opener.open(f"{server.base_url}/admin/login", urllib.parse.urlencode(login).encode(), 10)
+    token, page = csrf(f"/campaigns/{campaign}")
+    assert "Ad platform conversion API" in page
+    form = {
+        "csrf": token,
+        "platform": "tiktok",
+        "pixel_id": "CQ1TIKTOKPIXEL",
+        "access_token": TIKTOK_TOKEN,
+        "statuses": "sale",
+    }
+    url = f"{server.base_url}/admin/campaigns/{campaign}/ad-platform-postbacks"
+    with opener.open(url, urllib.parse.urlencode(form).encode(), 10) as answer:
+        assert "Conversion API postback added" in answer.read().decode()
+    _, shown = api.call("GET", f"/campaigns/{campaign}")
+    [postback] = shown["postbacks"]
+    assert postback["headers"] == {"Access-Token": "***"}
+    assert postback["url"] == "https://business-api.tiktok.com/open_api/v1.3/event/track/"
+
+    # Saving the campaign form as the page shows it keeps the target's body and headers.
+    token, page = csrf(f"/campaigns/{campaign}")
+    assert 'name="pb_headers"' in page
+    stored = entities.get_entity(engine, "campaigns", campaign)
+    before, offer = stored["postbacks"], stored["offers"][0]["offer_id"]
+    form_data = [("csrf", token), ("name", "Campaign ui"), ("alias", "ui"), ("status", "active"),
+                 ("cost_model", "none"), ("cost_value", "0"), ("offer_id", str(offer)),
+                 ("offer_weight", "100"), ("pb_url", before[0]["url"]), ("pb_method", "POST"),
+                 ("pb_statuses", "sale"), ("pb_body", before[0]["body"]),
+                 ("pb_headers", json.dumps(before[0]["headers"]))]  # fmt: skip
+    opener.open(f"{server.base_url}/admin/campaigns/{campaign}",
+                urllib.parse.urlencode(form_data).encode(), 10).read()  # fmt: skip
+    after = entities.get_entity(engine, "campaigns", campaign)["postbacks"]
+    assert [(p["id"], p["headers"], p["body"]) for p in after] == [
+        (p["id"], p["headers"], p["body"]) for p in before
+    ]
+
+    _, page = csrf("/conversions")
+    assert "/exports/google-ads" in page
+    with opener.open(
+        f"{server.base_url}/admin/exports/google-ads?conversion_name=Sale", timeout=10
+    ) as answer:
+        assert answer.read().decode().startswith("Google Click ID,Conversion Name,")
