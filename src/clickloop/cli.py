@@ -160,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would change; write nothing"
     )
     _add_postback_commands(command, commands)
+    _add_export_commands(command, commands)
 
     for kind in ("traffic-sources", "affiliate-networks", "offers", "campaigns"):
         sub = commands.add_parser(kind, help=f"list {kind}").add_subparsers(metavar="ACTION")
@@ -677,6 +678,57 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     add.add_argument("name")
     add.add_argument("--label", default="")
     command("list", _conversion_types_list, "list built-in and custom types", types)
+
+
+def _add_export_commands(command: Any, commands: Any) -> None:
+    exports = commands.add_parser("export", help="conversions for the ad platforms").add_subparsers(
+        metavar="FORMAT"
+    )
+    google = command(
+        "google-ads",
+        _export_google_ads,
+        "conversions by gclid as a Google Ads offline conversion import CSV (stdout)",
+        exports,
+    )
+    google.add_argument("--conversion-name", required=True, help="the Google Ads conversion action")
+    google.add_argument(
+        "--from", dest="date_from", type=_day, help="first day (default: 6 days ago)"
+    )
+    google.add_argument("--to", dest="date_to", type=_day, help="last day (default: today)")
+    google.add_argument("--statuses", default="sale", help="conversion types, comma-separated")
+    google.add_argument("--campaign", type=int, help="only this campaign's conversions")
+
+
+def _day(value: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a date as YYYY-MM-DD, not {value!r}") from None
+
+
+def _export_google_ads(args: argparse.Namespace, settings: Settings) -> int:
+    from zoneinfo import ZoneInfo
+
+    from clickloop.http.csvexport import csv_rows
+    from clickloop.services.entities import get_settings
+    from clickloop.services.exports import GOOGLE_ADS_COLUMNS, google_ads_export, google_ads_rows
+
+    engine = _ready_engine(settings)
+    timezone = get_settings(engine)["timezone"]
+    export = google_ads_export(
+        conversion_name=args.conversion_name,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        statuses=args.statuses,
+        campaign_id=args.campaign,
+        timezone=timezone,
+        today=datetime.now(ZoneInfo(timezone)).date(),
+    )
+    for chunk in csv_rows(google_ads_rows(engine, export), GOOGLE_ADS_COLUMNS):
+        sys.stdout.write(chunk)
+    return 0
 
 
 def _print_postback(prefix: dict[str, Any], result: Any) -> None:

@@ -37,8 +37,30 @@ def test_campaign_rows_drop_blank_rows_and_default_the_weight() -> None:
     assert values["traffic_source_id"] == 3
     assert values["offers"] == [(7, 30), (8, 100)]
     assert values["postbacks"] == [
-        {"url": "https://crm.example/pb?c={subid}", "method": "POST", "statuses": "sale, rejected"}
+        {
+            "url": "https://crm.example/pb?c={subid}",
+            "method": "POST",
+            "statuses": "sale, rejected",
+            "body": None,
+            "headers": None,
+        }
     ]
+
+
+def test_campaign_postback_keeps_its_body_and_headers() -> None:
+    """A postback's JSON body and headers (an ad platform's) survive saving the form."""
+    form = FormData(
+        [
+            ("pb_url", "https://tt.example/event/track/"),
+            ("pb_method", "POST"),
+            ("pb_statuses", "sale"),
+            ("pb_body", '{"v": {payout}}'),
+            ("pb_headers", '{"Access-Token": "abc"}'),
+        ]
+    )
+    [postback] = webforms.campaign(form)["postbacks"]
+    assert postback["body"] == '{"v": {payout}}'
+    assert postback["headers"] == {"Access-Token": "abc"}
 
 
 @pytest.mark.parametrize("weight", ["-1", "ten", "1e3"])

@@ -36,6 +36,7 @@ Rules (Keitaro-compatible; where Keitaro is silent, the choice is written here):
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -65,6 +66,7 @@ _PERCENT_ESCAPES = [
 ]
 _OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
 _JSON = JSONEncoder(ensure_ascii=False)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MISSING = object()
 
 _SYNONYM_GROUPS = (
@@ -94,6 +96,7 @@ class Rendered:
 class _Macro:
     """One parsed `{...}`: everything that does not depend on the values is worked out once."""
 
+    text: str  # as written in the template, braces included
     key: str  # lower-cased, without the raw prefix
     written: str  # lower-cased as written, for the unknown list
     raw: bool
@@ -150,6 +153,151 @@ def escape_json(value: str) -> str:
     if not value.isascii():
         value = value.encode("utf-8", "replace").decode("utf-8")
     return _JSON.encode(value)[1:-1]
+
+
+def render_json(
+    template: str, values: Mapping[str, MacroValue], *, now: datetime, rng: random.Random
+) -> Rendered | None:
+    """Render a JSON body template to valid JSON; None if `template` is not JSON.
+
+    A macro inside a JSON string renders as text, JSON-escaped (`{_name}` too: raw only means
+    "not URL-encoded"). A macro standing alone as a value (`"value": {payout}`) renders as a
+    JSON number when its value is a number (payout, cost, ids, `{conversion_time:U}`), as a JSON
+    string otherwise, and an empty one removes its object member or array item, so a click
+    without an fbclid sends no `fbc` rather than an empty one.
+    """
+    skeleton, bare = _json_skeleton(_compile(template))
+    try:
+        tree = json.loads(skeleton, parse_float=Decimal)
+    except ValueError:
+        return None
+    unknown: dict[str, None] = {}
+    rendered = _fill_json(tree, bare, values, now, rng, unknown)
+    text = _dump_json(None if rendered is _MISSING else rendered)
+    return Rendered(text=text, unknown=tuple(unknown))
+
+
+def render_header(
+    template: str, values: Mapping[str, MacroValue], *, now: datetime, rng: random.Random
+) -> Rendered:
+    """Render a request header value: values as they are, control characters (a CR/LF that
+    would start another header) replaced by spaces."""
+    rendered = render(template, values, now=now, rng=rng, encode=_as_is)
+    text = _CONTROL.sub(" ", rendered.text).strip()
+    if not text.isascii():  # a lone surrogate, which UTF-8 cannot hold, becomes "?"
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return Rendered(text=text, unknown=rendered.unknown)
+
+
+def _as_is(value: str) -> str:
+    return value
+
+
+def _json_skeleton(parts: tuple[str | _Macro, ...]) -> tuple[str, list[_Macro]]:
+    """The template with each macro standing alone as a value replaced by a placeholder string
+    (NUL + its index: no template can hold a NUL), macros inside strings kept as written."""
+    out: list[str] = []
+    bare: list[_Macro] = []
+    in_string = escaped = False
+    for part in parts:
+        if isinstance(part, _Macro):
+            if in_string:
+                out.append(part.text)
+            else:
+                out.append(f'"\\u0000{len(bare)}"')
+                bare.append(part)
+            continue
+        for char in part:
+            if escaped:
+                escaped = False
+            elif in_string and char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = not in_string
+        out.append(part)
+    return "".join(out), bare
+
+
+def _fill_json(
+    node: object,
+    bare: list[_Macro],
+    values: Mapping[str, MacroValue],
+    now: datetime,
+    rng: random.Random,
+    unknown: dict[str, None],
+) -> object:
+    """`node` with its macros rendered; `_MISSING` for a lone macro that rendered empty."""
+    if isinstance(node, dict):
+        members = {
+            _fill_text(key, values, now, rng, unknown): _fill_json(
+                value, bare, values, now, rng, unknown
+            )
+            for key, value in node.items()
+        }
+        return {key: value for key, value in members.items() if value is not _MISSING}
+    if isinstance(node, list):
+        items = (_fill_json(item, bare, values, now, rng, unknown) for item in node)
+        return [item for item in items if item is not _MISSING]
+    if isinstance(node, str):
+        if node.startswith("\0") and node[1:].isdigit():
+            return _typed_value(bare[int(node[1:])], values, now, rng, unknown)
+        return _fill_text(node, values, now, rng, unknown)
+    return node
+
+
+def _fill_text(
+    text: str,
+    values: Mapping[str, MacroValue],
+    now: datetime,
+    rng: random.Random,
+    unknown: dict[str, None],
+) -> str:
+    if "{" not in text:
+        return text
+    rendered = render(text, values, now=now, rng=rng, encode=_as_is)
+    unknown.update(dict.fromkeys(rendered.unknown))
+    return rendered.text
+
+
+def _typed_value(
+    part: _Macro,
+    values: Mapping[str, MacroValue],
+    now: datetime,
+    rng: random.Random,
+    unknown: dict[str, None],
+) -> object:
+    value = _MISSING if part.helper else values.get(part.key, _MISSING)
+    if value is _MISSING and not part.helper:
+        value = _look_up_synonym(part.key, values, now)
+    text, warning = _evaluate(part, value, values, now, rng)
+    if warning is not None:
+        unknown[warning] = None
+    if not text:
+        return _MISSING
+    numeric = isinstance(value, int | Decimal) and not isinstance(value, bool)
+    if numeric and part.mapping is None:
+        return value
+    if (isinstance(value, datetime) or part.key == "random") and text.isdigit():
+        return int(text)  # {conversion_time:U}, {random:1,9}
+    return text
+
+
+def _dump_json(node: object) -> str:
+    """Compact JSON, Decimals written exactly (never through a float)."""
+    if isinstance(node, dict):
+        members = (f"{_dump_string(str(k))}:{_dump_json(v)}" for k, v in node.items())
+        return "{" + ",".join(members) + "}"
+    if isinstance(node, list):
+        return "[" + ",".join(_dump_json(item) for item in node) + "]"
+    if isinstance(node, str):
+        return _dump_string(node)
+    if isinstance(node, Decimal):
+        return _format_decimal(node)
+    return json.dumps(node)
+
+
+def _dump_string(value: str) -> str:
+    return f'"{escape_json(value)}"'
 
 
 def format_value(value: MacroValue) -> str:
@@ -232,19 +380,20 @@ def _compile(template: str) -> tuple[str | _Macro, ...]:
     for match in _MACRO.finditer(template):
         if match.start() > position:
             parts.append(template[position : match.start()])
-        parts.append(_parse_macro(match.group(1), match.group(2)))
+        parts.append(_parse_macro(match.group(0), match.group(1), match.group(2)))
         position = match.end()
     if position < len(template) or not parts:
         parts.append(template[position:])
     return tuple(parts)
 
 
-def _parse_macro(name: str, argument: str | None) -> _Macro:
+def _parse_macro(text: str, name: str, argument: str | None) -> _Macro:
     written = name.lower()
     raw = written.startswith("_")
     key = written[1:] if raw else written
     date_format, date_zone = _parse_date_argument(argument)
     return _Macro(
+        text=text,
         key=key,
         written=written,
         raw=raw,

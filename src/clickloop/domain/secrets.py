@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus, unquote_plus
 
@@ -115,6 +116,30 @@ def mask_secrets(text: str, declared: DeclaredSecrets = NO_SECRETS) -> str:
     text = _TELEGRAM_BOT.sub(lambda m: f"{m['lead']}bot{MASK}", text)
     text = _QUERY_PARAM.sub(lambda m: _mask_query_param(m, declared), text)
     return _JSON_MEMBER.sub(lambda m: _mask_json_member(m, declared), text)
+
+
+def mask_headers(
+    headers: Mapping[str, str] | None, declared: DeclaredSecrets = NO_SECRETS
+) -> dict[str, str]:
+    """Request headers as shown: a credential header's whole value masked (`Authorization`,
+    `Access-Token`, `X-Api-Key`: the name decides, as for a parameter), others by pattern."""
+    return {
+        name: MASK if value and is_secret_name(name, declared) else mask_secrets(value, declared)
+        for name, value in (headers or {}).items()
+    }
+
+
+def secret_header_values(headers: Mapping[str, str] | None) -> set[str]:
+    """The values of credential headers (and of the word after `Bearer`), so that they are
+    masked wherever they appear: a target's answer echoing them, a log line."""
+    found: set[str] = set()
+    for name, value in (headers or {}).items():
+        if value and is_secret_name(name):
+            found.add(value)
+            scheme, _, credential = value.partition(" ")
+            if credential and scheme.isalpha():
+                found.add(credential.strip())
+    return found
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:

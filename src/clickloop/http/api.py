@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -36,7 +37,17 @@ from clickloop.errors import (
 from clickloop.http import params
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.openapi import build_openapi, check_body
-from clickloop.services import deliveries, entities, masking, postbacks, queries, reports, tokens
+from clickloop.services import (
+    adplatforms,
+    deliveries,
+    entities,
+    exports,
+    masking,
+    postbacks,
+    queries,
+    reports,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +414,40 @@ def create_api(
             }
         )
 
+    async def add_ad_platform_postback(request: Request) -> Response:
+        campaign_id = _path_id(request)
+        fields = await _json_body(request)
+        now = datetime.now(UTC)
+        await run(adplatforms.add_campaign_postback, engine, campaign_id, fields, now=now)
+        await on_change()
+        return Json(await shown("campaigns", campaign_id), status_code=201)
+
+    async def set_ad_platform_postback(request: Request) -> Response:
+        source_id = _path_id(request)
+        fields = await _json_body(request)
+        now = datetime.now(UTC)
+        await run(adplatforms.set_source_postback, engine, source_id, fields, now=now)
+        await on_change()
+        return Json(await shown("traffic_sources", source_id))
+
+    async def export_google_ads(request: Request) -> Response:
+        query = request.query_params
+        settings = await run(entities.get_settings, engine)
+        export = exports.google_ads_export(
+            conversion_name=params.text(query, "conversion_name", max_length=100),
+            date_from=params.day(query, "from"),
+            date_to=params.day(query, "to"),
+            statuses=params.text(query, "statuses"),
+            campaign_id=params.whole_number(query, "campaign_id"),
+            timezone=settings["timezone"],
+            today=datetime.now(ZoneInfo(settings["timezone"])).date(),
+        )
+        return StreamingResponse(
+            csv_rows(exports.google_ads_rows(engine, export), exports.GOOGLE_ADS_COLUMNS),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="google-ads-conversions.csv"'},
+        )
+
     routes: list[tuple[str, Handler, list[str]]] = []
     for path in ENTITY_TABLES:
         routes.append((f"/{path}", list_entities, ["GET"]))
@@ -427,6 +472,9 @@ def create_api(
         ("/deliveries/{id:int}", get_delivery, ["GET"]),
         ("/deliveries/{id:int}/resend", resend, ["POST"]),
         ("/reports", report, ["GET"]),
+        ("/campaigns/{id:int}/ad-platform-postbacks", add_ad_platform_postback, ["POST"]),
+        ("/traffic-sources/{id:int}/ad-platform-postback", set_ad_platform_postback, ["PUT"]),
+        ("/exports/google-ads", export_google_ads, ["GET"]),
     ]
     document = build_openapi(base_url)
 

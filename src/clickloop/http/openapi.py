@@ -16,6 +16,8 @@ from clickloop.services.reports import GROUPS
 
 _TEXT = {"type": "string"}
 _OPTIONAL_TEXT = {"type": ["string", "null"]}
+# S2S request headers: name -> value template (macros allowed), e.g. {"Access-Token": "…"}
+_HEADERS: dict[str, Any] = {"type": ["object", "null"], "additionalProperties": {"type": "string"}}
 _ID = {"type": "integer", "minimum": 1}
 _MONEY = {
     "type": ["string", "number"],
@@ -63,6 +65,7 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
             "postback_url": _OPTIONAL_TEXT,
             "postback_method": {"type": "string", "enum": ["GET", "POST"]},
             "postback_body": _OPTIONAL_TEXT,
+            "postback_headers": _HEADERS,
             "postback_statuses": _STATUSES,
             "response_must_contain": _OPTIONAL_TEXT,
             "template": _OPTIONAL_TEXT,
@@ -126,12 +129,30 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
                         "url": _TEXT,
                         "method": {"type": "string", "enum": ["GET", "POST"]},
                         "body": _OPTIONAL_TEXT,
+                        "headers": _HEADERS,
                         "statuses": _STATUSES,
                         "response_must_contain": _OPTIONAL_TEXT,
                     },
                 },
             },
         },
+    },
+}
+
+
+AD_PLATFORM_BODY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["platform", "pixel_id", "access_token"],
+    "properties": {
+        "platform": {"type": "string", "enum": ["meta", "tiktok"]},
+        "pixel_id": _TEXT,
+        "access_token": _TEXT,
+        "test_event_code": _OPTIONAL_TEXT,
+        "event_source_url": _OPTIONAL_TEXT,
+        "events": {"type": ["object", "null"], "additionalProperties": _TEXT},
+        "statuses": _STATUSES,
+        "api_base": _OPTIONAL_TEXT,
     },
 }
 
@@ -326,6 +347,35 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                 parameters=[_path("id", _ID)],
                 body=_RESEND_BODY,
                 body_required=False,
+            )
+        },
+        "/campaigns/{id}/ad-platform-postbacks": {
+            "post": _operation(
+                "Add a Meta Conversions API or TikTok Events API target to the campaign's S2S",
+                parameters=[_path("id", _ID)],
+                body=AD_PLATFORM_BODY,
+                ok=201,
+            )
+        },
+        "/traffic-sources/{id}/ad-platform-postback": {
+            "put": _operation(
+                "Make a Meta or TikTok conversions API target the source's S2S postback",
+                parameters=[_path("id", _ID)],
+                body=AD_PLATFORM_BODY,
+            )
+        },
+        "/exports/google-ads": {
+            "get": _operation(
+                "Conversions by gclid in Google Ads' offline conversion import format (CSV)",
+                parameters=[
+                    _query("conversion_name", _TEXT, "the Google Ads conversion action's name"),
+                    _query("from", {"type": "string", "format": "date"}),
+                    _query("to", {"type": "string", "format": "date"}),
+                    _query("statuses", _TEXT, "conversion types, comma-separated (sale)"),
+                    _query("campaign_id", _ID),
+                ],
+                media="text/csv",
+                result={"type": "string"},
             )
         },
         "/reports": {

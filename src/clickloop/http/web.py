@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from clickloop.http.webadplatforms import AdPlatformPages
 from clickloop.http.webcore import (
     HERE,
     Web,
@@ -46,6 +47,7 @@ def create_web(
     pages = AuthPages(web)
     setup = EntityPages(web)
     logs = LogPages(web)
+    ads = AdPlatformPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -80,6 +82,8 @@ def create_web(
         ("/deliveries/{id:int}/resend", logs.resend, ["POST"]),
         ("/targets/{kind}/{id:int}/enable", logs.enable_target, ["POST"]),
         ("/reports", logs.reports, ["GET"]),
+        ("/campaigns/{id:int}/ad-platform-postbacks", ads.add_campaign_postback, ["POST"]),
+        ("/exports/google-ads", ads.export_google_ads, ["GET"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

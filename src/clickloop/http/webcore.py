@@ -30,7 +30,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
+from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_headers, mask_secrets
 from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
 from clickloop.http import params
 from clickloop.services import entities, masking, sessions
@@ -115,6 +115,7 @@ class Web:
         self.env.filters["money"] = _money
         self.env.filters["num"] = _num
         self.env.filters["mask"] = _mask
+        self.env.filters["mask_headers"] = _mask_headers
         self.env.filters["local"] = _local
         self.env.filters["plain"] = _plain
 
@@ -202,6 +203,12 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'"
     ),
 }
+
+
+@pass_context
+def _mask_headers(context: Any, headers: dict[str, str] | None) -> list[tuple[str, str]]:
+    """The `mask_headers` filter: S2S request headers as shown, credentials masked."""
+    return list(mask_headers(headers, context.get("secrets", NO_SECRETS)).items())
 
 
 @pass_context

@@ -7,6 +7,7 @@ this module only turns text into the shapes they expect.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -82,13 +83,34 @@ def campaign(form: FormData) -> dict[str, Any]:
     }
 
 
+_POSTBACK_COLUMNS = ("pb_url", "pb_method", "pb_statuses", "pb_body", "pb_headers")
+
+
 def _postbacks(form: FormData) -> list[dict[str, Any]]:
-    rows = _rows(form, "pb_url", "pb_method", "pb_statuses")
+    rows = _rows(form, *_POSTBACK_COLUMNS)
     return [
-        {"url": row["pb_url"], "method": row["pb_method"] or "GET", "statuses": row["pb_statuses"]}
+        {
+            "url": row["pb_url"],
+            "method": row["pb_method"] or "GET",
+            "statuses": row["pb_statuses"],
+            # Body and headers ride along unseen, so that saving the form keeps a JSON target
+            # (an ad platform's) as it is.
+            "body": row["pb_body"] or None,
+            "headers": _json_object(row["pb_headers"]),
+        }
         for row in rows
         if row["pb_url"]
     ]
+
+
+def _json_object(text: str) -> Any:
+    """A JSON object from a form field; anything else as given, for the validator to name."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def campaign_echo(form: FormData) -> dict[str, Any]:
@@ -106,8 +128,14 @@ def campaign_echo(form: FormData) -> dict[str, Any]:
             if row["offer_id"]
         ],
         "postbacks": [
-            {"url": row["pb_url"], "method": row["pb_method"], "statuses": row["pb_statuses"]}
-            for row in _rows(form, "pb_url", "pb_method", "pb_statuses")
+            {
+                "url": row["pb_url"],
+                "method": row["pb_method"],
+                "statuses": row["pb_statuses"],
+                "body": row["pb_body"],
+                "headers": _json_object(row["pb_headers"]),
+            }
+            for row in _rows(form, *_POSTBACK_COLUMNS)
             if row["pb_url"] or row["pb_statuses"]
         ],
     }

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -39,6 +39,7 @@ class Request:
     url: str
     body: str | None = None
     content_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # the target's, rendered
     must_contain: str | None = None
 
 
@@ -124,6 +125,12 @@ async def _exchange(
     req_headers = {"User-Agent": _USER_AGENT}
     if request.content_type:
         req_headers["Content-Type"] = request.content_type
+    # The target's own headers win (a Content-Type or User-Agent it insists on); names are
+    # matched without case, as HTTP does.
+    for name, value in request.headers.items():
+        for default in [key for key in req_headers if key.lower() == name.lower()]:
+            del req_headers[default]
+        req_headers[name] = value
     data = request.body.encode() if request.body is not None else None
     async with session.request(
         request.method,

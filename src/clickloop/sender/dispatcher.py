@@ -322,6 +322,7 @@ class Dispatcher:
             url=claim.url,
             body=claim.body,
             content_type=claim.content_type,
+            headers=claim.headers,
             must_contain=claim.response_must_contain,
         )
         try:

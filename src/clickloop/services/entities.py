@@ -159,6 +159,7 @@ def _traffic_source_values(
     postback_url: str | None = None,
     postback_method: str = "GET",
     postback_body: str | None = None,
+    postback_headers: Mapping[str, str] | None = None,
     postback_statuses: Sequence[str] = (),
     response_must_contain: str | None = None,
     template: str | None = None,
@@ -172,6 +173,7 @@ def _traffic_source_values(
         "postback_url": _optional_url("postback_url", postback_url),
         "postback_method": _method("postback_method", postback_method),
         "postback_body": _optional_text("postback_body", postback_body, 10000),
+        "postback_headers": _headers("postback_headers", postback_headers),
         "postback_statuses": _statuses(postback_statuses),
         "response_must_contain": _optional_text(
             "response_must_contain", response_must_contain, 200
@@ -342,6 +344,7 @@ def _write_campaign_postbacks(
                 update(t.campaign_postbacks)
                 .where(t.campaign_postbacks.c.id == same)
                 .values(
+                    headers=values["headers"],
                     statuses=values["statuses"],
                     response_must_contain=values["response_must_contain"],
                 )
@@ -362,7 +365,7 @@ def _write_campaign_postbacks(
         )
 
 
-_POSTBACK_FIELDS = ("url", "method", "body", "statuses", "response_must_contain")
+POSTBACK_FIELDS = ("url", "method", "body", "headers", "statuses", "response_must_contain")
 
 
 def _postback_list(postbacks: Any) -> list[Mapping[str, Any]]:
@@ -378,6 +381,7 @@ def _postback_values(postback: Mapping[str, Any]) -> dict[str, Any]:
         "url": _url("postbacks.url", str(postback.get("url", ""))),
         "method": _method("postbacks.method", str(postback.get("method", "GET"))),
         "body": _optional_text("postbacks.body", postback.get("body"), 10000),
+        "headers": _headers("postbacks.headers", postback.get("headers")),
         "statuses": _statuses(postback.get("statuses", ())),
         "response_must_contain": _optional_text(
             "postbacks.response_must_contain", postback.get("response_must_contain"), 200
@@ -472,7 +476,10 @@ def _stored_postbacks(conn: Connection, campaign_id: int) -> list[dict[str, Any]
         .where(postbacks.c.campaign_id == campaign_id, postbacks.c.enabled.is_(True))
         .order_by(postbacks.c.id)
     )
-    return [{name: row._mapping[name] for name in _POSTBACK_FIELDS} for row in rows]
+    return [
+        {name: row._mapping[name] for name in POSTBACK_FIELDS} | {"headers": row.headers or {}}
+        for row in rows
+    ]
 
 
 def offer_pairs(offers: Any) -> list[tuple[int, int]]:
@@ -650,6 +657,34 @@ def _method(field: str, value: str) -> str:
     if value not in METHODS:
         raise InvalidInput(field, "GET or POST")
     return value
+
+
+# An HTTP field name (RFC 9110 token); the ones the HTTP client must own are refused.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+_OWN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te"}
+MAX_HEADERS = 20
+
+
+def _headers(field: str, value: Any) -> dict[str, str]:
+    """S2S request headers: {name: value template}; values may hold macros."""
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, Mapping) or len(value) > MAX_HEADERS:
+        raise InvalidInput(field, f"an object of at most {MAX_HEADERS} name: value pairs")
+    headers: dict[str, str] = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise InvalidInput(field, f"not a header name: {name!r}")
+        if name.lower() in _OWN_HEADERS:
+            raise InvalidInput(field, f"{name} is set by the HTTP client")
+        if not isinstance(text, str) or len(text) > 4000:
+            raise InvalidInput(field, f"{name}: text of at most 4000 characters")
+        if re.search(r"[\x00-\x1f\x7f]", text):
+            raise InvalidInput(field, f"{name}: control characters are not allowed")
+        if MASK in text:  # a value read back masked must not overwrite the real one
+            raise InvalidInput(field, f"{name} contains {MASK} where a secret was masked")
+        headers[name] = text
+    return headers
 
 
 def _statuses(values: Any) -> list[str]:

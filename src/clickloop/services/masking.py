@@ -10,7 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from clickloop.catalog.templates import load_catalog, source_secrets
-from clickloop.domain.secrets import DeclaredSecrets, mask_secrets
+from clickloop.domain.secrets import (
+    DeclaredSecrets,
+    mask_headers,
+    mask_secrets,
+    secret_header_values,
+)
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.services.templates import load_user_catalog
 from clickloop.storage import tables as t
@@ -23,12 +28,15 @@ def declared_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
         catalog = load_user_catalog(data_dir)
     except InvalidInput:  # a broken user file must not unmask the shipped templates' secrets
         catalog = load_catalog()
-    ts = t.traffic_sources.c
+    ts, cp = t.traffic_sources.c, t.campaign_postbacks.c
     with reader_engine(engine).connect() as conn:
         rows = conn.execute(select(ts.template, ts.postback_url).where(ts.template.is_not(None)))
         sources = list(rows)
+        header_sets = list(conn.execute(select(ts.postback_headers)).scalars())
+        header_sets += conn.execute(select(cp.headers)).scalars()
     names: set[str] = set()
-    values: set[str] = set()
+    # Credential headers' values (an access token) are masked wherever they appear.
+    values: set[str] = {value for headers in header_sets for value in secret_header_values(headers)}
     for key, url in sources:
         try:
             template = catalog.traffic_source(key)
@@ -41,13 +49,20 @@ def declared_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
 
 
 def shown_entity(table_name: str, row: dict[str, Any], declared: DeclaredSecrets) -> dict[str, Any]:
-    """An entity as the API and CLI show it: S2S URLs and bodies masked."""
+    """An entity as the API and CLI show it: S2S URLs, bodies and headers masked."""
     shown = dict(row)
     if table_name == "traffic_sources":
         shown["postback_url"] = _mask(row.get("postback_url"), declared)
+        shown["postback_body"] = _mask(row.get("postback_body"), declared)
+        shown["postback_headers"] = mask_headers(row.get("postback_headers"), declared)
     if isinstance(row.get("postbacks"), list):
         shown["postbacks"] = [
-            {**pb, "url": _mask(pb.get("url"), declared), "body": _mask(pb.get("body"), declared)}
+            {
+                **pb,
+                "url": _mask(pb.get("url"), declared),
+                "body": _mask(pb.get("body"), declared),
+                "headers": mask_headers(pb.get("headers"), declared),
+            }
             for pb in row["postbacks"]
         ]
     return shown

@@ -7,6 +7,7 @@ dispatcher sends them. Macro values follow SPEC §4; see docs/s2s.md for the ful
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from clickloop.domain.deliveries import TargetKind
-from clickloop.domain.macros import MacroValue, escape_json, render
+from clickloop.domain.macros import MacroValue, escape_json, render, render_header, render_json
 from clickloop.errors import NotFound
 from clickloop.storage import outbox
 from clickloop.storage import tables as t
 
 FORM = "application/x-www-form-urlencoded"
+# The ad platforms' click ids, kept from the campaign link's query like any custom parameter.
+CLICK_ID_PARAMS = ("fbclid", "ttclid", "gclid")
 JSON = "application/json"
 
 _CLICK_TEXT_FIELDS = (
@@ -70,6 +73,7 @@ _NEEDED = {
         "postback_url",
         "postback_method",
         "postback_body",
+        "postback_headers",
         "postback_statuses",
         "response_must_contain",
         "postback_enabled",
@@ -107,6 +111,7 @@ class _Target:
     url: str
     method: str
     body: str | None
+    headers: dict[str, str]
     statuses: list[str]
     must_contain: str | None
     enabled: bool
@@ -212,6 +217,7 @@ def _load_contexts(conn: Connection, conversion_ids: set[int]) -> dict[int, _Con
                     url=pb.url,
                     method=pb.method,
                     body=pb.body,
+                    headers=dict(pb.headers or {}),
                     statuses=list(pb.statuses or ()),
                     must_contain=pb.response_must_contain,
                     enabled=bool(pb.enabled),
@@ -229,6 +235,7 @@ def _load_contexts(conn: Connection, conversion_ids: set[int]) -> dict[int, _Con
                     url=source["postback_url"],
                     method=source["postback_method"],
                     body=source["postback_body"],
+                    headers=dict(source["postback_headers"] or {}),
                     statuses=list(source["postback_statuses"] or ()),
                     must_contain=source["response_must_contain"],
                     enabled=bool(source["postback_enabled"]),
@@ -277,10 +284,15 @@ def build_macro_values(
         for name, value in extra.items():
             if isinstance(value, str | int) or value is None:
                 values[str(name).lower()] = value
+        for name in CLICK_ID_PARAMS:  # known even when absent: no "unknown macro" warning
+            values.setdefault(name, None)
         for name in _CLICK_TEXT_FIELDS:
             values[name] = click.get(name)
         values["cost"] = click.get("cost")
         values["date"] = click.get("created_at")
+        # A custom `fbc` parameter (the landing page's _fbc cookie) stands when there is no fbclid.
+        fbc = meta_click_id(extra.get("fbclid"), click.get("created_at"))
+        values["fbc"] = fbc or values.get("fbc")
     values["subid"] = conversion["subid"]
     payout: Decimal = conversion["payout"]
     conversion_cost: Decimal | None = conversion.get("cost")
@@ -320,8 +332,9 @@ def _render_target(
     final_url = url.text
     if method == "POST":
         if target.body:
-            rendered_body = render(
-                target.body, values, now=now, rng=random.Random(seed), encode=escape_json
+            rng = random.Random(seed)
+            rendered_body = render_json(target.body, values, now=now, rng=rng) or render(
+                target.body, values, now=now, rng=rng, encode=escape_json
             )
             warnings.update(dict.fromkeys(rendered_body.unknown))
             body, content_type = rendered_body.text, JSON
@@ -329,6 +342,11 @@ def _render_target(
             final_url, _, query = url.text.partition("?")
             query = query.partition("#")[0]
             body, content_type = query, FORM
+    headers: dict[str, str] = {}
+    for name, template in target.headers.items():
+        header = render_header(template, values, now=now, rng=random.Random(seed))
+        warnings.update(dict.fromkeys(header.unknown))
+        headers[name] = header.text
     return outbox.NewDelivery(
         conversion_id=conversion_id,
         target_kind=target.kind,
@@ -337,18 +355,38 @@ def _render_target(
         url=final_url,
         body=body,
         content_type=content_type,
+        headers=headers,
         response_must_contain=target.must_contain or None,
-        dedup_key=dedup_key(target.kind, target.id, conversion_id, method, final_url, body),
+        dedup_key=dedup_key(
+            target.kind, target.id, conversion_id, method, final_url, body, headers
+        ),
         warnings=tuple(warnings),
         enabled=target.enabled,
     )
 
 
+def meta_click_id(fbclid: object, clicked_at: object) -> str | None:
+    """Meta's `fbc` for a click that came with an `fbclid`: `fb.1.<click time, ms>.<fbclid>`
+    (the _fbc cookie's format; 1 = the subdomain index Meta documents for server events)."""
+    if not isinstance(fbclid, str) or not fbclid or not isinstance(clicked_at, datetime):
+        return None
+    return f"fb.1.{int(clicked_at.timestamp() * 1000)}.{fbclid}"
+
+
 def dedup_key(
-    kind: TargetKind, target_id: int, conversion_id: int, method: str, url: str, body: str | None
+    kind: TargetKind,
+    target_id: int,
+    conversion_id: int,
+    method: str,
+    url: str,
+    body: str | None,
+    headers: Mapping[str, str] | None = None,
 ) -> str:
-    """sha256 of the target, the conversion and the rendered request."""
-    parts = (str(kind), str(target_id), str(conversion_id), method, url, body or "")
+    """sha256 of the target, the conversion and the rendered request (headers only when there
+    are any, so that the keys of deliveries queued before headers existed still match)."""
+    parts = [str(kind), str(target_id), str(conversion_id), method, url, body or ""]
+    if headers:
+        parts.append(json.dumps(dict(headers), sort_keys=True))
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 

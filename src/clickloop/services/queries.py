@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Column, ColumnElement, Select, String, Table, select
 from sqlalchemy.engine import Engine
 
-from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
+from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_headers, mask_secrets
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
@@ -155,6 +155,7 @@ _SHOWN_DELIVERY_FIELDS = (
     "target_id",
     "method",
     "url",
+    "headers",
     "state",
     "attempts",
     "next_attempt_at",
@@ -170,6 +171,7 @@ def shown_delivery(row: dict[str, Any], declared: DeclaredSecrets = NO_SECRETS) 
     `get_delivery`, `attempts` is the list of attempts, shown as `shown_attempt`)."""
     shown = {name: row[name] for name in _SHOWN_DELIVERY_FIELDS}
     shown["url"] = mask_secrets(row["url"], declared)
+    shown["headers"] = mask_headers(row["headers"], declared)
     shown["last_error"] = _masked(row["last_error"], declared)
     shown["warnings"] = list(row["warnings"] or ())
     if isinstance(row["attempts"], list):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,7 @@ class NewDelivery:
     url: str
     body: str | None
     content_type: str | None
+    headers: dict[str, str] = field(default_factory=dict)  # rendered request headers
     response_must_contain: str | None
     dedup_key: str
     warnings: tuple[str, ...]
@@ -68,6 +69,7 @@ class ClaimedDelivery:
     host: str
     body: str | None
     content_type: str | None
+    headers: dict[str, str]
     response_must_contain: str | None
     attempts: int  # made before this claim
 
@@ -112,6 +114,7 @@ def insert_deliveries(conn: Connection, rows: Sequence[NewDelivery], *, now: dat
             "host": host_key(r.url),
             "body": r.body,
             "content_type": r.content_type,
+            "headers": r.headers or None,
             "response_must_contain": r.response_must_contain,
             "dedup_key": r.dedup_key,
             "warnings": list(r.warnings),
@@ -230,6 +233,7 @@ def _claim(
             _d.c.host,
             _d.c.body,
             _d.c.content_type,
+            _d.c.headers,
             _d.c.response_must_contain,
             _d.c.attempts,
         )
@@ -245,6 +249,7 @@ def _claim(
             host=host,
             body=body,
             content_type=content_type,
+            headers=headers or {},
             response_must_contain=must_contain,
             attempts=attempts,
         )
@@ -257,6 +262,7 @@ def _claim(
             host,
             body,
             content_type,
+            headers,
             must_contain,
             attempts,
         ) in conn.execute(stmt)

@@ -100,6 +100,7 @@ traffic_sources = Table(
     Column("postback_url", Text),
     Column("postback_method", String(8), nullable=False, default="GET"),
     Column("postback_body", Text),
+    Column("postback_headers", JSON),  # {"Access-Token": "{macro}…"}; NULL = none
     Column("postback_statuses", JSON, nullable=False),  # [] = every status
     Column("response_must_contain", Text),
     Column("postback_enabled", Boolean, nullable=False, default=True),
@@ -166,6 +167,7 @@ campaign_postbacks = Table(
     Column("url", Text, nullable=False),
     Column("method", String(8), nullable=False, default="GET"),
     Column("body", Text),
+    Column("headers", JSON),  # {"Authorization": "Bearer …"}; NULL = none
     Column("statuses", JSON, nullable=False),  # [] = every status
     Column("response_must_contain", Text),
     Column("enabled", Boolean, nullable=False, default=True),
@@ -282,6 +284,7 @@ deliveries = Table(
     Column("host", String(300), nullable=False),  # host:port of url, for per-host claim limits
     Column("body", Text),
     Column("content_type", String(100)),
+    Column("headers", JSON),  # rendered at queueing like the URL, so retries send the same
     Column("response_must_contain", Text),
     Column("dedup_key", String(64), nullable=False, unique=True),
     Column("warnings", JSON, nullable=False),
