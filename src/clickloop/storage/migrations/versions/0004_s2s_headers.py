@@ -1,6 +1,6 @@
 """request headers of S2S targets (templates) and of queued deliveries (rendered)
 
-Revision ID: 0005_s2s_headers
+Revision ID: 0004_s2s_headers
 Revises: 0003_report_aggregates
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_s2s_headers"
+revision = "0004_s2s_headers"
 down_revision = "0003_report_aggregates"
 branch_labels = None
 depends_on = None
