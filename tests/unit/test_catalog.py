@@ -181,7 +181,7 @@ def test_network_template_carries_subid_and_status(template: AffiliateNetworkTem
         (
             "adxad_com",
             "http://conv.adxadserv.com/?clickid={external_id}&payout={payout}"
-            "&type={status:lead=1 sale=2}",
+            "&type={status:lead=goal1 sale=goal2}",
         ),
         ("trending_bid", "http://passfiss.com/lead/dspsl/lead1?trkId={external_id}"),
     ],
