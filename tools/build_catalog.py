@@ -33,6 +33,12 @@ SECRET_FIELD_NAMES = frozenset(
     | {"app_key"}
 )
 
+# An S2S URL returning {external_id} is useless when no parameter row captures the click id.
+NO_CLICK_ID_ROW = (
+    "the S2S URL sends {external_id}, which no parameter row captures: the source's click id "
+    "never comes back to it; add the row with the source's click-id macro"
+)
+
 # The day the documentation pages below were read.
 CHECKED_ON = "2026-12-04"
 
@@ -121,6 +127,17 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "ask adset.tools which click parameter carries the uid",
     },
     "adsgram_ai": {"replace": [("{click_id}", "{external_id}")]},
+    "avazu_com": {"defect": NO_CLICK_ID_ROW},
+    "bandaapps_com": {"defect": NO_CLICK_ID_ROW},
+    "devilspwa_com": {
+        "defect": "the S2S URL sends {external_id} and {creative_id}, which no parameter row "
+        "captures: the source's click id never comes back to it",
+    },
+    "pushground": {
+        # The click id arrives in click_id, stored as sub_id_1; the postback must return it.
+        "replace": [("{external_id}", "{sub_id_1}")],
+    },
+    "trident_media_agency_android_tenjin_moloko": {"defect": NO_CLICK_ID_ROW},
     "adxad_com": {
         # ADxAD's type takes goal1, goal2 or goal3, not the bare digits of the raw data.
         "replace": [("{status: lead=1 sale=2}", "{status:lead=goal1 sale=goal2}")],
@@ -218,6 +235,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
             ("[your_payout_token]", "{payout}"),
         ],
         "fields": [("user_id", "PopCash user ID (aid)", "[put_userID]")],
+        "defect": NO_CLICK_ID_ROW,
     },
     "reacheffect_com": {"fields": [("user_id", "ReachEffect user ID (pid)", "[YourUserID]")]},
     "rivertraffic_com": {"fields": [("account_name", "RiverTraffic account name", "ACCOUNT_NAME")]},

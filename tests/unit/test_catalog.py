@@ -48,13 +48,12 @@ def fill_values(template: TrafficSourceTemplate | AffiliateNetworkTemplate) -> d
 
 
 def conversion_values(template: TrafficSourceTemplate) -> dict[str, Any]:
-    """A realistic converted click: every macro of SPEC §4 and every custom parameter."""
-    values: dict[str, Any] = {name: f"v-{name}" for name in CLICK_FIELDS}
+    """A realistic converted click: every macro of SPEC §4, but of the click fields only those
+    the template's parameter rows capture (a field no row fills stays unknown)."""
+    captured = {row.name for row in template.parameters}
+    values: dict[str, Any] = {name: f"v-{name}" for name in CLICK_FIELDS & captured}
     values.update(
         subid="0GZ3kT9xQ2mZ7aB",
-        external_id="ext-88421",
-        keyword="cheap flights",
-        cost=Decimal("0.05"),
         ip="203.0.113.7",
         user_agent="Mozilla/5.0 (Linux; Android 14)",
         referrer="https://news.example.org/a?b=c",
@@ -82,6 +81,7 @@ def conversion_values(template: TrafficSourceTemplate) -> dict[str, Any]:
     )
     for row in template.parameters:
         values.setdefault(row.name, f"v-{row.name}")
+    values.update({"external_id": "ext-88421"} if "external_id" in captured else {})
     return values
 
 
@@ -172,7 +172,7 @@ def test_network_template_carries_subid_and_status(template: AffiliateNetworkTem
     ("key", "expected_url"),
     [
         ("mobivion_com", "https://postback.mobivion.com/?clickid={external_id}&moneyusd={payout}"),
-        ("pushground", "https://lupush.com/conversion?click_id={external_id}&amount={payout}"),
+        ("pushground", "https://lupush.com/conversion?click_id={sub_id_1}&amount={payout}"),
         (
             "traforama_com",
             "https://p.pa5ka.com/api/click/{external_id}?subid=REPLACE&c=1"
