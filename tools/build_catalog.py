@@ -74,6 +74,10 @@ TS_PROVENANCE: dict[str, tuple[str, str]] = {
     ),
     "richadspop": ("https://docs.bemob.com/en/richads-pops", "richads.com"),
     "taboola": ("https://developers.taboola.com/pixel/docs/the-postback-url", "taboola.com"),
+    "trafficforcecom": (
+        "https://kintura.com/docs/presets/pairings/traffic-force/clickbooth",
+        "trafficforce.com",
+    ),
     "trafficstars_com": (
         "https://trafficstars.com/faq/articles/how-to-set-up-tracking-conversions",
         "trafficstars.com",
@@ -220,6 +224,10 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         ],
     },
     "liteapp_rent": {"fields": [("team_id", "Your team ID", "TEAM_ID")]},
+    "marketgid_com": {
+        "notes": "MGID's former domain (see the mgid template): MGID matches e against the "
+        "event names of the campaign's goals, so name the goals after the statuses sent",
+    },
     "mira": {"fields": [("team_name", "Your team name", "TeamName")]},
     "mondiad": {"fields": [("uid", "Mondiad user ID (uid)", "replace")]},
     "mybid_io": {"fields": [("goal_id", "mybid goal ID", "REPLACE")]},

@@ -425,6 +425,9 @@ def test_build_script_reproduces_the_shipped_catalog(tmp_path: Path) -> None:
             {"at-9"},
         ),
         ("exoclick", {"goal_id": "a" * 32}, set(), set()),
+        ("trafficstars_com", {"key": "h4qbuetYksJU"}, {"key"}, {"h4qbuetYksJU"}),
+        ("zeropark", {"postback_key": "5c065711-cfe4"}, set(), {"5c065711-cfe4"}),
+        ("propellerads", {"aid": "3898869", "tid": "154120"}, set(), set()),
     ],
 )
 def test_source_secrets_are_read_back_from_the_filled_url(
