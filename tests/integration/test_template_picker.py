@@ -40,6 +40,15 @@ def test_a_name_part_or_domain_opens_the_template(
     assert f'name="{field}"' in page
 
 
+def test_the_template_form_shows_where_the_template_came_from(client: Browserless) -> None:
+    """The chosen template's page links the documentation it was checked against, and when."""
+    _, _, page = client.request("GET", f"{NEW_SOURCE}?template=taboola")
+    assert 'href="https://developers.taboola.com/pixel/docs/the-postback-url"' in page
+    assert "(checked 2026-12-04)" in page
+    _, _, page = client.request("GET", f"{NEW_SOURCE}?template=7searchcom")
+    assert "not checked against the source&#39;s documentation" in page
+
+
 def test_an_ambiguous_text_lists_the_matches_instead_of_failing(client: Browserless) -> None:
     """Several matches are offered as links to each template, never a 404."""
     status, _, page = client.request("GET", f"{NEW_SOURCE}?template=trident")
