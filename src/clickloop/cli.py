@@ -594,12 +594,13 @@ def _templates_show(args: argparse.Namespace, settings: Settings) -> int:
         raise NotFound("template", f"{args.key}{f' (did you mean: {near}?)' if near else ''}")
     for template in found:
         shown = asdict(template)
-        provenance = shown.pop("provenance")
+        del shown["provenance"]
+        provenance = template.provenance
         source = {
-            "source": template.provenance.describe(),
-            "documentation_url": provenance["documentation_url"],
-            "checked_on": str(provenance["checked_on"] or "") or None,
-            "domain": provenance["domain"],
+            "source": provenance.describe(),
+            "documentation_url": provenance.documentation_url,
+            "checked_on": provenance.checked_on.isoformat() if provenance.checked_on else None,
+            "domain": provenance.domain,
         }
         print(json.dumps(source | shown, ensure_ascii=False, indent=1))
     return 0

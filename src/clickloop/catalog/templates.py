@@ -192,9 +192,10 @@ class Catalog:
         if exact:
             return exact[0]
         hits = tuple(t for t in self.search(text) if isinstance(t, kind))
-        best = [t for t in hits if _fold(t.name).replace(" ", "") == "".join(_fold(text).split())]
-        if len(best) == 1 or len(hits) == 1:
-            return (best or list(hits))[0]
+        squeezed = _fold(text).replace(" ", "")
+        named = [t for t in hits if _fold(t.name).replace(" ", "") == squeezed]
+        if len(named) == 1 or len(hits) == 1:
+            return (named or list(hits))[0]
         return hits
 
 
