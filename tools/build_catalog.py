@@ -41,6 +41,10 @@ NO_CLICK_ID_ROW = (
 
 # The day the documentation pages below were read.
 CHECKED_ON = "2026-12-04"
+UNDOCUMENTED = (
+    f"no public postback documentation of this source was found (searched {CHECKED_ON}): "
+    "the template is Keitaro's, not checked"
+)
 
 # Sources checked against public documentation: (the page the template was taken from or
 # checked against, the source's own domain).
@@ -130,6 +134,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "defect": "the S2S URL sends {uid}, which no parameter row of this source captures; "
         "ask adset.tools which click parameter carries the uid",
     },
+    "ad_maven_com": {"notes": UNDOCUMENTED},
     "adsgram_ai": {"replace": [("{click_id}", "{external_id}")]},
     "avazu_com": {"defect": NO_CLICK_ID_ROW},
     "bandaapps_com": {"defect": NO_CLICK_ID_ROW},
@@ -158,6 +163,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "alium_one": {"fields": [("token", "alium.one tracking token", "UNIQUE_TOKEN")]},
     "appsheroes_com": {"replace": [("{clickid}", "{sub_id_8}")]},
     "bidvertiser_com": {
+        "notes": UNDOCUMENTED,
         "replace": [("{BV_CLICKID}", "{external_id}"), ("{REVENUE}", "{payout}")],
         "fields": [("aid", "Bidvertiser advertiser ID (AID)", "{AID-FROM-DASHBOARD}")],
     },
@@ -185,6 +191,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "galaksion_com": {"fields": [("cid", "Galaksion postback ID (cid)", "######")]},
     "go2mobi_com": {"fields": [("api_key", "go2mobi API key", "API_KEY")]},
     "hilltopads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("currency=replace", "currency=YOUR_CURRENCY"),
             ("advertiserId=REPLACE", "advertiserId=YOUR_ADVERTISER_ID"),
@@ -196,6 +203,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "inmobi_com": {"fields": [("property_id", "InMobi property ID", "PROPERTY_ID")]},
     "juicyads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("token={replace}", "token=YOUR_TOKEN"),
             ("data={replace}", "data=YOUR_DATA"),
@@ -238,6 +246,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "fields": [("token", "Onclicka postback token", "REPLACE")],
     },
     "popcash_net": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("[your_clickid_token]", "{external_id}"),
             ("[your_payout_token]", "{payout}"),
@@ -248,6 +257,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "reacheffect_com": {"fields": [("user_id", "ReachEffect user ID (pid)", "[YourUserID]")]},
     "rivertraffic_com": {"fields": [("account_name", "RiverTraffic account name", "ACCOUNT_NAME")]},
     "rollerads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [("{clickid}", "{external_id}")],
         "fields": [
             ("account_number", "RollerAds account number", "[account_number]"),
@@ -273,10 +283,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "fields": [("track_id", "Trafficshop track ID", "__REPLACE_TRACK_ID__")],
     },
     "traffichunt_com": {"fields": [("nid", "TrafficHunt network ID (nid)", "YOUR_ID")]},
-    "trafficjunky_com": {
-        "notes": "no S2S postback for TrafficJunky was found in public documentation "
-        f"(searched {CHECKED_ON})",
-    },
+    "trafficjunky_com": {"notes": UNDOCUMENTED},
     "trafficstars_com": {
         # The raw export had none; TrafficStars' own guide gives the advanced S2S postback.
         "postback_url": "https://tsyndicate.com/api/v1/cpa/action?clickid={external_id}"
@@ -292,6 +299,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "traforama_com": {"fields": [("subid", "Traforama subid", "REPLACE")]},
     "trending_bid": {"replace": [("${trackid}", "{external_id}")]},
     "twinred_com": {
+        "notes": UNDOCUMENTED,
         "fields": [("tracker_name", "TwinRed unique tracker name", "UNIQUE_TRACKER_NAME")],
     },
     "ungads_com": {"fields": [("postback_id", "UngAds postback ID", "REPLACE")]},
