@@ -615,7 +615,8 @@ def _templates_validate(args: argparse.Namespace, settings: Settings) -> int:
         template = check.template
         kind = "traffic source" if isinstance(template, TrafficSourceTemplate) else "network"
         mark = "problem" if check.problems else "ok"
-        print(f"{mark}\t{template.key}\t{kind}\t{template.name}")
+        replaces = "\treplaces the shipped template" if check.replaces_shipped else ""
+        print(f"{mark}\t{template.key}\t{kind}\t{template.name}{replaces}")
         for what, text in check.rendered:
             print(f"  {what}: {text}")
         for problem in check.problems:

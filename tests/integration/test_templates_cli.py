@@ -139,6 +139,18 @@ def test_validate_reads_yaml_with_a_bare_date(
     assert "  S2S GET: https://yaml.example/pb?cid=ext-88421&sum=12.5" in out
 
 
+def test_validate_says_when_a_template_replaces_a_shipped_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A user template with a shipped key is marked: it will take that template's place."""
+    path = write_json(
+        tmp_path / "mine.json", {"version": 1, "traffic_sources": [dict(SOURCE, key="exoclick")]}
+    )
+    code, out, _ = run(capsys, "validate", str(path))
+    assert code == 0
+    assert "ok\texoclick\ttraffic source\tHouse source\treplaces the shipped template\n" in out
+
+
 def test_validate_reports_what_would_not_work(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -158,6 +158,10 @@ class Catalog:
                 return template
         raise NotFound("affiliate network template", key)
 
+    def keys(self, like: Template) -> frozenset[str]:
+        """The keys of the templates of the same kind as `like`."""
+        return frozenset(t.key for t in self.templates if type(t) is type(like))
+
     def search(self, text: str) -> tuple[Template, ...]:
         """Templates whose key, name or domain contains every word of `text`, best first.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -80,14 +80,18 @@ class TemplateCheck:
     template: Template
     rendered: tuple[tuple[str, str], ...]  # (what, text)
     problems: tuple[str, ...]
+    replaces_shipped: bool = False  # its key is a shipped template's, which it would replace
 
 
 def check_templates_file(path: Path, *, now: datetime) -> tuple[TemplateCheck, ...]:
     """Validate a user's templates file against the schema (InvalidInput names the file, the
     entry and the field) and render each template's URLs against a sample click."""
     sources, networks = parse_user_file(path)
-    return tuple(_check_source(t, now) for t in sources) + tuple(
-        _check_network(t, now) for t in networks
+    shipped = load_catalog()
+    checks = [_check_source(t, now) for t in sources] + [_check_network(t, now) for t in networks]
+    return tuple(
+        replace(check, replaces_shipped=check.template.key in shipped.keys(check.template))
+        for check in checks
     )
 
 
