@@ -159,7 +159,7 @@ def test_validate_reports_what_would_not_work(
     broken_source = dict(
         SOURCE,
         parameters=[{"name": "sub_id_1", "param": "zone", "macro": "{zone}"}],
-        postback_url="https://pb.house.example/c?cid={externa_id}&t=MY_TOKEN",
+        postback_url="https://pb.house.example/c?cid={externa_id}&z={sub_id_2}&t=MY_TOKEN",
     )
     broken_network = dict(NETWORK, offer_params="&s1={sub_id_1}")
     path = write_json(
@@ -169,6 +169,7 @@ def test_validate_reports_what_would_not_work(
     code, out, err = run(capsys, "validate", str(path))
     assert code == 1
     assert "  problem: unknown macro {externa_id} renders empty" in out
+    assert "  problem: sends {sub_id_2}, which no parameter row captures: it renders empty" in out
     assert "  problem: no parameter row fills external_id: the source's click id is lost" in out
     assert "  problem: the offer parameters do not pass {subid}: postbacks match no click" in out
     assert err == f"error: 2 of 2 templates in {path} would not work\n"

@@ -1,5 +1,5 @@
 """Use cases around the template catalog: make a traffic source or an affiliate network from a
-template, and re-apply a template to an entity made earlier.
+template, re-apply a template to an entity made earlier, and check a user's templates file.
 
 An entity stores a copy of what the template gave it (and the template's key), so a newer
 catalog never changes it behind the user's back; re-applying is the explicit way to take it.
@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.catalog.templates import (
+    CLICK_FIELDS,
     AffiliateNetworkTemplate,
     Catalog,
     Template,
@@ -35,12 +36,15 @@ from clickloop.services import entities
 from clickloop.storage import tables as t
 
 USER_TEMPLATES_FILES = ("templates.json", "templates.yaml", "templates.yml")
-# What `templates validate` puts in a postback: a converted click with every macro of SPEC §4.
-_SAMPLE: dict[str, MacroValue] = {
-    "subid": "0GZ3kT9xQ2mZ7aB",
+# What `templates validate` puts in a postback: a converted click with every macro of SPEC §4;
+# the click fields only where a parameter row of the source captures them.
+_SAMPLE_CLICK_FIELDS: dict[str, MacroValue] = {
     "external_id": "ext-88421",
     "keyword": "cheap flights",
     "cost": Decimal("0.05"),
+}
+_SAMPLE: dict[str, MacroValue] = {
+    "subid": "0GZ3kT9xQ2mZ7aB",
     "ip": "203.0.113.7",
     "user_agent": "Mozilla/5.0 (Linux; Android 14)",
     "referrer": "https://news.example.org/a?b=c",
@@ -107,12 +111,20 @@ def _check_source(template: TrafficSourceTemplate, now: datetime) -> TemplateChe
         problems.append("no parameter row fills external_id: the source's click id is lost")
     if template.postback_url is None:
         return TemplateCheck(template=template, rendered=tuple(rendered), problems=tuple(problems))
-    values: dict[str, MacroValue] = {row.name: f"{row.name}-sample" for row in template.parameters}
+    values: dict[str, MacroValue] = {
+        row.name: _SAMPLE_CLICK_FIELDS.get(row.name, f"{row.name}-sample")
+        for row in template.parameters
+    }
     values |= _SAMPLE | {"date": now, "conversion_time": now}
     filled = fill_fields(template, _sample_fields(template)).postback_url or ""
     result = render(filled, values, now=now, rng=random.Random(0))
     rendered.append((f"S2S {template.postback_method}", result.text))
-    problems += [f"unknown macro {{{name}}} renders empty" for name in result.unknown]
+    problems += [
+        f"sends {{{name}}}, which no parameter row captures: it renders empty"
+        if name in CLICK_FIELDS
+        else f"unknown macro {{{name}}} renders empty"
+        for name in result.unknown
+    ]
     parts = urlsplit(result.text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(f"the S2S URL renders to no http(s) URL: {result.text}")
