@@ -4,12 +4,14 @@ from, finding one by name or domain, and checking a templates file of one's own.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clickloop.cli import main
+from clickloop.services.templates import check_templates_file
 
 SOURCE: dict[str, Any] = {
     "key": "house_source",
@@ -154,12 +156,12 @@ def test_validate_says_when_a_template_replaces_a_shipped_one(
 def test_validate_reports_what_would_not_work(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    """A template that parses but sends an unknown macro, loses the click id or never passes
-    our subid to the network is listed with its problem, and the command fails."""
+    """A template that parses but sends an unknown macro or a click id it never captured, or
+    never passes our subid to the network, is listed with its problem, and the command fails."""
     broken_source = dict(
         SOURCE,
         parameters=[{"name": "sub_id_1", "param": "zone", "macro": "{zone}"}],
-        postback_url="https://pb.house.example/c?cid={externa_id}&z={sub_id_2}&t=MY_TOKEN",
+        postback_url="https://pb.house.example/c?cid={external_id}&x={externa_id}&t=MY_TOKEN",
     )
     broken_network = dict(NETWORK, offer_params="&s1={sub_id_1}")
     path = write_json(
@@ -169,8 +171,9 @@ def test_validate_reports_what_would_not_work(
     code, out, err = run(capsys, "validate", str(path))
     assert code == 1
     assert "  problem: unknown macro {externa_id} renders empty" in out
-    assert "  problem: sends {sub_id_2}, which no parameter row captures: it renders empty" in out
-    assert "  problem: no parameter row fills external_id: the source's click id is lost" in out
+    assert (
+        "  problem: sends {external_id}, which no parameter row captures: it renders empty" in out
+    )
     assert "  problem: the offer parameters do not pass {subid}: postbacks match no click" in out
     assert err == f"error: 2 of 2 templates in {path} would not work\n"
 
@@ -225,3 +228,19 @@ def test_validate_of_a_missing_file_is_one_line(
     code, _, err = run(capsys, "validate", str(tmp_path / "absent.json"))
     assert code == 1
     assert err.startswith(f"error: {tmp_path / 'absent.json'}: not a readable JSON file")
+
+
+def test_validate_finds_exactly_the_shipped_sources_flagged_defective(tmp_path: Path) -> None:
+    """Every shipped source template, checked as a user file, renders without a problem except
+    exactly those the catalog flags defective."""
+    shipped = json.loads(
+        (Path(__file__).parents[2] / "src/clickloop/catalog/traffic_sources.json").read_text()
+    )
+    path = write_json(
+        tmp_path / "all.json", {"version": 1, "traffic_sources": shipped["templates"]}
+    )
+    checks = check_templates_file(path, now=datetime(2026, 12, 4, tzinfo=UTC))
+    assert len(checks) == len(shipped["templates"])
+    assert all(check.replaces_shipped for check in checks)
+    with_problems = {check.template.key for check in checks if check.problems}
+    assert with_problems == {t["key"] for t in shipped["templates"] if t["defect"]}

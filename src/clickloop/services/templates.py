@@ -106,11 +106,8 @@ def _sample_fields(template: Template) -> dict[str, str]:
 def _check_source(template: TrafficSourceTemplate, now: datetime) -> TemplateCheck:
     link = "&".join(f"{row.param}={row.macro}" for row in template.parameters)
     rendered = [("campaign link", f"https://TRACKER/ALIAS?{link}")]
-    problems = []
-    if not any(row.name == "external_id" for row in template.parameters):
-        problems.append("no parameter row fills external_id: the source's click id is lost")
     if template.postback_url is None:
-        return TemplateCheck(template=template, rendered=tuple(rendered), problems=tuple(problems))
+        return TemplateCheck(template=template, rendered=tuple(rendered), problems=())
     values: dict[str, MacroValue] = {
         row.name: _SAMPLE_CLICK_FIELDS.get(row.name, f"{row.name}-sample")
         for row in template.parameters
@@ -119,7 +116,7 @@ def _check_source(template: TrafficSourceTemplate, now: datetime) -> TemplateChe
     filled = fill_fields(template, _sample_fields(template)).postback_url or ""
     result = render(filled, values, now=now, rng=random.Random(0))
     rendered.append((f"S2S {template.postback_method}", result.text))
-    problems += [
+    problems = [
         f"sends {{{name}}}, which no parameter row captures: it renders empty"
         if name in CLICK_FIELDS
         else f"unknown macro {{{name}}} renders empty"
