@@ -33,6 +33,62 @@ SECRET_FIELD_NAMES = frozenset(
     | {"app_key"}
 )
 
+# An S2S URL returning {external_id} is useless when no parameter row captures the click id.
+NO_CLICK_ID_ROW = (
+    "the S2S URL sends {external_id}, which no parameter row captures: the source's click id "
+    "never comes back to it; add the row with the source's click-id macro"
+)
+
+# The day the documentation pages below were read.
+CHECKED_ON = "2026-12-04"
+UNDOCUMENTED = (
+    f"no public postback documentation of this source was found (searched {CHECKED_ON}): "
+    "the template is Keitaro's, not checked"
+)
+
+# Sources checked against public documentation: (the page the template was taken from or
+# checked against, the source's own domain).
+TS_PROVENANCE: dict[str, tuple[str, str]] = {
+    "adcashcom": ("https://support.adcash.com/en/articles/243-tracking-101", "adcash.com"),
+    "adsterra_com": (
+        "http://help-advertisers.adsterra.com/en/articles/4575914-how-do-i-setup-postback",
+        "adsterra.com",
+    ),
+    "adxad_com": ("https://adxad.com/en/conversions-import-service", "adxad.com"),
+    "clickadilla_com": (
+        "https://clickadilla.com/help/advertisers/postback-url-and-conversion-tracking-in-statistics",
+        "clickadilla.com",
+    ),
+    "clickadu_com": (
+        "https://support.clickadu.com/hc/en-us/articles/"
+        "360001757198-How-to-integrate-Clickadu-S2S-conversion-tracking-",
+        "clickadu.com",
+    ),
+    "exoclick": ("https://docs.exoclick.com/docs/conversion-tracking-api/", "exoclick.com"),
+    "kadam_net": (
+        "https://wiki.kadam.net/en/index.php?oldid=6742&title=Configuring_postback_for_CPA",
+        "kadam.net",
+    ),
+    "mgid": ("https://help.mgid.com/postback-setting-algorithm-in-mgid-dashboard/", "mgid.com"),
+    "mondiad": ("https://docs.bemob.com/en/mondiad", "mondiad.com"),
+    "outbrain": ("https://stape.io/helpdesk/documentation/outbrain-s2s-tag", "outbrain.com"),
+    "propellerads": (
+        "https://help.bemob.com/docs/adding-a-traffic-source-from-template",
+        "propellerads.com",
+    ),
+    "richadspop": ("https://docs.bemob.com/en/richads-pops", "richads.com"),
+    "taboola": ("https://developers.taboola.com/pixel/docs/the-postback-url", "taboola.com"),
+    "trafficforcecom": (
+        "https://kintura.com/docs/presets/pairings/traffic-force/clickbooth",
+        "trafficforce.com",
+    ),
+    "trafficstars_com": (
+        "https://trafficstars.com/faq/articles/how-to-set-up-tracking-conversions",
+        "trafficstars.com",
+    ),
+    "zeropark": ("http://v7.help-legacy.keitaro.io/en/sendpostbacks", "zeropark.com"),
+}
+
 # Per-source repairs. "replace" pairs are applied in order to the raw S2S URL; "fields" are the
 # placeholders the user must fill (after the replacements).
 TS_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -42,16 +98,18 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "adcashcom": {
         # The same word "yourvalue" stood for three different values: give each its own.
+        # Adcash's global S2S postback takes type, advertiser, id and cid; "campagne" is no
+        # parameter of it (the campaign belongs to the HTML pixel), so it is dropped.
         "replace": [
             ("advertiser=yourvalue", "advertiser=YOUR_ADVERTISER_ID"),
             ("id=yourvalue", "id=YOUR_EVENT_ID"),
-            ("campagne=yourvalue", "campagne=YOUR_CAMPAIGN_ID"),
+            ("&campagne=yourvalue", ""),
         ],
         "fields": [
             ("advertiser_id", "Adcash advertiser ID", "YOUR_ADVERTISER_ID"),
             ("event_id", "Adcash conversion event ID", "YOUR_EVENT_ID"),
-            ("campaign_id", "Adcash campaign value (campagne)", "YOUR_CAMPAIGN_ID"),
         ],
+        "notes": "dropped campagne=, which Adcash's global S2S postback does not take",
     },
     "adoperator_com": {
         # {conversion} is the source's own macro; its parameter row stores it as external_id.
@@ -76,7 +134,24 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "defect": "the S2S URL sends {uid}, which no parameter row of this source captures; "
         "ask adset.tools which click parameter carries the uid",
     },
+    "ad_maven_com": {"notes": UNDOCUMENTED},
     "adsgram_ai": {"replace": [("{click_id}", "{external_id}")]},
+    "avazu_com": {"defect": NO_CLICK_ID_ROW},
+    "bandaapps_com": {"defect": NO_CLICK_ID_ROW},
+    "devilspwa_com": {
+        "defect": "the S2S URL sends {external_id} and {creative_id}, which no parameter row "
+        "captures: the source's click id never comes back to it",
+    },
+    "pushground": {
+        # The click id arrives in click_id, stored as sub_id_1; the postback must return it.
+        "replace": [("{external_id}", "{sub_id_1}")],
+    },
+    "trident_media_agency_android_tenjin_moloko": {"defect": NO_CLICK_ID_ROW},
+    "adxad_com": {
+        # ADxAD's type takes goal1, goal2 or goal3, not the bare digits of the raw data.
+        "replace": [("{status: lead=1 sale=2}", "{status:lead=goal1 sale=goal2}")],
+        "notes": "type sends goal1 for leads and goal2 for sales, as ADxAD's goals are named",
+    },
     "adskeeper_co_uk": {
         "replace": [("{click_id}", "{external_id}"), ("e=replace", "e=YOUR_EVENT")],
         "fields": [("event", "Adskeeper conversion stage name (e)", "YOUR_EVENT")],
@@ -88,6 +163,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "alium_one": {"fields": [("token", "alium.one tracking token", "UNIQUE_TOKEN")]},
     "appsheroes_com": {"replace": [("{clickid}", "{sub_id_8}")]},
     "bidvertiser_com": {
+        "notes": UNDOCUMENTED,
         "replace": [("{BV_CLICKID}", "{external_id}"), ("{REVENUE}", "{payout}")],
         "fields": [("aid", "Bidvertiser advertiser ID (AID)", "{AID-FROM-DASHBOARD}")],
     },
@@ -115,6 +191,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     "galaksion_com": {"fields": [("cid", "Galaksion postback ID (cid)", "######")]},
     "go2mobi_com": {"fields": [("api_key", "go2mobi API key", "API_KEY")]},
     "hilltopads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("currency=replace", "currency=YOUR_CURRENCY"),
             ("advertiserId=REPLACE", "advertiserId=YOUR_ADVERTISER_ID"),
@@ -126,6 +203,7 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
     },
     "inmobi_com": {"fields": [("property_id", "InMobi property ID", "PROPERTY_ID")]},
     "juicyads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("token={replace}", "token=YOUR_TOKEN"),
             ("data={replace}", "data=YOUR_DATA"),
@@ -154,6 +232,10 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         ],
     },
     "liteapp_rent": {"fields": [("team_id", "Your team ID", "TEAM_ID")]},
+    "marketgid_com": {
+        "notes": "MGID's former domain (see the mgid template): MGID matches e against the "
+        "event names of the campaign's goals, so name the goals after the statuses sent",
+    },
     "mira": {"fields": [("team_name", "Your team name", "TeamName")]},
     "mondiad": {"fields": [("uid", "Mondiad user ID (uid)", "replace")]},
     "mybid_io": {"fields": [("goal_id", "mybid goal ID", "REPLACE")]},
@@ -164,15 +246,18 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "fields": [("token", "Onclicka postback token", "REPLACE")],
     },
     "popcash_net": {
+        "notes": UNDOCUMENTED,
         "replace": [
             ("[your_clickid_token]", "{external_id}"),
             ("[your_payout_token]", "{payout}"),
         ],
         "fields": [("user_id", "PopCash user ID (aid)", "[put_userID]")],
+        "defect": NO_CLICK_ID_ROW,
     },
     "reacheffect_com": {"fields": [("user_id", "ReachEffect user ID (pid)", "[YourUserID]")]},
     "rivertraffic_com": {"fields": [("account_name", "RiverTraffic account name", "ACCOUNT_NAME")]},
     "rollerads_com": {
+        "notes": UNDOCUMENTED,
         "replace": [("{clickid}", "{external_id}")],
         "fields": [
             ("account_number", "RollerAds account number", "[account_number]"),
@@ -198,10 +283,23 @@ TS_OVERRIDES: dict[str, dict[str, Any]] = {
         "fields": [("track_id", "Trafficshop track ID", "__REPLACE_TRACK_ID__")],
     },
     "traffichunt_com": {"fields": [("nid", "TrafficHunt network ID (nid)", "YOUR_ID")]},
+    "trafficjunky_com": {"notes": UNDOCUMENTED},
+    "trafficstars_com": {
+        # The raw export had none; TrafficStars' own guide gives the advanced S2S postback.
+        "postback_url": "https://tsyndicate.com/api/v1/cpa/action?clickid={external_id}"
+        "&value={payout}&key=YOUR_KEY",
+        "fields": [("key", "TrafficStars S2S secret key (Tracking Tools page)", "YOUR_KEY")],
+        "add_parameters": [
+            {"alias": "sub_id_7", "param": "site_id", "macro": "{site_id}"},
+            {"alias": "sub_id_8", "param": "geo", "macro": "{geo}"},
+            {"alias": "sub_id_9", "param": "os", "macro": "{os}"},
+        ],
+    },
     "trafficvance_com": {"fields": [("id", "TrafficVance ID", "YOUR_ID")]},
     "traforama_com": {"fields": [("subid", "Traforama subid", "REPLACE")]},
     "trending_bid": {"replace": [("${trackid}", "{external_id}")]},
     "twinred_com": {
+        "notes": UNDOCUMENTED,
         "fields": [("tracker_name", "TwinRed unique tracker name", "UNIQUE_TRACKER_NAME")],
     },
     "ungads_com": {"fields": [("postback_id", "UngAds postback ID", "REPLACE")]},
@@ -240,6 +338,119 @@ TS_ADDED: list[dict[str, Any]] = [
         "_notes": "not in the raw export; built from ExoClick's conversion tracking API, which "
         "answers 200 with OK or 'ERROR: ...', so the body must contain OK; value is used only "
         "by goals with a dynamic value; check the host against your ExoClick panel",
+    },
+    {
+        "name": "propellerads",
+        "display_name": "PropellerAds",
+        "postback_url": "https://ad.propellerads.com/conversion.php?aid=YOUR_AID&pid="
+        "&tid=YOUR_TID&visitor_id={external_id}&payout={payout}",
+        "parameters": [
+            {"alias": "external_id", "param": "external_id", "macro": "${SUBID}"},
+            {"alias": "sub_id_1", "param": "zoneid", "macro": "{zoneid}"},
+            {"alias": "ad_campaign_id", "param": "ad_campaign_id", "macro": "{campaignid}"},
+            {"alias": "creative_id", "param": "creative_id", "macro": "{bannerid}"},
+            {"alias": "cost", "param": "cost", "macro": "{cost}"},
+            {"alias": "sub_id_2", "param": "country", "macro": "{country}"},
+            {"alias": "sub_id_3", "param": "os", "macro": "{os}"},
+        ],
+        "_fields": [
+            ("aid", "PropellerAds aid (from the postback URL on your Tracking page)", "YOUR_AID"),
+            ("tid", "PropellerAds tid (from the postback URL on your Tracking page)", "YOUR_TID"),
+        ],
+        "_notes": "not in the raw export; the postback takes your account's aid and tid and "
+        "the visitor_id PropellerAds sent as ${SUBID}; {zoneid}, {campaignid}, {bannerid}, "
+        "{cost}, {country} and {os} are PropellerAds campaign URL macros",
+    },
+    {
+        "name": "zeropark",
+        "display_name": "Zeropark",
+        "postback_url": "http://postback.zeroredirect1.com/zppostback/YOUR_POSTBACK_KEY"
+        "?cid={external_id}&payout={payout}",
+        "parameters": [
+            {"alias": "external_id", "param": "external_id", "macro": "{cid}"},
+            {"alias": "sub_id_1", "param": "target", "macro": "{target}"},
+            {"alias": "ad_campaign_id", "param": "ad_campaign_id", "macro": "{campaign_id}"},
+            {"alias": "source", "param": "source", "macro": "{source}"},
+            {"alias": "keyword", "param": "keyword", "macro": "{keyword}"},
+            {"alias": "sub_id_2", "param": "geo", "macro": "{geo}"},
+            {"alias": "sub_id_3", "param": "carrier", "macro": "{carrier}"},
+            {"alias": "sub_id_4", "param": "traffic_type", "macro": "{traffic_type}"},
+            {"alias": "sub_id_5", "param": "visitor_type", "macro": "{visitor_type}"},
+        ],
+        "_fields": [
+            (
+                "postback_key",
+                "Zeropark postback key (the ID in the path of your Zeropark postback URL)",
+                "YOUR_POSTBACK_KEY",
+            )
+        ],
+        "_notes": "not in the raw export; Keitaro's guide gives {cid} and the zppostback "
+        "address; the other macros are Zeropark's campaign URL tokens; some accounts are "
+        "given a zp-postback.com host: copy the host and key from your Zeropark panel",
+    },
+    {
+        "name": "mgid",
+        "display_name": "MGID",
+        "postback_url": "https://a.mgid.com/postback?c={external_id}&e=YOUR_EVENT&r={payout}",
+        "parameters": [
+            {"alias": "external_id", "param": "external_id", "macro": "{click_id}"},
+            {"alias": "source", "param": "source", "macro": "{widget_id}"},
+            {"alias": "creative_id", "param": "creative_id", "macro": "{teaser_id}"},
+            {"alias": "ad_campaign_id", "param": "ad_campaign_id", "macro": "{campaign_id}"},
+            {"alias": "cost", "param": "cost", "macro": "{click_price}"},
+            {"alias": "sub_id_1", "param": "geo", "macro": "{geo}"},
+            {"alias": "sub_id_2", "param": "category_id", "macro": "{category_id}"},
+        ],
+        "_fields": [("event", "MGID event name of the conversion goal (e)", "YOUR_EVENT")],
+        "_notes": "not in the raw export (marketgid_com is MGID's former domain); c is the "
+        "{click_id} MGID sent, e the event name of the goal set in the campaign, r the "
+        "revenue; macros from MGID's 'Macros' help page",
+    },
+    {
+        "name": "taboola",
+        "display_name": "Taboola",
+        "postback_url": "https://trc.taboola.com/actions-handler/log/3/s2s-action"
+        "?click-id={external_id}&name=YOUR_EVENT_NAME&revenue={payout}&currency={currency}",
+        "parameters": [
+            {"alias": "external_id", "param": "external_id", "macro": "{click_id}"},
+            {"alias": "source", "param": "source", "macro": "{site_id}"},
+            {"alias": "ad_campaign_id", "param": "ad_campaign_id", "macro": "{campaign_id}"},
+            {"alias": "creative_id", "param": "creative_id", "macro": "{campaign_item_id}"},
+            {"alias": "sub_id_1", "param": "site", "macro": "{site}"},
+            {"alias": "sub_id_2", "param": "platform", "macro": "{platform}"},
+        ],
+        "_fields": [
+            ("event_name", "Taboola event name, exactly as in Taboola Ads", "YOUR_EVENT_NAME")
+        ],
+        "_notes": "not in the raw export; the click id parameter must be named click-id; "
+        "currency must be one Taboola supports (USD, EUR, GBP...) or Taboola uses the "
+        "account's; campaign macros as listed by Kintura's Taboola preset",
+    },
+    {
+        "name": "outbrain",
+        "display_name": "Outbrain",
+        "postback_url": "https://tr.outbrain.com/unifiedPixel?ob_click_id={external_id}"
+        "&name=YOUR_EVENT_NAME&orderValue={payout}&currency={currency}",
+        "parameters": [
+            {"alias": "external_id", "param": "external_id", "macro": "{{ob_click_id}}"},
+            {"alias": "ad_campaign_id", "param": "ad_campaign_id", "macro": "{{campaign_id}}"},
+            {"alias": "creative_id", "param": "creative_id", "macro": "{{ad_id}}"},
+            {"alias": "source", "param": "source", "macro": "{{publisher_id}}"},
+            {"alias": "sub_id_1", "param": "publisher_name", "macro": "{{publisher_name}}"},
+            {"alias": "sub_id_2", "param": "section_id", "macro": "{{section_id}}"},
+            {"alias": "sub_id_3", "param": "section_name", "macro": "{{section_name}}"},
+        ],
+        "_fields": [
+            (
+                "event_name",
+                "Outbrain conversion event name, exactly as in Outbrain (name)",
+                "YOUR_EVENT_NAME",
+            )
+        ],
+        "_notes": "not in the raw export; Outbrain's server-to-server guide is "
+        "https://www.outbrain.com/help/advertisers/server2server-integrations/ and the "
+        "request shape (ob_click_id, name, orderValue, currency) is the one Stape's Outbrain "
+        "S2S tag sends; Outbrain fills {{ob_click_id}} and the other {{...}} macros",
     },
 ]
 
@@ -351,14 +562,15 @@ def convert_traffic_source(entry: dict[str, Any]) -> dict[str, Any]:
     override = TS_OVERRIDES.get(key, {})
     parameters: list[dict[str, str]] = []
     notes: list[str] = []
-    for row in map(convert_parameter, entry["parameters"]):
+    rows = [*entry["parameters"], *override.get("add_parameters", [])]
+    for row in map(convert_parameter, rows):
         # One query parameter can fill only one field: the first row wins.
         if any(row["param"] == kept["param"] for kept in parameters):
             notes.append(f"dropped duplicate row {row['name']} for parameter {row['param']}")
         else:
             parameters.append(row)
     fields = list(entry.get("_fields", [])) + list(override.get("fields", []))
-    url = entry["postback_url"].strip() or None
+    url = override.get("postback_url", entry["postback_url"]).strip() or None
     if url is None:
         notes.append("no S2S postback is known for this source")
     else:
@@ -377,9 +589,15 @@ def convert_traffic_source(entry: dict[str, Any]) -> dict[str, Any]:
         notes.append(entry["_notes"])
     if "notes" in override:
         notes.append(override["notes"])
+    provenance: dict[str, str] = {}
+    if key in TS_PROVENANCE:
+        url_checked, domain = TS_PROVENANCE[key]
+        provenance = {"documentation_url": url_checked, "checked_on": CHECKED_ON}
+        provenance["domain"] = domain
     return {
         "key": key,
         "name": entry["display_name"].strip(),
+        **provenance,
         "parameters": parameters,
         "postback_url": url,
         "postback_method": "GET",

@@ -173,10 +173,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ACTION"
     )
     command("list", _templates_list, "list templates (key, kind, name, flags)", templates)
-    show = command("show", _templates_show, "print a template as JSON", templates)
+    show = command(
+        "show", _templates_show, "print a template as JSON, with where it came from", templates
+    )
     show.add_argument("key")
-    search = command("search", _templates_search, "find templates by key or name", templates)
+    search = command(
+        "search", _templates_search, "find templates by key, name or domain", templates
+    )
     search.add_argument("text")
+    validate = command(
+        "validate",
+        _templates_validate,
+        "check a templates file (JSON or YAML) and render its URLs for a sample click",
+        templates,
+    )
+    validate.add_argument("file", type=Path)
     return parser
 
 
@@ -577,12 +588,48 @@ def _templates_show(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.errors import NotFound
     from clickloop.services.templates import load_user_catalog
 
-    templates = load_user_catalog(settings.data_dir).templates
-    found = [template for template in templates if template.key == args.key]
+    catalog = load_user_catalog(settings.data_dir)
+    found = [template for template in catalog.templates if template.key == args.key]
     if not found:
-        raise NotFound("template", args.key)
+        near = ", ".join(template.key for template in catalog.search(args.key)[:5])
+        raise NotFound("template", f"{args.key}{f' (did you mean: {near}?)' if near else ''}")
     for template in found:
-        print(json.dumps(asdict(template), ensure_ascii=False, indent=1))
+        shown = asdict(template)
+        del shown["provenance"]
+        provenance = template.provenance
+        source = {
+            "source": provenance.describe(),
+            "documentation_url": provenance.documentation_url,
+            "checked_on": provenance.checked_on.isoformat() if provenance.checked_on else None,
+            "domain": provenance.domain,
+        }
+        print(json.dumps(source | shown, ensure_ascii=False, indent=1))
+    return 0
+
+
+def _templates_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.catalog.templates import TrafficSourceTemplate
+    from clickloop.services.templates import check_templates_file
+
+    checks = check_templates_file(args.file, now=_now())
+    for check in checks:
+        template = check.template
+        kind = "traffic source" if isinstance(template, TrafficSourceTemplate) else "network"
+        mark = "problem" if check.problems else "ok"
+        replaces = "\treplaces the shipped template" if check.replaces_shipped else ""
+        print(f"{mark}\t{template.key}\t{kind}\t{template.name}{replaces}")
+        for what, text in check.rendered:
+            print(f"  {what}: {text}")
+        for problem in check.problems:
+            print(f"  problem: {problem}")
+    bad = sum(1 for check in checks if check.problems)
+    if bad:
+        print(
+            f"error: {bad} of {len(checks)} templates in {args.file} would not work",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{len(checks)} templates in {args.file} are valid")
     return 0
 
 

@@ -34,7 +34,7 @@ def count(engine: Engine, table: Any) -> int:
 
 
 def user_catalog(tmp_path: Path, **sections: list[dict[str, Any]]) -> Catalog:
-    path = tmp_path / service.USER_TEMPLATES_FILE
+    path = tmp_path / service.USER_TEMPLATES_FILES[0]
     path.write_text(json.dumps({"version": 1, **sections}), encoding="utf-8")
     return service.load_user_catalog(tmp_path)
 

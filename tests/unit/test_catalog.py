@@ -7,7 +7,7 @@ import random
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,12 @@ def fill_values(template: TrafficSourceTemplate | AffiliateNetworkTemplate) -> d
 
 
 def conversion_values(template: TrafficSourceTemplate) -> dict[str, Any]:
-    """A realistic converted click: every macro of SPEC §4 and every custom parameter."""
-    values: dict[str, Any] = {name: f"v-{name}" for name in CLICK_FIELDS}
+    """A realistic converted click: every macro of SPEC §4, but of the click fields only those
+    the template's parameter rows capture (a field no row fills stays unknown)."""
+    captured = {row.name for row in template.parameters}
+    values: dict[str, Any] = {name: f"v-{name}" for name in CLICK_FIELDS & captured}
     values.update(
         subid="0GZ3kT9xQ2mZ7aB",
-        external_id="ext-88421",
-        keyword="cheap flights",
-        cost=Decimal("0.05"),
         ip="203.0.113.7",
         user_agent="Mozilla/5.0 (Linux; Android 14)",
         referrer="https://news.example.org/a?b=c",
@@ -82,6 +81,7 @@ def conversion_values(template: TrafficSourceTemplate) -> dict[str, Any]:
     )
     for row in template.parameters:
         values.setdefault(row.name, f"v-{row.name}")
+    values.update({"external_id": "ext-88421"} if "external_id" in captured else {})
     return values
 
 
@@ -172,7 +172,7 @@ def test_network_template_carries_subid_and_status(template: AffiliateNetworkTem
     ("key", "expected_url"),
     [
         ("mobivion_com", "https://postback.mobivion.com/?clickid={external_id}&moneyusd={payout}"),
-        ("pushground", "https://lupush.com/conversion?click_id={external_id}&amount={payout}"),
+        ("pushground", "https://lupush.com/conversion?click_id={sub_id_1}&amount={payout}"),
         (
             "traforama_com",
             "https://p.pa5ka.com/api/click/{external_id}?subid=REPLACE&c=1"
@@ -181,7 +181,7 @@ def test_network_template_carries_subid_and_status(template: AffiliateNetworkTem
         (
             "adxad_com",
             "http://conv.adxadserv.com/?clickid={external_id}&payout={payout}"
-            "&type={status:lead=1 sale=2}",
+            "&type={status:lead=goal1 sale=goal2}",
         ),
         ("trending_bid", "http://passfiss.com/lead/dspsl/lead1?trkId={external_id}"),
     ],
@@ -425,6 +425,9 @@ def test_build_script_reproduces_the_shipped_catalog(tmp_path: Path) -> None:
             {"at-9"},
         ),
         ("exoclick", {"goal_id": "a" * 32}, set(), set()),
+        ("trafficstars_com", {"key": "h4qbuetYksJU"}, {"key"}, {"h4qbuetYksJU"}),
+        ("zeropark", {"postback_key": "5c065711-cfe4"}, set(), {"5c065711-cfe4"}),
+        ("propellerads", {"aid": "3898869", "tid": "154120"}, set(), set()),
     ],
 )
 def test_source_secrets_are_read_back_from_the_filled_url(
@@ -451,3 +454,66 @@ def test_every_credential_field_is_marked_secret() -> None:
     for template in CATALOG.templates:
         for field in template.fields:
             assert field.secret is is_secret_name(field.name), (template.key, field.name)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("exoclick", "exoclick"),
+        ("ExoClick", "exoclick"),
+        ("  PropellerAds ", "propellerads"),
+        ("propeller", "propellerads"),
+        ("zeropark.com", "zeropark"),
+        ("tsyndicate.com", "trafficstars_com"),
+    ],
+)
+def test_resolve_takes_a_key_name_part_or_domain(text: str, key: str) -> None:
+    """What a user types names one template when one matches best, whatever its case."""
+    found = CATALOG.resolve(TrafficSourceTemplate, text)
+    assert isinstance(found, TrafficSourceTemplate)
+    assert found.key == key
+
+
+def test_resolve_returns_every_match_when_ambiguous_and_none_when_nothing_matches() -> None:
+    """Several matches come back for the user to choose; a text matching nothing, none."""
+    found = CATALOG.resolve(TrafficSourceTemplate, "trident")
+    assert isinstance(found, tuple) and len(found) == 9
+    assert all(isinstance(template, TrafficSourceTemplate) for template in found)
+    assert CATALOG.resolve(AffiliateNetworkTemplate, "propellerads") == ()
+    assert CATALOG.resolve(TrafficSourceTemplate, "") == ()
+
+
+CHECKED_SOURCES = [t for t in CATALOG.traffic_sources if t.provenance.documentation_url]
+
+
+@pytest.mark.parametrize("template", CHECKED_SOURCES, ids=lambda t: t.key)
+def test_checked_templates_say_where_and_when(template: TrafficSourceTemplate) -> None:
+    """Every template checked against documentation records the page, the day and a domain."""
+    assert template.provenance.checked_on == date(2026, 12, 4)
+    assert template.provenance.domain
+    assert template.provenance.describe().endswith("(checked 2026-12-04)")
+
+
+def test_the_sources_the_issue_names_are_all_in_the_catalog() -> None:
+    """The sources media buyers look for first are there, the newly added ones documented."""
+    wanted = {
+        "propellerads", "zeropark", "trafficstars_com", "mgid", "taboola", "outbrain",
+        "adsterra_com", "hilltopads_com", "kadam_net", "popcash_net", "clickadilla_com",
+        "twinred_com", "trafficjunky_com", "juicyads_com", "ad_maven_com", "mondiad",
+        "bidvertiser_com", "rollerads_com", "adcashcom",
+    }  # fmt: skip
+    assert wanted <= {template.key for template in CATALOG.traffic_sources}
+    for key in ("propellerads", "zeropark", "trafficstars_com", "mgid", "taboola", "outbrain"):
+        template = CATALOG.traffic_source(key)
+        assert template.postback_url and not template.defect and template.provenance.domain
+
+
+def test_docs_report_the_count_of_sources_with_a_working_s2s_url() -> None:
+    """docs/templates.md states how many sources have a working S2S URL (the e2e test sends
+    each of them through a running server) and how many templates there are."""
+    docs = " ".join((ROOT / "docs/templates.md").read_text(encoding="utf-8").split())
+    working = [t for t in CATALOG.traffic_sources if t.postback_url and not t.defect]
+    assert f"**{len(CATALOG.traffic_sources)} traffic sources**" in docs
+    assert f"**{len(working)} of the traffic sources have a working S2S URL**" in docs
+    assert f"**{len(CATALOG.affiliate_networks)} affiliate networks**" in docs
+    assert f"{len(CHECKED_SOURCES)} sources were checked" in docs

@@ -10,11 +10,14 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+import yaml
 
 from clickloop.domain.secrets import DeclaredSecrets
 from clickloop.errors import InvalidInput, NotFound
@@ -34,6 +37,25 @@ _KEY = re.compile(r"[a-z0-9][a-z0-9_]*")
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 # A field value lands verbatim in a URL: nothing that would end or split a query value.
 _UNSAFE_VALUE = re.compile(r"[\s&#?\"'<>]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provenance:
+    """Where a template came from: the page it was taken from and when that was checked, the
+    name a source is known by on the web, and the catalog file or user file that holds it."""
+
+    documentation_url: str | None
+    checked_on: date | None
+    domain: str | None
+    catalog: str  # "Keitaro templates via Orbitra …" or the user's file name
+
+    def describe(self) -> str:
+        """One line for people: the page it came from and when it was checked, or that nobody
+        checked it against the source's documentation."""
+        if self.documentation_url is None:
+            return f"{self.catalog}; not checked against the source's documentation"
+        when = self.checked_on.isoformat() if self.checked_on else "no date given"
+        return f"{self.documentation_url} (checked {when})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +91,13 @@ class TrafficSourceTemplate:
     notes: str
     defect: str | None
     origin: str  # "builtin" or "user"
+    provenance: Provenance
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        """Where the source's S2S requests go: searching "magsrv" finds ExoClick."""
+        host = urlsplit(self.postback_url or "").hostname
+        return (host,) if host else ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,6 +112,11 @@ class AffiliateNetworkTemplate:
     notes: str
     defect: str | None
     origin: str
+    provenance: Provenance
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return ()
 
     @property
     def status_trainings(self) -> dict[str, tuple[str, ...]]:
@@ -124,27 +158,49 @@ class Catalog:
                 return template
         raise NotFound("affiliate network template", key)
 
-    def search(self, text: str) -> tuple[Template, ...]:
-        """Templates whose key or name contains every word of `text`, best matches first.
+    def keys(self, like: Template) -> frozenset[str]:
+        """The keys of the templates of the same kind as `like`."""
+        return frozenset(t.key for t in self.templates if type(t) is type(like))
 
-        Case and punctuation are ignored ("Exo click" finds ExoClick); an exact key or name
+    def search(self, text: str) -> tuple[Template, ...]:
+        """Templates whose key, name or domain contains every word of `text`, best first.
+
+        Case and punctuation are ignored ("Exo click" finds ExoClick, "propeller" finds
+        PropellerAds, "magsrv" finds the source whose S2S goes there); an exact key or name
         ranks first, then names starting with the text, then the rest by name.
         """
         words = _fold(text).split()
+        if not words:
+            return ()
+        query = "".join(words)
         hits: list[tuple[int, str, Template]] = []
         for template in self.templates:
-            haystack = _fold(f"{template.key} {template.name}")
+            domains = " ".join(filter(None, (template.provenance.domain, *template.hosts)))
+            haystack = _fold(f"{template.key} {template.name} {domains}")
             squeezed = haystack.replace(" ", "")
             if not all(w in haystack or w in squeezed for w in words):
                 continue
             name = _fold(template.name).replace(" ", "")
-            query = "".join(words)
             rank = 0 if query in (name, template.key.replace("_", "")) else 2
             if rank and name.startswith(query):
                 rank = 1
             hits.append((rank, template.name.casefold(), template))
         hits.sort(key=lambda hit: (hit[0], hit[1]))
         return tuple(template for _, _, template in hits)
+
+    def resolve(self, kind: type[T], text: str) -> T | tuple[T, ...]:
+        """The template of `kind` that `text` names (its key, or the one best search hit), or
+        every match when the text is ambiguous (none: an empty tuple)."""
+        text = text.strip()
+        exact = [t for t in self.templates if isinstance(t, kind) and t.key == text]
+        if exact:
+            return exact[0]
+        hits = tuple(t for t in self.search(text) if isinstance(t, kind))
+        squeezed = _fold(text).replace(" ", "")
+        named = [t for t in hits if _fold(t.name).replace(" ", "") == squeezed]
+        if len(named) == 1 or len(hits) == 1:
+            return (named or list(hits))[0]
+        return hits
 
 
 def _fold(text: str) -> str:
@@ -154,33 +210,52 @@ def _fold(text: str) -> str:
 def load_catalog(user_file: Path | None = None) -> Catalog:
     """The shipped catalog, extended (and overridden key by key) by the user's own file.
 
-    The user's file is `{"version": 1, "traffic_sources": [...], "affiliate_networks": [...]}`
-    with entries in the shipped format; a missing file counts as empty.
+    The user's file (JSON, or YAML when named .yaml/.yml) is
+    `{"version": 1, "traffic_sources": [...], "affiliate_networks": [...]}` with entries in the
+    shipped format; a missing file counts as empty.
     """
     sources, networks = _load_builtin()
     if user_file is None or not user_file.exists():
         return Catalog(traffic_sources=sources, affiliate_networks=networks)
+    user_sources, user_networks = parse_user_file(user_file)
+    return Catalog(
+        traffic_sources=_merge(sources, user_sources),
+        affiliate_networks=_merge(networks, user_networks),
+    )
+
+
+def parse_user_file(
+    path: Path,
+) -> tuple[tuple[TrafficSourceTemplate, ...], tuple[AffiliateNetworkTemplate, ...]]:
+    """A user's templates file read and validated; every error names the file, entry and field."""
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
     try:
-        document = json.loads(user_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(str(user_file), f"not a readable JSON file: {exc}") from exc
-    where = user_file.name
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text) if yaml_file else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        kind = "YAML" if yaml_file else "JSON"
+        reason = " ".join(str(exc).split())
+        raise InvalidInput(str(path), f"not a readable {kind} file: {reason}") from exc
+    where = path.name
     document = _require_object(document, where)
     _check_version(document, where)
     unknown = set(document) - {"version", "traffic_sources", "affiliate_networks"}
     if unknown:
         raise InvalidInput(where, f"unknown keys {sorted(unknown)}")
-    user_sources = parse_traffic_sources(
-        document.get("traffic_sources", []), where=f"{where}: traffic_sources", origin="user"
-    )
-    user_networks = parse_affiliate_networks(
-        document.get("affiliate_networks", []),
-        where=f"{where}: affiliate_networks",
-        origin="user",
-    )
-    return Catalog(
-        traffic_sources=_merge(sources, user_sources),
-        affiliate_networks=_merge(networks, user_networks),
+    catalog = f"your templates file {path.name}"
+    return (
+        parse_traffic_sources(
+            document.get("traffic_sources", []),
+            where=f"{where}: traffic_sources",
+            origin="user",
+            catalog=catalog,
+        ),
+        parse_affiliate_networks(
+            document.get("affiliate_networks", []),
+            where=f"{where}: affiliate_networks",
+            origin="user",
+            catalog=catalog,
+        ),
     )
 
 
@@ -203,13 +278,20 @@ def _load_builtin() -> tuple[
         _check_version(document, f"{kind}.json")
         if document.get("kind") != kind:
             raise InvalidInput(f"{kind}.json: kind", f"expected {kind!r}")
-        documents[kind] = document.get("templates")
+        documents[kind] = document
+    sources, networks = documents["traffic_sources"], documents["affiliate_networks"]
     return (
         parse_traffic_sources(
-            documents["traffic_sources"], where="traffic_sources", origin="builtin"
+            sources.get("templates"),
+            where="traffic_sources",
+            origin="builtin",
+            catalog=_str(sources, "source", "traffic_sources.json"),
         ),
         parse_affiliate_networks(
-            documents["affiliate_networks"], where="affiliate_networks", origin="builtin"
+            networks.get("templates"),
+            where="affiliate_networks",
+            origin="builtin",
+            catalog=_str(networks, "source", "affiliate_networks.json"),
         ),
     )
 
@@ -223,11 +305,11 @@ def _check_version(document: Mapping[str, Any], where: str) -> None:
 
 
 def parse_traffic_sources(
-    entries: object, *, where: str, origin: str
+    entries: object, *, where: str, origin: str, catalog: str
 ) -> tuple[TrafficSourceTemplate, ...]:
     """Validate raw traffic source entries; every error names the entry and the field."""
     templates = tuple(
-        _parse_traffic_source(entry, f"{where}[{index}]", origin)
+        _parse_traffic_source(entry, f"{where}[{index}]", origin, catalog)
         for index, entry in enumerate(_require_list(entries, where))
     )
     _check_unique_keys(templates, where)
@@ -235,11 +317,11 @@ def parse_traffic_sources(
 
 
 def parse_affiliate_networks(
-    entries: object, *, where: str, origin: str
+    entries: object, *, where: str, origin: str, catalog: str
 ) -> tuple[AffiliateNetworkTemplate, ...]:
     """Validate raw affiliate network entries; every error names the entry and the field."""
     templates = tuple(
-        _parse_affiliate_network(entry, f"{where}[{index}]", origin)
+        _parse_affiliate_network(entry, f"{where}[{index}]", origin, catalog)
         for index, entry in enumerate(_require_list(entries, where))
     )
     _check_unique_keys(templates, where)
@@ -254,17 +336,23 @@ def _check_unique_keys(templates: Sequence[Template], where: str) -> None:
         seen.add(template.key)
 
 
+_PROVENANCE_KEYS = frozenset({"documentation_url", "checked_on", "domain"})
 _TS_KEYS = frozenset(
     {"key", "name", "parameters", "postback_url", "postback_method", "postback_statuses"}
     | {"response_must_contain", "fields", "notes", "defect"}
+    | _PROVENANCE_KEYS
 )
 _AN_KEYS = frozenset(
     {"key", "name", "offer_params", "postback_params", "network_macros", "aliases", "fields"}
     | {"notes", "defect"}
+    | _PROVENANCE_KEYS
 )
+_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}")
 
 
-def _parse_traffic_source(raw: object, where: str, origin: str) -> TrafficSourceTemplate:
+def _parse_traffic_source(
+    raw: object, where: str, origin: str, catalog: str
+) -> TrafficSourceTemplate:
     entry = _require_object(raw, where)
     where = _entry_label(entry, where)
     _check_keys(entry, _TS_KEYS, {"key", "name"}, where)
@@ -290,13 +378,16 @@ def _parse_traffic_source(raw: object, where: str, origin: str) -> TrafficSource
         notes=_str(entry, "notes", where, default=""),
         defect=_optional_str(entry, "defect", where),
         origin=origin,
+        provenance=_provenance(entry, where, catalog),
     )
     _check_placeholders(template.fields, (url or "",), where)
     _check_no_spaces({"postback_url": url}, where)
     return template
 
 
-def _parse_affiliate_network(raw: object, where: str, origin: str) -> AffiliateNetworkTemplate:
+def _parse_affiliate_network(
+    raw: object, where: str, origin: str, catalog: str
+) -> AffiliateNetworkTemplate:
     entry = _require_object(raw, where)
     where = _entry_label(entry, where)
     _check_keys(entry, _AN_KEYS, {"key", "name"}, where)
@@ -340,10 +431,31 @@ def _parse_affiliate_network(raw: object, where: str, origin: str) -> AffiliateN
         notes=_str(entry, "notes", where, default=""),
         defect=defect,
         origin=origin,
+        provenance=_provenance(entry, where, catalog),
     )
     _check_placeholders(template.fields, (offer, params or ""), where)
     _check_no_spaces({"offer_params": offer, "postback_params": params}, where)
     return template
+
+
+def _provenance(entry: Mapping[str, Any], where: str, catalog: str) -> Provenance:
+    """The entry's documentation page (an http(s) URL), the ISO date it was checked and the
+    source's own domain; all optional, but a checked date needs the page it checked."""
+    url = _optional_str(entry, "documentation_url", where)
+    if url is not None and not re.match(r"https?://[^/?#\s]+\S*$", url):
+        raise InvalidInput(f"{where}: documentation_url", "must be an http(s) URL with a host")
+    checked_on = entry.get("checked_on")  # YAML reads an unquoted date as a date already
+    if checked_on is not None and not isinstance(checked_on, date):
+        try:
+            checked_on = date.fromisoformat(str(checked_on))
+        except ValueError:
+            raise InvalidInput(f"{where}: checked_on", "must be a date, YYYY-MM-DD") from None
+    if checked_on is not None and url is None:
+        raise InvalidInput(f"{where}: checked_on", "needs the documentation_url it checked")
+    domain = _optional_str(entry, "domain", where)
+    if domain is not None and not _DOMAIN.fullmatch(domain):
+        raise InvalidInput(f"{where}: domain", "a bare host name such as example.com")
+    return Provenance(documentation_url=url, checked_on=checked_on, domain=domain, catalog=catalog)
 
 
 def _entry_label(entry: Mapping[str, Any], where: str) -> str:

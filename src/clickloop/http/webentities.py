@@ -13,7 +13,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from clickloop.catalog.templates import Catalog, Template
+from clickloop.catalog.templates import (
+    AffiliateNetworkTemplate,
+    Catalog,
+    Template,
+    TrafficSourceTemplate,
+)
 from clickloop.domain.clicks import join_offer_params
 from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
@@ -184,6 +189,8 @@ class EntityPages:
             types=types,
             template=form.template,
             catalog=form.catalog.traffic_sources,
+            asked=form.asked,
+            matches=form.matches,
             error=form.error,
         )
 
@@ -220,10 +227,17 @@ class EntityPages:
         web = self.web
         entity_id: int | None = request.path_params.get("id")
         catalog = await web.run(templates.load_user_catalog, web.data_dir)
-        template_key = request.query_params.get("template") or None
-        template = None
-        if template_key and entity_id is None:
-            template = kind.template_of(catalog, template_key)
+        asked = (request.query_params.get("template") or "").strip()
+        template: Template | None = None
+        matches: tuple[Template, ...] = ()
+        if asked and entity_id is None:
+            # What the picker sends is a key from its suggestions or whatever was typed:
+            # a name, part of one, a domain. One match is used; several are offered.
+            found = catalog.resolve(kind.template_class, asked)
+            if isinstance(found, tuple):
+                matches = found
+            else:
+                template = found
         error: str | None = None
         values: dict[str, Any] = {}
         if request.method == "POST":
@@ -236,7 +250,13 @@ class EntityPages:
             entity = await web.run(entities.get_entity, web.engine, kind.table, entity_id)
             values = values or entity
         return _TemplatedForm(
-            catalog=catalog, template=template, entity=entity, values=values, error=error
+            catalog=catalog,
+            template=template,
+            asked=asked if template is None else "",
+            matches=matches,
+            entity=entity,
+            values=values,
+            error=error,
         )
 
     async def _save(
@@ -320,6 +340,8 @@ class EntityPages:
             types=types,
             template=form.template,
             catalog=form.catalog.affiliate_networks,
+            asked=form.asked,
+            matches=form.matches,
             builder=builder,
             error=form.error,
         )
@@ -525,13 +547,15 @@ class _TemplatedKind:
     parse: Callable[[FormData], dict[str, Any]]
     create: Callable[..., int]
     create_from_template: Callable[..., int]
-    template_of: Callable[[Catalog, str], Template]
+    template_class: type[TrafficSourceTemplate] | type[AffiliateNetworkTemplate]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _TemplatedForm:
     catalog: Catalog
     template: Template | None
+    asked: str  # what the picker asked for when it named no single template
+    matches: tuple[Template, ...]
     entity: dict[str, Any] | None
     values: dict[str, Any]
     error: str | None
@@ -544,7 +568,7 @@ _SOURCES = _TemplatedKind(
     parse=webforms.traffic_source,
     create=entities.create_traffic_source,
     create_from_template=templates.create_traffic_source_from_template,
-    template_of=Catalog.traffic_source,
+    template_class=TrafficSourceTemplate,
 )
 _NETWORKS = _TemplatedKind(
     table="affiliate_networks",
@@ -553,5 +577,5 @@ _NETWORKS = _TemplatedKind(
     parse=webforms.network,
     create=entities.create_affiliate_network,
     create_from_template=templates.create_affiliate_network_from_template,
-    template_of=Catalog.affiliate_network,
+    template_class=AffiliateNetworkTemplate,
 )

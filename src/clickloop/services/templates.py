@@ -1,5 +1,5 @@
 """Use cases around the template catalog: make a traffic source or an affiliate network from a
-template, and re-apply a template to an entity made earlier.
+template, re-apply a template to an entity made earlier, and check a user's templates file.
 
 An entity stores a copy of what the template gave it (and the template's key), so a newer
 catalog never changes it behind the user's back; re-applying is the explicit way to take it.
@@ -7,32 +7,138 @@ catalog never changes it behind the user's back; re-applying is the explicit way
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.catalog.templates import (
+    CLICK_FIELDS,
     AffiliateNetworkTemplate,
     Catalog,
+    Template,
     TrafficSourceTemplate,
     fill_fields,
     load_catalog,
+    parse_user_file,
     recover_fields,
 )
+from clickloop.domain.macros import MacroValue, render
 from clickloop.errors import Conflict, NotFound
 from clickloop.services import entities
 from clickloop.storage import tables as t
 
-USER_TEMPLATES_FILE = "templates.json"
+USER_TEMPLATES_FILES = ("templates.json", "templates.yaml", "templates.yml")
+# What `templates validate` puts in a postback: a converted click with every macro of SPEC §4;
+# the click fields only where a parameter row of the source captures them.
+_SAMPLE_CLICK_FIELDS: dict[str, MacroValue] = {
+    "external_id": "ext-88421",
+    "keyword": "cheap flights",
+    "cost": Decimal("0.05"),
+}
+_SAMPLE: dict[str, MacroValue] = {
+    "subid": "0GZ3kT9xQ2mZ7aB",
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0 (Linux; Android 14)",
+    "referrer": "https://news.example.org/a?b=c",
+    "language": "de",
+    "country": "DE",
+    "os": "Android",
+    "browser": "Chrome",
+    "device_type": "mobile",
+    "status": "sale",
+    "original_status": "approved",
+    "tid": "tx-77",
+    "payout": Decimal("12.50"),
+    "conversion_cost": Decimal("1.25"),
+    "profit": Decimal("11.25"),
+    "currency": "USD",
+    "campaign_id": 7,
+    "campaign_name": "Summer DE",
+    "offer_id": 3,
+    "offer_name": "Flight deals",
+    "ts_id": 2,
+    "affiliate_network_name": "Sample network",
+}
 
 
 def load_user_catalog(data_dir: Path) -> Catalog:
-    """The shipped catalog plus the user's own templates file in the data directory."""
-    return load_catalog(data_dir / USER_TEMPLATES_FILE)
+    """The shipped catalog plus the user's own templates file in the data directory
+    (templates.json, else templates.yaml or .yml)."""
+    found = [data_dir / name for name in USER_TEMPLATES_FILES if (data_dir / name).exists()]
+    return load_catalog(found[0] if found else None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TemplateCheck:
+    """One template of a user's file as `templates validate` shows it: what it renders to
+    for a sample click and conversion, and what would not work."""
+
+    template: Template
+    rendered: tuple[tuple[str, str], ...]  # (what, text)
+    problems: tuple[str, ...]
+    replaces_shipped: bool = False  # its key is a shipped template's, which it would replace
+
+
+def check_templates_file(path: Path, *, now: datetime) -> tuple[TemplateCheck, ...]:
+    """Validate a user's templates file against the schema (InvalidInput names the file, the
+    entry and the field) and render each template's URLs against a sample click."""
+    sources, networks = parse_user_file(path)
+    shipped = load_catalog()
+    checks = [_check_source(t, now) for t in sources] + [_check_network(t, now) for t in networks]
+    return tuple(
+        replace(check, replaces_shipped=check.template.key in shipped.keys(check.template))
+        for check in checks
+    )
+
+
+def _sample_fields(template: Template) -> dict[str, str]:
+    return {f.name: f.choices[0] if f.choices else f"sample-{f.name}" for f in template.fields}
+
+
+def _check_source(template: TrafficSourceTemplate, now: datetime) -> TemplateCheck:
+    link = "&".join(f"{row.param}={row.macro}" for row in template.parameters)
+    rendered = [("campaign link", f"https://TRACKER/ALIAS?{link}")]
+    if template.postback_url is None:
+        return TemplateCheck(template=template, rendered=tuple(rendered), problems=())
+    values: dict[str, MacroValue] = {
+        row.name: _SAMPLE_CLICK_FIELDS.get(row.name, f"{row.name}-sample")
+        for row in template.parameters
+    }
+    values |= _SAMPLE | {"date": now, "conversion_time": now}
+    filled = fill_fields(template, _sample_fields(template)).postback_url or ""
+    result = render(filled, values, now=now, rng=random.Random(0))
+    rendered.append((f"S2S {template.postback_method}", result.text))
+    problems = [
+        f"sends {{{name}}}, which no parameter row captures: it renders empty"
+        if name in CLICK_FIELDS
+        else f"unknown macro {{{name}}} renders empty"
+        for name in result.unknown
+    ]
+    parts = urlsplit(result.text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"the S2S URL renders to no http(s) URL: {result.text}")
+    return TemplateCheck(template=template, rendered=tuple(rendered), problems=tuple(problems))
+
+
+def _check_network(template: AffiliateNetworkTemplate, now: datetime) -> TemplateCheck:
+    filled = fill_fields(template, _sample_fields(template))
+    offer = render(filled.offer_params, _SAMPLE, now=now, rng=random.Random(0))
+    rendered = [("offer URL", f"https://offer.example/lp?o=1{offer.text}")]
+    problems = [f"unknown macro {{{name}}} renders empty" for name in offer.unknown]
+    if str(_SAMPLE["subid"]) not in offer.text:
+        problems.append("the offer parameters do not pass {subid}: postbacks match no click")
+    if filled.postback_params is not None:
+        url = network_postback_url("https://TRACKER", "POSTBACK_KEY", filled.postback_params)
+        rendered.append(("postback URL for the network", url))
+    return TemplateCheck(template=template, rendered=tuple(rendered), problems=tuple(problems))
 
 
 def create_traffic_source_from_template(
