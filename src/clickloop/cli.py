@@ -11,16 +11,19 @@ import os
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clickloop.commands import entities, records, settings_commands
+from clickloop.commands.common import Handler
+from clickloop.commands.common import engine as _engine
+from clickloop.commands.common import now as _now
+from clickloop.commands.common import ready_engine as _ready_engine
+from clickloop.commands.common import utc_time as _utc_time
 from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import ClickloopError, ConfigError
 from clickloop.settings import Settings, load_settings
-
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,12 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_postback_commands(command, commands)
 
-    for kind in ("traffic-sources", "affiliate-networks", "offers", "campaigns"):
-        sub = commands.add_parser(kind, help=f"list {kind}").add_subparsers(metavar="ACTION")
-        listing = command("list", _list, f"list {kind} as JSON lines", sub)
-        listing.set_defaults(table=kind.replace("-", "_"))
-        if kind in ("traffic-sources", "affiliate-networks"):
-            _add_template_options(command, sub, kind)
+    groups = entities.register(commands, command)
+    for kind in ("traffic-sources", "affiliate-networks"):
+        _add_template_options(command, groups[kind], kind)
+    settings_commands.register(commands, command)
+    records.register(commands, command)
 
     templates = commands.add_parser("templates", help="the template catalog").add_subparsers(
         metavar="ACTION"
@@ -194,30 +196,6 @@ def _add_template_options(command: Any, sub: Any, kind: str) -> None:
         action.set_defaults(kind=kind)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _engine(settings: Settings) -> Any:
-    from clickloop.storage.db import make_engine
-
-    return make_engine(
-        settings.effective_database_url,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        timeout=settings.database_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-    )
-
-
-def _utc_time(text: str) -> datetime:
-    """An ISO 8601 time from the command line, in UTC when it names no zone."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -225,19 +203,6 @@ def _version() -> str:
         return version("clickloop")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown"
-
-
-def _ready_engine(settings: Settings) -> Any:
-    from clickloop.storage.db import is_migrated
-
-    url = settings.effective_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        # Connecting would create an empty file (and its directory) for a database that isn't.
-        raise ConfigError(f"no database at {url}: run `clickloop init` first")
-    engine = _engine(settings)
-    if not is_migrated(engine):
-        raise ConfigError("the database is not initialised: run `clickloop init` first")
-    return engine
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:
@@ -528,18 +493,6 @@ def _user_password(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.entities import list_rows
-    from clickloop.services.masking import declared_secrets, shown_entity
-
-    engine = _ready_engine(settings)
-    declared = declared_secrets(engine, settings.data_dir)
-    for row in list_rows(engine, args.table):
-        shown = shown_entity(args.table, row, declared)
-        print(json.dumps(shown, default=str, ensure_ascii=False))
-    return 0
-
-
 def _template_line(template: Any) -> str:
     from clickloop.catalog.templates import TrafficSourceTemplate
 
@@ -662,6 +615,7 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     rerun.add_argument("--all-ignored", action="store_true", help="every ignored one not re-run")
     rerun.add_argument("--reason", help="with --all-ignored: only those whose reason contains this")
     rerun.add_argument("--subid", help="with --all-ignored: only those of this click")
+    records.register_postback_list(postbacks, command)
     rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
     refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
     refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.clicks import first_header_address
-from clickloop.domain.postbacks import MAX_BODY_BYTES, answer_postback
+from clickloop.domain.postbacks import MAX_BODY_BYTES, Outcome, answer_postback
 from clickloop.errors import StorageUnavailable
 from clickloop.http.responses import (
     NO_STORE,
@@ -127,7 +127,11 @@ class PostbackHandler:
             task = asyncio.ensure_future(self._run_job())
             self._jobs.add(task)
             task.add_done_callback(self._jobs.discard)
-        return await future
+        result = await future
+        if result.outcome is Outcome.IGNORED:
+            subid = pending.parsed.subid
+            log.info("postback %d ignored: %s (subid %r)", result.log_id, result.reason, subid)
+        return result
 
     def _take(self) -> list[tuple[PendingPostback, asyncio.Future[PostbackResult]]]:
         with self._lock:
