@@ -225,6 +225,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import functools
 
+    _metrics_directory(settings)
     import uvicorn
 
     from clickloop.http.protocol import ConnectionLimits, OneWriteProtocol
@@ -254,6 +255,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         date_header=False,
     )
     return 0
+
+
+def _metrics_directory(settings: Settings) -> None:
+    """prometheus_client's multiprocess mode for this run's server processes: one directory,
+    emptied first (a previous run's files would be summed in), named before they import it."""
+    import shutil
+
+    directory = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def app_factory() -> Any:

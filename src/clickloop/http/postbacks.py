@@ -27,6 +27,7 @@ from clickloop.http.responses import (
     send_text,
 )
 from clickloop.http.tracking import SUBID_COOKIE
+from clickloop.logs import Outage
 from clickloop.services.config import TrackerConfig
 from clickloop.services.postback_batches import PendingPostback, process_postbacks
 from clickloop.services.postbacks import (
@@ -60,9 +61,11 @@ class PostbackHandler:
         *,
         trusted_proxy_header: str,
         timeout: float | None = None,
+        outage: Outage,
     ) -> None:
         """`timeout`: how long a request waits for the rules to load from the database."""
         self._engine = engine
+        self._outage = outage
         self._timeout = timeout
         self._writer = writer
         self._proxy_header = trusted_proxy_header.lower().encode()
@@ -96,9 +99,11 @@ class PostbackHandler:
             result = await self._process(raw, rules, now)
         except StorageUnavailable as exc:
             _count("storage_unavailable")
-            log.warning("postback not recorded: %s", exc)
+            self._outage.failed(exc)
             await send_text(send, 503, "Temporarily unavailable", [RETRY_AFTER])
             return
+        if self._outage.down:
+            self._outage.recovered()
         _count(result.outcome.value)
         answer = answer_postback(
             result.outcome,
