@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clickloop.commands import entities, records, settings_commands
+from clickloop.commands import backup, entities, records, settings_commands
 from clickloop.commands.common import Handler
 from clickloop.commands.common import engine as _engine
 from clickloop.commands.common import now as _now
@@ -169,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_template_options(command, groups[kind], kind)
     settings_commands.register(commands, command)
     records.register(commands, command)
+    backup.register(commands, command)
 
     templates = commands.add_parser("templates", help="the template catalog").add_subparsers(
         metavar="ACTION"
