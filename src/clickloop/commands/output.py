@@ -68,8 +68,10 @@ def print_record(args: argparse.Namespace, record: Mapping[str, Any]) -> None:
 def _console() -> Any:
     from rich.console import Console
 
-    # Written through print()'s sys.stdout so a closed pipe raises where main() expects it.
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    # Written through print()'s sys.stdout so a closed pipe raises where main() expects it;
+    # a table asked for in a pipe or file is as wide as its content (no terminal to fit).
+    width = None if sys.stdout.isatty() else 10_000
+    return Console(file=sys.stdout, width=width, highlight=False, soft_wrap=False)
 
 
 def _cell(value: Any) -> Any:

@@ -598,9 +598,7 @@ def remove_entity(engine: Engine, table_name: str, entity_id: int) -> None:
         _require(conn, table, entity_id, kind)
         for column, what, instead in _USES[table_name]:
             if conn.execute(select(column).where(column == entity_id).limit(1)).first():
-                raise InvalidInput(
-                    "id", f"{kind} {entity_id} is used by {what}: not removed ({instead})"
-                )
+                raise InvalidInput("remove", f"{kind} {entity_id} is used by {what} ({instead})")
         if table_name == "campaigns":
             for owned in (t.campaign_offers, t.campaign_postbacks):
                 conn.execute(delete(owned).where(owned.c.campaign_id == entity_id))
