@@ -3,6 +3,7 @@ the metrics token, with latency histograms and the S2S queue depth."""
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from tests.integration.test_outbox import NOW, make_world
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-me-7f3a"
 CLICKS = 400
 
@@ -86,6 +88,22 @@ def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine)
             text, 'clickloop_s2s_queue{state="retrying"}'
         )
         assert waiting == 1
+
+
+def test_the_grafana_dashboard_draws_metrics_that_exist(server: Server) -> None:
+    """Every metric the shipped dashboard queries is one /metrics serves."""
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queried = {
+        re.sub(r"_(bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"clickloop_[a-z0-9_]+", target["expr"])
+    }
+    status, text = scrape(server)
+    served = set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
+    served |= {name.removesuffix("_total") for name in served} | {f"{n}_total" for n in served}
+    assert status == 200 and len(queried) == 8
+    assert queried <= served, queried - served
 
 
 def test_a_scrape_without_the_token_is_refused(server: Server) -> None:
