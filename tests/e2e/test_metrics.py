@@ -11,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy.engine import Engine
 
+from clickloop.http.metrics import QUEUE_METRIC
 from clickloop.services.outbox import queue_deliveries
 from tests.conftest import Server, server_on
 from tests.integration.test_outbox import NOW, make_world
@@ -90,20 +92,20 @@ def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine)
         assert waiting == 1
 
 
-def test_the_grafana_dashboard_draws_metrics_that_exist(server: Server) -> None:
-    """Every metric the shipped dashboard queries is one /metrics serves."""
+def test_the_grafana_dashboard_draws_metrics_that_exist() -> None:
+    """Every metric the shipped dashboard queries is one that clickloop defines."""
+    import clickloop.http.app
+    import clickloop.sender.dispatcher  # noqa: F401  (the modules that define the metrics)
+
     dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
     queried = {
-        re.sub(r"_(bucket|count|sum)$", "", name)
+        re.sub(r"_(bucket|count|sum|total)$", "", name)
         for panel in dashboard["panels"]
         for target in panel["targets"]
         for name in re.findall(r"clickloop_[a-z0-9_]+", target["expr"])
     }
-    status, text = scrape(server)
-    served = set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
-    served |= {name.removesuffix("_total") for name in served} | {f"{n}_total" for n in served}
-    assert status == 200 and len(queried) == 8
-    assert queried <= served, queried - served
+    defined = {family.name for family in REGISTRY.collect()} | {QUEUE_METRIC}
+    assert len(queried) == 8 and queried <= defined, queried - defined
 
 
 def test_a_scrape_without_the_token_is_refused(server: Server) -> None:

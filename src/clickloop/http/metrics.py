@@ -36,6 +36,7 @@ from clickloop.services.deliveries import queue_depth
 log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+QUEUE_METRIC = "clickloop_s2s_queue"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 CLICK_SECONDS = Histogram(
     "clickloop_click_seconds",
@@ -57,7 +58,7 @@ class QueueDepth(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily(
-            "clickloop_s2s_queue", "S2S deliveries waiting to be sent", labels=["state"]
+            QUEUE_METRIC, "S2S deliveries waiting to be sent", labels=["state"]
         )
         try:
             depth = queue_depth(self.engine)
