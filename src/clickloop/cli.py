@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from clickloop.commands import backup, entities, records, settings_commands
+from clickloop.commands import backup, entities, output, records, settings_commands
 from clickloop.commands.common import Handler
 from clickloop.commands.common import engine as _engine
 from clickloop.commands.common import now as _now
@@ -106,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--attempts", action="store_true", help="with every attempt")
+    output.add_format_option(listing)
     resend = command("resend", _deliveries_resend, "send deliveries again now", deliveries)
     resend.add_argument("ids", type=int, nargs="+")
     rerender_help = (
@@ -134,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     command(
         "create", _token_create, "create a token and print it (shown only once)", token
     ).add_argument("name")
-    command("list", _token_list, "list tokens (never their values)", token)
+    output.add_format_option(command("list", _token_list, "list tokens, never their values", token))
     command("revoke", _token_revoke, "revoke a token by id", token).add_argument("id", type=int)
 
     user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
@@ -367,14 +368,15 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
         subid=args.subid,
         limit=args.limit,
     )
+    items = []
     for row in page.items:
         item = shown_delivery(row, declared)
         if args.attempts:
             attempts = list_attempts(engine, row["id"])
             item["attempts_log"] = [shown_attempt(attempt, declared) for attempt in attempts]
-        print(json.dumps(item, default=str, ensure_ascii=False))
-    if not page.items:
-        print("no deliveries match", file=sys.stderr)
+        items.append(item)
+    columns = ("id", "created_at", "state", "attempts", "subid", "url", "last_error")
+    output.print_rows(args, items, columns, empty="no deliveries match")
     return 0
 
 
@@ -458,8 +460,8 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
 def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import list_tokens
 
-    for row in list_tokens(_ready_engine(settings)):
-        print(json.dumps(row, default=str))
+    rows = list_tokens(_ready_engine(settings))
+    output.print_rows(args, rows, ("id", "name", "created_at", "last_used_at"), empty="no tokens")
     return 0
 
 
@@ -636,14 +638,18 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     manual = command("set", _rates_set, "set a rate by hand: units of CODE per 1 EUR", rates)
     manual.add_argument("code")
     manual.add_argument("per_eur")
-    command("list", _rates_list, "list the rates in force and their source", rates)
+    output.add_format_option(
+        command("list", _rates_list, "list the rates in force and their source", rates)
+    )
     types = commands.add_parser("conversion-types", help="conversion types").add_subparsers(
         metavar="ACTION"
     )
     add = command("add", _conversion_types_add, "create a custom conversion type", types)
     add.add_argument("name")
     add.add_argument("--label", default="")
-    command("list", _conversion_types_list, "list built-in and custom types", types)
+    output.add_format_option(
+        command("list", _conversion_types_list, "list built-in and custom types", types)
+    )
 
 
 def _print_postback(prefix: dict[str, Any], result: Any) -> None:
@@ -706,10 +712,12 @@ def _rates_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rates_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
     from clickloop.services.rates import list_rates
 
-    for row in list_rates(_ready_engine(settings)):
-        print(f"{row.currency} {row.per_eur} {row.source} {row.as_of}")
+    rows = [asdict(row) for row in list_rates(_ready_engine(settings))]
+    output.print_rows(args, rows, ("currency", "per_eur", "source", "as_of"), empty="no rates")
     return 0
 
 
@@ -724,8 +732,8 @@ def _conversion_types_add(args: argparse.Namespace, settings: Settings) -> int:
 def _conversion_types_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.postbacks import list_conversion_types
 
-    for row in list_conversion_types(_ready_engine(settings)):
-        print(json.dumps(row, ensure_ascii=False))
+    rows = list_conversion_types(_ready_engine(settings))
+    output.print_rows(args, rows, ("name", "label", "built_in"), empty="no conversion types")
     return 0
 
 

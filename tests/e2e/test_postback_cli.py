@@ -88,9 +88,10 @@ def test_rates_commands(world: World, cli: Any) -> None:
     assert cli("rates", "set", "RUB", "-1").returncode == 1
     stored = cli("rates", "update", "--offline")
     assert stored.returncode == 0 and stored.stdout.startswith("stored ")
-    listed = {line.split()[0]: line.split() for line in cli("rates", "list").stdout.splitlines()}
-    assert listed["RUB"][1:3] == ["95.5", "manual"]
-    assert listed["USD"][2] == "ecb"
+    rows = [json.loads(line) for line in cli("rates", "list").stdout.splitlines()]
+    listed = {row["currency"]: row for row in rows}
+    assert (listed["RUB"]["per_eur"], listed["RUB"]["source"]) == ("95.5", "manual")
+    assert listed["USD"]["source"] == "ecb"
 
 
 def test_import_usage_errors(world: World, cli: Any, tmp_path: Path) -> None:
