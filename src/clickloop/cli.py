@@ -670,8 +670,11 @@ def _postbacks_reprocess(args: argparse.Namespace, settings: Settings) -> int:
         _print_postback({"id": args.id}, reprocess(engine, args.id, now=_now()))
         return 0
     chosen = IgnoredFilter(reason=args.reason or None, subid=args.subid or None)
+    outcomes = []
     for log_id, result in reprocess_ignored(engine, chosen, now=_now()):
         _print_postback({"id": log_id}, result)
+        outcomes.append(str(result.outcome))
+    output.print_summary("ignored postbacks re-run", outcomes)
     return 0
 
 
@@ -687,8 +690,13 @@ def _import_conversions(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     source = f"import:{path.name}"
     engine = _ready_engine(settings)
-    for number, result in import_conversions(engine, lines, now=_now(), source=source):
+    # The bar follows the lines read (blank, comment and header lines too).
+    read = output.progress(lines, total=len(lines), description="importing")
+    outcomes = []
+    for number, result in import_conversions(engine, read, now=_now(), source=source):
         _print_postback({"line": number}, result)
+        outcomes.append(str(result.outcome))
+    output.print_summary("lines imported", outcomes)
     return 0
 
 

@@ -56,7 +56,9 @@ def test_import_then_train_then_reprocess(
     """Imported lines report per line; an unknown status is fixed by a custom type and re-run."""
     data = tmp_path / "conversions.csv"
     data.write_text("subid,payout,tid,status\nk1,10,,sale\nk2,5,,gold\nzz,1,,sale\n")
-    report = lines(cli("import", "conversions", str(data)))
+    imported = cli("import", "conversions", str(data))
+    assert imported.stderr == "3 lines imported: 2 ignored, 1 accepted\n"  # no bar in a pipe
+    report = lines(imported)
     assert [(r["line"], r["outcome"], r["reason"]) for r in report] == [
         (2, "accepted", ""),
         (3, "ignored", "unknown status gold"),

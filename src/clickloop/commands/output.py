@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 FORMATS = ("table", "json")
+T = TypeVar("T")
 
 
 def add_format_option(parser: argparse.ArgumentParser) -> None:
@@ -87,3 +89,21 @@ def _cell(value: Any) -> Any:
         ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in value
     )
     return Text(shown)
+
+
+def progress(items: Iterable[T], *, total: int, description: str) -> Iterator[T]:
+    """`items`, with a progress bar on stderr when it is a terminal (nothing otherwise)."""
+    if not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.console import Console
+    from rich.progress import track
+
+    yield from track(items, total=total, description=description, console=Console(stderr=True))
+
+
+def print_summary(what: str, outcomes: Iterable[str]) -> None:
+    """`3 lines: 1 accepted, 2 ignored` on stderr, after long work."""
+    counts = Counter(outcomes)
+    detail = ", ".join(f"{n} {outcome}" for outcome, n in counts.most_common())
+    print(f"{sum(counts.values())} {what}" + (f": {detail}" if detail else ""), file=sys.stderr)
