@@ -75,6 +75,6 @@ def count(value: str) -> int:
 
 def identifier(value: str) -> int:
     """A row id: 1 to 2^31 - 1 (what the database's ids hold)."""
-    if not value.isdigit() or not 0 < int(value) < 2**31:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**31:
         raise argparse.ArgumentTypeError(f"not an id: {value!r}")
     return int(value)

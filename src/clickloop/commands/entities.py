@@ -49,7 +49,7 @@ def _offers(engine: Any, values: list[str]) -> list[tuple[int, int]]:
     pairs: list[tuple[int, int]] = []
     for value in values:
         name, sep, weight = value.rpartition(":") if ":" in value else (value, "", "100")
-        if sep and not weight.strip().isdigit():
+        if sep and not (weight.isascii() and weight.strip().isdigit()):
             raise InvalidInput("offers.weight", f"a whole number from 0 to 10000, not {weight!r}")
         pairs.append((resolve_entity(engine, "offers", name), int(weight)))
     return pairs

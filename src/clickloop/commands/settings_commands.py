@@ -72,7 +72,7 @@ def parsed_value(key: str, value: str) -> Any:
                 raise InvalidInput(key, f"NAME=VALUE pairs separated by ';', not {entry!r}")
             pairs[name.strip()] = target.split(",") if key == "status_trainings" else target
         return pairs
-    if isinstance(default, int) and value.strip().lstrip("-").isdigit():
+    if isinstance(default, int) and value.isascii() and value.strip().lstrip("-").isdigit():
         return int(value)
     return value
 

@@ -562,7 +562,7 @@ def resolve_entity(engine: Engine, table_name: str, key: str) -> int:
     matches = [table.c.name == key]
     if table_name == "campaigns":
         matches.append(table.c.alias == key)
-    if key.isdigit() and int(key) < 2**31:
+    if key.isascii() and key.isdigit() and int(key) < 2**31:
         matches.append(table.c.id == int(key))
     with reader_engine(engine).connect() as conn:
         for match in matches:  # in this order: a name made of digits is still a name
