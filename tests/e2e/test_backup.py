@@ -133,3 +133,21 @@ def test_a_backup_under_load_restores_to_identical_reports(
         assert entities.get_settings(copy)["postback_key"] == key
     finally:
         copy.dispose()
+
+
+def test_without_pg_dump_the_backup_says_what_to_install(
+    database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """On PostgreSQL with no pg_dump on the PATH, `backup` names the package, in one line."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("pg_dump: PostgreSQL only")
+    done = subprocess.run(
+        [sys.executable, "-m", "clickloop.cli", "backup", str(tmp_path / "x.dump")],
+        env={**os.environ, "PATH": str(tmp_path), "CLICKLOOP_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: pg_dump is not installed: install the PostgreSQL")
+    assert len(done.stderr.splitlines()) == 1 and not (tmp_path / "x.dump").exists()
