@@ -62,15 +62,19 @@ def messages(server: Server) -> list[str]:
 def test_logins_settings_changes_and_ignored_postbacks_each_get_a_line(
     server: Server, engine: Engine
 ) -> None:
-    """A failed and a successful login (user and address), a settings change through the API
-    (which token, which key) and an ignored postback (why, which subid) are each one line."""
+    """A failed and a successful login (user and address), a settings change through the UI
+    and one through the API (who, which key) and an ignored postback (why, which subid) are
+    each one line."""
     users.create_user(engine, "admin", PASSWORD, now=NOW)
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
     page = opener.open(f"{server.base_url}/admin/login", timeout=10).read().decode()
     form = {"csrf": Admin.csrf(page), "username": "admin", "password": "wrong horse battery"}
     with pytest.raises(urllib.error.HTTPError):
         opener.open(f"{server.base_url}/admin/login", urllib.parse.urlencode(form).encode())
-    Admin(server)
+    admin = Admin(server)
+    form = {"currency": "USD", "timezone": "Asia/Tokyo", "ignored_answer_status": "200"}
+    page = admin.call("GET", "/settings")[2]
+    assert admin.call("POST", "/settings", form | {"csrf": admin.csrf(page)})[0] == 303
     token = tokens.create_token(engine, name="ops", now=NOW)
     token_id = tokens.list_tokens(engine)[0]["id"]
     change = urllib.request.Request(
@@ -88,6 +92,7 @@ def test_logins_settings_changes_and_ignored_postbacks_each_get_a_line(
     logged = messages(server)
     assert "login failed: user 'admin' from 127.0.0.1" in logged
     assert "login: user 'admin' from 127.0.0.1" in logged
+    assert "settings changed by user admin: timezone" in logged
     assert f"settings changed by API token {token_id}: timezone" in logged
     ignored = [m for m in logged if " ignored: " in m]
     assert len(ignored) == 1 and ignored[0].endswith("(subid 'nosuchclick')"), ignored
