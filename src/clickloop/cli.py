@@ -11,16 +11,19 @@ import os
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from clickloop.commands import backup, entities, output, records, settings_commands
+from clickloop.commands.common import Handler
+from clickloop.commands.common import engine as _engine
+from clickloop.commands.common import now as _now
+from clickloop.commands.common import ready_engine as _ready_engine
+from clickloop.commands.common import utc_time as _utc_time
 from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import ClickloopError, ConfigError
 from clickloop.settings import Settings, load_settings
-
-Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--subid", help="only deliveries triggered by this click's conversions")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--attempts", action="store_true", help="with every attempt")
+    output.add_format_option(listing)
     resend = command("resend", _deliveries_resend, "send deliveries again now", deliveries)
     resend.add_argument("ids", type=int, nargs="+")
     rerender_help = (
@@ -131,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     command(
         "create", _token_create, "create a token and print it (shown only once)", token
     ).add_argument("name")
-    command("list", _token_list, "list tokens (never their values)", token)
+    output.add_format_option(command("list", _token_list, "list tokens, never their values", token))
     command("revoke", _token_revoke, "revoke a token by id", token).add_argument("id", type=int)
 
     user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
@@ -162,12 +166,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_postback_commands(command, commands)
     _add_export_commands(command, commands)
 
-    for kind in ("traffic-sources", "affiliate-networks", "offers", "campaigns"):
-        sub = commands.add_parser(kind, help=f"list {kind}").add_subparsers(metavar="ACTION")
-        listing = command("list", _list, f"list {kind} as JSON lines", sub)
-        listing.set_defaults(table=kind.replace("-", "_"))
-        if kind in ("traffic-sources", "affiliate-networks"):
-            _add_template_options(command, sub, kind)
+    groups = entities.register(commands, command)
+    for kind in ("traffic-sources", "affiliate-networks"):
+        _add_template_options(command, groups[kind], kind)
+    settings_commands.register(commands, command)
+    records.register(commands, command)
+    backup.register(commands, command)
 
     templates = commands.add_parser("templates", help="the template catalog").add_subparsers(
         metavar="ACTION"
@@ -206,30 +210,6 @@ def _add_template_options(command: Any, sub: Any, kind: str) -> None:
         action.set_defaults(kind=kind)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _engine(settings: Settings) -> Any:
-    from clickloop.storage.db import make_engine
-
-    return make_engine(
-        settings.effective_database_url,
-        sqlite_synchronous=settings.sqlite_synchronous,
-        timeout=settings.database_timeout_seconds,
-        statement_timeout=settings.database_statement_timeout_seconds,
-    )
-
-
-def _utc_time(text: str) -> datetime:
-    """An ISO 8601 time from the command line, in UTC when it names no zone."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -237,19 +217,6 @@ def _version() -> str:
         return version("clickloop")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "unknown"
-
-
-def _ready_engine(settings: Settings) -> Any:
-    from clickloop.storage.db import is_migrated
-
-    url = settings.effective_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        # Connecting would create an empty file (and its directory) for a database that isn't.
-        raise ConfigError(f"no database at {url}: run `clickloop init` first")
-    engine = _engine(settings)
-    if not is_migrated(engine):
-        raise ConfigError("the database is not initialised: run `clickloop init` first")
-    return engine
 
 
 def _init(args: argparse.Namespace, settings: Settings) -> int:
@@ -272,6 +239,7 @@ def _init(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import functools
 
+    _metrics_directory(settings)
     import uvicorn
 
     from clickloop.http.protocol import ConnectionLimits, OneWriteProtocol
@@ -301,6 +269,17 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         date_header=False,
     )
     return 0
+
+
+def _metrics_directory(settings: Settings) -> None:
+    """prometheus_client's multiprocess mode for this run's server processes: one directory,
+    emptied first (a previous run's files would be summed in), named before they import it."""
+    import shutil
+
+    directory = settings.data_dir.resolve() / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def app_factory() -> Any:
@@ -401,14 +380,15 @@ def _deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
         subid=args.subid,
         limit=args.limit,
     )
+    items = []
     for row in page.items:
         item = shown_delivery(row, declared)
         if args.attempts:
             attempts = list_attempts(engine, row["id"])
             item["attempts_log"] = [shown_attempt(attempt, declared) for attempt in attempts]
-        print(json.dumps(item, default=str, ensure_ascii=False))
-    if not page.items:
-        print("no deliveries match", file=sys.stderr)
+        items.append(item)
+    columns = ("id", "created_at", "state", "attempts", "subid", "url", "last_error")
+    output.print_rows(args, items, columns, empty="no deliveries match")
     return 0
 
 
@@ -492,8 +472,8 @@ def _token_create(args: argparse.Namespace, settings: Settings) -> int:
 def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import list_tokens
 
-    for row in list_tokens(_ready_engine(settings)):
-        print(json.dumps(row, default=str))
+    rows = list_tokens(_ready_engine(settings))
+    output.print_rows(args, rows, ("id", "name", "created_at", "last_used_at"), empty="no tokens")
     return 0
 
 
@@ -537,18 +517,6 @@ def _user_password(args: argparse.Namespace, settings: Settings) -> int:
 
     set_password(_ready_engine(settings), args.username, _read_password(args))
     print(f"password of {args.username} changed")
-    return 0
-
-
-def _list(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.entities import list_rows
-    from clickloop.services.masking import declared_secrets, shown_entity
-
-    engine = _ready_engine(settings)
-    declared = declared_secrets(engine, settings.data_dir)
-    for row in list_rows(engine, args.table):
-        shown = shown_entity(args.table, row, declared)
-        print(json.dumps(shown, default=str, ensure_ascii=False))
     return 0
 
 
@@ -710,6 +678,7 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     rerun.add_argument("--all-ignored", action="store_true", help="every ignored one not re-run")
     rerun.add_argument("--reason", help="with --all-ignored: only those whose reason contains this")
     rerun.add_argument("--subid", help="with --all-ignored: only those of this click")
+    records.register_postback_list(postbacks, command)
     rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
     refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
     refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")
@@ -717,14 +686,18 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     manual = command("set", _rates_set, "set a rate by hand: units of CODE per 1 EUR", rates)
     manual.add_argument("code")
     manual.add_argument("per_eur")
-    command("list", _rates_list, "list the rates in force and their source", rates)
+    output.add_format_option(
+        command("list", _rates_list, "list the rates in force and their source", rates)
+    )
     types = commands.add_parser("conversion-types", help="conversion types").add_subparsers(
         metavar="ACTION"
     )
     add = command("add", _conversion_types_add, "create a custom conversion type", types)
     add.add_argument("name")
     add.add_argument("--label", default="")
-    command("list", _conversion_types_list, "list built-in and custom types", types)
+    output.add_format_option(
+        command("list", _conversion_types_list, "list built-in and custom types", types)
+    )
 
 
 def _add_export_commands(command: Any, commands: Any) -> None:
@@ -796,8 +769,11 @@ def _postbacks_reprocess(args: argparse.Namespace, settings: Settings) -> int:
         _print_postback({"id": args.id}, reprocess(engine, args.id, now=_now()))
         return 0
     chosen = IgnoredFilter(reason=args.reason or None, subid=args.subid or None)
+    outcomes = []
     for log_id, result in reprocess_ignored(engine, chosen, now=_now()):
         _print_postback({"id": log_id}, result)
+        outcomes.append(str(result.outcome))
+    output.print_summary("ignored postbacks re-run", outcomes)
     return 0
 
 
@@ -813,8 +789,13 @@ def _import_conversions(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     source = f"import:{path.name}"
     engine = _ready_engine(settings)
-    for number, result in import_conversions(engine, lines, now=_now(), source=source):
+    # The bar follows the lines read (blank, comment and header lines too).
+    read = output.progress(lines, total=len(lines), description="importing")
+    outcomes = []
+    for number, result in import_conversions(engine, read, now=_now(), source=source):
         _print_postback({"line": number}, result)
+        outcomes.append(str(result.outcome))
+    output.print_summary("lines imported", outcomes)
     return 0
 
 
@@ -838,10 +819,12 @@ def _rates_set(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rates_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
     from clickloop.services.rates import list_rates
 
-    for row in list_rates(_ready_engine(settings)):
-        print(f"{row.currency} {row.per_eur} {row.source} {row.as_of}")
+    rows = [asdict(row) for row in list_rates(_ready_engine(settings))]
+    output.print_rows(args, rows, ("currency", "per_eur", "source", "as_of"), empty="no rates")
     return 0
 
 
@@ -856,8 +839,8 @@ def _conversion_types_add(args: argparse.Namespace, settings: Settings) -> int:
 def _conversion_types_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.postbacks import list_conversion_types
 
-    for row in list_conversion_types(_ready_engine(settings)):
-        print(json.dumps(row, ensure_ascii=False))
+    rows = list_conversion_types(_ready_engine(settings))
+    output.print_rows(args, rows, ("name", "label", "built_in"), empty="no conversion types")
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from clickloop.errors import ConfigError
@@ -43,7 +44,7 @@ class RepeatFilter(logging.Filter):
         self._kinds: dict[tuple[str, int, str], list[float]] = {}  # kind → [start, left out]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, "counted", False):
             return True
         kind = (record.name, record.levelno, str(record.msg))
         with self._lock:
@@ -59,6 +60,59 @@ class RepeatFilter(logging.Filter):
             record.repeated = left_out
             record.msg = f"{record.msg} [{left_out} more like this since the last one]"
         return True
+
+
+class Outage:
+    """A database outage as requests meet it: one line when the first request fails, one with
+    the count every `window` seconds while they keep failing, one when a request succeeds again.
+
+    Used from one event loop (no lock). Its lines carry `counted` so that the RepeatFilter,
+    which would fold the periodic line into its predecessor, lets them through.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        window: float = REPEAT_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.down = False
+        self._log = logger
+        self._window = window
+        self._clock = clock
+        self._since = self._reported = 0.0
+        self._total = self._recent = 0
+
+    def failed(self, reason: object) -> None:
+        now = self._clock()
+        if not self.down:
+            self.down, self._since, self._reported = True, now, now
+            self._total, self._recent = 1, 0
+            self._warn("database outage: %s (answering 503 until it is back)", reason)
+            return
+        self._total += 1
+        self._recent += 1
+        if now - self._reported >= self._window:
+            self._warn(
+                "database outage continues: %d requests refused in the last %.0f s: %s",
+                self._recent,
+                now - self._reported,
+                reason,
+            )
+            self._reported, self._recent = now, 0
+
+    def recovered(self) -> None:
+        if self.down:
+            self.down = False
+            self._warn(
+                "database outage over after %.1f s: %d requests refused",
+                self._clock() - self._since,
+                self._total,
+            )
+
+    def _warn(self, message: str, *args: object) -> None:
+        self._log.warning(message, *args, extra={"counted": True})
 
 
 def logging_config(*, level: str, log_format: str, access_log: bool) -> dict[str, Any]:

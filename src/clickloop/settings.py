@@ -58,6 +58,8 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = False
+    # /metrics answers only `Authorization: Bearer <this>`; empty: /metrics is off (403).
+    metrics_token: str = ""
 
     @property
     def effective_database_url(self) -> str:

@@ -56,7 +56,9 @@ def test_import_then_train_then_reprocess(
     """Imported lines report per line; an unknown status is fixed by a custom type and re-run."""
     data = tmp_path / "conversions.csv"
     data.write_text("subid,payout,tid,status\nk1,10,,sale\nk2,5,,gold\nzz,1,,sale\n")
-    report = lines(cli("import", "conversions", str(data)))
+    imported = cli("import", "conversions", str(data))
+    assert imported.stderr == "3 lines imported: 2 ignored, 1 accepted\n"  # no bar in a pipe
+    report = lines(imported)
     assert [(r["line"], r["outcome"], r["reason"]) for r in report] == [
         (2, "accepted", ""),
         (3, "ignored", "unknown status gold"),
@@ -88,9 +90,10 @@ def test_rates_commands(world: World, cli: Any) -> None:
     assert cli("rates", "set", "RUB", "-1").returncode == 1
     stored = cli("rates", "update", "--offline")
     assert stored.returncode == 0 and stored.stdout.startswith("stored ")
-    listed = {line.split()[0]: line.split() for line in cli("rates", "list").stdout.splitlines()}
-    assert listed["RUB"][1:3] == ["95.5", "manual"]
-    assert listed["USD"][2] == "ecb"
+    rows = [json.loads(line) for line in cli("rates", "list").stdout.splitlines()]
+    listed = {row["currency"]: row for row in rows}
+    assert (listed["RUB"]["per_eur"], listed["RUB"]["source"]) == ("95.5", "manual")
+    assert listed["USD"]["source"] == "ecb"
 
 
 def test_import_usage_errors(world: World, cli: Any, tmp_path: Path) -> None:

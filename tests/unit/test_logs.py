@@ -47,3 +47,29 @@ def test_bad_logging_settings_are_refused(level: str, log_format: str) -> None:
     """An unknown level or format is a ConfigError naming the setting."""
     with pytest.raises(ConfigError, match="setting log_"):
         logging_config(level=level, log_format=log_format, access_log=False)
+
+
+def test_an_outage_logs_its_start_a_count_every_window_and_its_end(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """10,000 refused requests over 25 s give four lines: the start, a count at 10 s and at
+    20 s, and the end with the total; a success outside an outage logs nothing."""
+    from clickloop.logs import Outage
+
+    now = [0.0]
+    outage = Outage(logging.getLogger("clickloop.test"), window=10, clock=lambda: now[0])
+    outage.recovered()
+    with caplog.at_level(logging.WARNING):
+        for request in range(10_000):
+            now[0] = request * 0.0025
+            outage.failed("connection refused")
+        outage.recovered()
+        outage.recovered()
+    assert [r.getMessage() for r in caplog.records] == [
+        "database outage: connection refused (answering 503 until it is back)",
+        "database outage continues: 4000 requests refused in the last 10 s: connection refused",
+        "database outage continues: 4000 requests refused in the last 10 s: connection refused",
+        "database outage over after 25.0 s: 10000 requests refused",
+    ]
+    repeats = RepeatFilter(window=10)  # the periodic line is not folded away in a window
+    assert all(repeats.filter(r) for r in caplog.records)

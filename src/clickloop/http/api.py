@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 BODY_SCHEMA = "clickloop.body_schema"  # the scope key where _guard leaves the body's schema
+ACTOR = "clickloop.actor"  # the scope key where _guard leaves who is asking (for the log)
 ENTITY_TABLES = {
     "traffic-sources": "traffic_sources",
     "affiliate-networks": "affiliate_networks",
@@ -118,6 +119,7 @@ def _guard(engine: Engine, handler: Handler, operation: dict[str, Any]) -> Handl
             )
             if valid is None:
                 return _error(401, "unauthorized", "unknown or revoked token")
+            request.scope[ACTOR] = f"API token {valid}"
             # Refused up front: PostgreSQL text cannot hold NUL, and a CSV export would meet
             # the error only after its answer had started.
             params.refuse_nul(request.query_params.multi_items())
@@ -254,12 +256,12 @@ def create_api(
         changes = await _json_body(request)
         if "postback_key" in changes:
             raise InvalidInput("postback_key", "rotate it with POST /settings/postback-key/rotate")
-        settings = await run(entities.update_settings, engine, changes)
+        settings = await run(entities.update_settings, engine, changes, actor=request.scope[ACTOR])
         await on_change()
         return Json(_public_settings(settings, base_url))
 
     async def rotate_key(request: Request) -> Response:
-        await run(entities.rotate_postback_key, engine)
+        await run(entities.rotate_postback_key, engine, actor=request.scope[ACTOR])
         await on_change()
         return Json(_public_settings(await run(entities.get_settings, engine), base_url))
 

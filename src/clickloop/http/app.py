@@ -11,19 +11,21 @@ import contextlib
 import gc
 import logging
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
 from clickloop.domain.secrets import SecretMaskingFilter
 from clickloop.http.api import create_api
 from clickloop.http.demo import demo_offer
+from clickloop.http.metrics import CLICK_SECONDS, POSTBACK_SECONDS, MetricsEndpoint
 from clickloop.http.postbacks import PostbackHandler
 from clickloop.http.protocol import open_connections
-from clickloop.http.responses import Receive, Scope, Send, send_response, send_text
+from clickloop.http.responses import Receive, Scope, Send, send_text
 from clickloop.http.tracking import ClickHandler
 from clickloop.http.web import create_web
+from clickloop.logs import Outage
 from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.demo import DEMO_OFFER_PATH
 from clickloop.services.entities import read_config_version, read_config_version_in
@@ -66,14 +68,17 @@ class ClickloopApp:
             self._writer(engine, on_loop=True) if engine.dialect.name == "sqlite" else self.writer
         )
         self.config: TrackerConfig = load_config(engine)
+        # Clicks and postbacks meet the same database: one outage, logged once.
+        outage = Outage(log)
         self.clicks = ClickHandler(
-            self.click_writer, trusted_proxy_header=settings.trusted_proxy_header
+            self.click_writer, trusted_proxy_header=settings.trusted_proxy_header, outage=outage
         )
         self.postbacks = PostbackHandler(
             engine,
             self.writer,
             trusted_proxy_header=settings.trusted_proxy_header,
             timeout=settings.database_timeout_seconds or None,
+            outage=outage,
         )
         self.api = create_api(
             engine,
@@ -87,6 +92,7 @@ class ClickloopApp:
             data_dir=settings.data_dir,
             on_change=self.reload_config,
         )
+        self.metrics = MetricsEndpoint(engine, token=settings.metrics_token)
         self._background = background
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -132,15 +138,16 @@ class ClickloopApp:
             elif segments[0] == "readyz":
                 await self._readiness(send, head=head)
             elif segments[0] == "metrics":
-                body = generate_latest()
-                await send_response(
-                    send, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())]
-                )
+                await self.metrics.handle(scope, send)
             else:
+                started = perf_counter()
                 await self.clicks.handle(scope, send, self.config, segments[0])
+                CLICK_SECONDS.observe(perf_counter() - started)
             return
         if len(segments) == 2 and segments[1] == "postback":
+            started = perf_counter()
             await self.postbacks.handle(scope, receive, send, self.config, segments[0])
+            POSTBACK_SECONDS.observe(perf_counter() - started)
             return
         if path == "/" and method not in ("GET", "HEAD"):
             await send_text(send, 405, "Method Not Allowed", [(b"allow", b"GET, HEAD")])

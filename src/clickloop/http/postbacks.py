@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.clicks import first_header_address
-from clickloop.domain.postbacks import MAX_BODY_BYTES, answer_postback
+from clickloop.domain.postbacks import MAX_BODY_BYTES, Outcome, answer_postback
 from clickloop.errors import StorageUnavailable
 from clickloop.http.responses import (
     NO_STORE,
@@ -27,6 +27,7 @@ from clickloop.http.responses import (
     send_text,
 )
 from clickloop.http.tracking import SUBID_COOKIE
+from clickloop.logs import Outage
 from clickloop.services.config import TrackerConfig
 from clickloop.services.postback_batches import PendingPostback, process_postbacks
 from clickloop.services.postbacks import (
@@ -60,9 +61,11 @@ class PostbackHandler:
         *,
         trusted_proxy_header: str,
         timeout: float | None = None,
+        outage: Outage,
     ) -> None:
         """`timeout`: how long a request waits for the rules to load from the database."""
         self._engine = engine
+        self._outage = outage
         self._timeout = timeout
         self._writer = writer
         self._proxy_header = trusted_proxy_header.lower().encode()
@@ -96,9 +99,11 @@ class PostbackHandler:
             result = await self._process(raw, rules, now)
         except StorageUnavailable as exc:
             _count("storage_unavailable")
-            log.warning("postback not recorded: %s", exc)
+            self._outage.failed(exc)
             await send_text(send, 503, "Temporarily unavailable", [RETRY_AFTER])
             return
+        if self._outage.down:
+            self._outage.recovered()
         _count(result.outcome.value)
         answer = answer_postback(
             result.outcome,
@@ -127,7 +132,11 @@ class PostbackHandler:
             task = asyncio.ensure_future(self._run_job())
             self._jobs.add(task)
             task.add_done_callback(self._jobs.discard)
-        return await future
+        result = await future
+        if result.outcome is Outcome.IGNORED:
+            subid = pending.parsed.subid
+            log.info("postback %d ignored: %s (subid %r)", result.log_id, result.reason, subid)
+        return result
 
     def _take(self) -> list[tuple[PendingPostback, asyncio.Future[PostbackResult]]]:
         with self._lock:

@@ -26,6 +26,7 @@ from clickloop.domain.costs import cost_at_click
 from clickloop.domain.macros import render
 from clickloop.errors import StorageUnavailable
 from clickloop.http.responses import HTML, NO_STORE, Scope, Send, send_response, send_text
+from clickloop.logs import Outage
 from clickloop.services.config import CampaignView, TrackerConfig
 from clickloop.services.visitors import country_of, enrich_click
 from clickloop.storage import tables as t
@@ -54,8 +55,11 @@ _RETRY_AFTER = (b"retry-after", b"1")
 class ClickHandler:
     """Serves campaign links from the in-memory config; writes through the group-commit writer."""
 
-    def __init__(self, writer: GroupCommitWriter, *, trusted_proxy_header: str) -> None:
+    def __init__(
+        self, writer: GroupCommitWriter, *, trusted_proxy_header: str, outage: Outage
+    ) -> None:
         self._writer = writer
+        self._outage = outage
         self._proxy_header = trusted_proxy_header.lower().encode()
         self._rng = random.Random(secrets.randbits(64))
 
@@ -85,11 +89,14 @@ class ClickHandler:
             await self._writer.insert(t.clicks, row, enrich_click)
         except Exception as exc:  # StorageUnavailable, or a row the database refused
             _STORAGE_UNAVAILABLE.inc()
-            log.warning(
-                "click not recorded: %s", exc, exc_info=not isinstance(exc, StorageUnavailable)
-            )
+            if isinstance(exc, StorageUnavailable):
+                self._outage.failed(exc)
+            else:
+                log.warning("click not recorded: %s", exc, exc_info=True)
             await send_text(send, 503, "Temporarily unavailable", [_RETRY_AFTER])
             return
+        if self._outage.down:
+            self._outage.recovered()
         _REDIRECTED.inc()
         cookie = f"{SUBID_COOKIE}={row['subid']}; Path=/; Max-Age={COOKIE_MAX_AGE}; SameSite=Lax"
         await send_response(

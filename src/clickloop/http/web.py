@@ -6,6 +6,7 @@ the pages in `webentities.py` and `weblogs.py`, form parsing in `webforms.py`.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ from clickloop.http.webcore import (
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weblogs import LogPages
 from clickloop.services import login_throttle, sessions, users
+
+log = logging.getLogger(__name__)
 
 # --- the app ------------------------------------------------------------------------------
 
@@ -127,6 +130,9 @@ class AuthPages:
             login_throttle.count_attempt, web.engine, client, now=datetime.now(UTC)
         )
         if wait:
+            log.warning(
+                "login refused: too many failures from %s (user %r)", client, username[:100]
+            )
             minutes = max(1, round(wait.total_seconds() / 60))
             return web.render(
                 request,
@@ -143,6 +149,7 @@ class AuthPages:
             users.authenticate, web.engine, username, str(form.get("password", ""))
         )
         if user is None:
+            log.warning("login failed: user %r from %s", username[:100], client)
             # One message for an unknown name and a wrong password: no username enumeration.
             return web.render(
                 request,
@@ -155,6 +162,7 @@ class AuthPages:
                 error="Wrong username or password.",
                 needs_user=False,
             )
+        log.info("login: user %r from %s", user.username, client)
         await web.run(login_throttle.clear_attempts, web.engine, client)
         session_id = await web.run(
             sessions.open_session, web.engine, user.id, now=datetime.now(UTC)

@@ -415,7 +415,12 @@ class EntityPages:
         if request.method == "POST":
             form = await request.form()
             try:
-                await web.run(entities.update_settings, web.engine, webforms.settings(form))
+                await web.run(
+                    entities.update_settings,
+                    web.engine,
+                    webforms.settings(form),
+                    actor=f"user {request.scope['clickloop_user'].username}",
+                )
                 await web.on_change()
                 return web.redirect(request, session, "/settings", "Settings saved.")
             except InvalidInput as exc:
@@ -486,7 +491,11 @@ class EntityPages:
         )
 
     async def rotate_key(self, request: Request) -> Response:
-        await self.web.run(entities.rotate_postback_key, self.web.engine)
+        await self.web.run(
+            entities.rotate_postback_key,
+            self.web.engine,
+            actor=f"user {request.scope['clickloop_user'].username}",
+        )
         await self.web.on_change()
         return self.web.redirect(
             request,

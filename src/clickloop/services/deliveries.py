@@ -98,6 +98,12 @@ def enable_target(engine: Engine, kind: TargetKind, target_id: int, *, now: date
         return outbox.enable_target(conn, kind=kind, target_id=target_id, now=now)
 
 
+def queue_depth(engine: Engine) -> dict[str, int]:
+    """Deliveries waiting: never tried (`queued`) and due again after a failure (`retrying`)."""
+    with reader_engine(engine).connect() as conn:
+        return outbox.queue_depth(conn)
+
+
 def s2s_health(engine: Engine) -> dict[str, Any]:
     """Deliveries by state, and every target failing or switched off (the alerts; a campaign
     postback's alert names its campaign)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import ipaddress
+import logging
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,8 @@ from clickloop.domain.secrets import MASK
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
+
+log = logging.getLogger(__name__)
 
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 RESERVED_ALIASES = frozenset({"api", "admin", "static", "metrics", "healthz", "favicon.ico"})
@@ -104,17 +107,24 @@ def check_settings(changes: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _SETTING_VALIDATORS[key](value) for key, value in changes.items()}
 
 
-def update_settings(engine: Engine, changes: Mapping[str, Any]) -> dict[str, Any]:
+def update_settings(
+    engine: Engine, changes: Mapping[str, Any], *, actor: str = "unknown"
+) -> dict[str, Any]:
     """Apply settings changes in one transaction; a currency change is refused once money is
-    stored (see `check_currency_change`), and then nothing of `changes` is written."""
+    stored (see `check_currency_change`), and then nothing of `changes` is written. The keys
+    whose value changed are logged with `actor` (who asked: a user, a token, the CLI)."""
     changes = check_settings(changes)
     with engine.begin() as conn:
+        before = read_settings(conn)
         if "currency" in changes:
-            check_currency_change(conn, read_settings(conn)["currency"], changes["currency"])
+            check_currency_change(conn, before["currency"], changes["currency"])
         for key, value in changes.items():
             write_setting(conn, key, value)
         bump_config_version(conn)
-        return read_settings(conn)
+        after = read_settings(conn)
+    changed = [key for key in changes if before.get(key) != after.get(key)]
+    log.info("settings changed by %s: %s", actor, ", ".join(changed) or "nothing")
+    return after
 
 
 def check_currency_change(conn: Connection, current: str, wanted: str) -> None:
@@ -139,11 +149,12 @@ def check_currency_change(conn: Connection, current: str, wanted: str) -> None:
         )
 
 
-def rotate_postback_key(engine: Engine) -> str:
+def rotate_postback_key(engine: Engine, *, actor: str = "unknown") -> str:
     key = new_postback_key()
     with engine.begin() as conn:
         write_setting(conn, "postback_key", key)
         bump_config_version(conn)
+    log.info("settings changed by %s: postback_key (rotated)", actor)
     return key
 
 
@@ -552,6 +563,56 @@ def find_id_by_name(conn: Connection, table_name: str, name: str) -> int:
     return int(found)
 
 
+def resolve_entity(engine: Engine, table_name: str, key: str) -> int:
+    """An entity's id from what a person types: its name, a campaign's alias, or its id."""
+    table = t.metadata.tables[table_name]
+    matches = [table.c.name == key]
+    if table_name == "campaigns":
+        matches.append(table.c.alias == key)
+    if key.isascii() and key.isdigit() and int(key) < 2**31:
+        matches.append(table.c.id == int(key))
+    with reader_engine(engine).connect() as conn:
+        for match in matches:  # in this order: a name made of digits is still a name
+            found = conn.execute(select(table.c.id).where(match)).scalar()
+            if found is not None:
+                return int(found)
+    raise NotFound(_KINDS[table_name], key)
+
+
+# What refers to an entity of each kind, and what to do instead of removing it.
+_USES: dict[str, tuple[tuple[Any, str, str], ...]] = {
+    "traffic_sources": (
+        (t.campaigns.c.traffic_source_id, "campaigns", "give its campaigns another source"),
+        (t.clicks.c.traffic_source_id, "clicks", "it stays for the reports"),
+    ),
+    "affiliate_networks": (
+        (t.offers.c.affiliate_network_id, "offers", "give its offers another network"),
+    ),
+    "offers": (
+        (t.campaign_offers.c.offer_id, "campaigns", "take it off its campaigns first"),
+        (t.clicks.c.offer_id, "clicks", "take it off its campaigns; it stays for the reports"),
+    ),
+    "campaigns": ((t.clicks.c.campaign_id, "clicks", "pause it instead"),),
+}
+
+
+def remove_entity(engine: Engine, table_name: str, entity_id: int) -> None:
+    """Delete an entity nothing refers to; one that clicks, campaigns or offers refer to is
+    refused (InvalidInput says what refers to it), since removing it would lose their data."""
+    table = t.metadata.tables[table_name]
+    kind = _KINDS[table_name]
+    with engine.begin() as conn:
+        _require(conn, table, entity_id, kind)
+        for column, what, instead in _USES[table_name]:
+            if conn.execute(select(column).where(column == entity_id).limit(1)).first():
+                raise InvalidInput("remove", f"{kind} {entity_id} is used by {what} ({instead})")
+        if table_name == "campaigns":
+            for owned in (t.campaign_offers, t.campaign_postbacks):
+                conn.execute(delete(owned).where(owned.c.campaign_id == entity_id))
+        conn.execute(delete(table).where(table.c.id == entity_id))
+        bump_config_version(conn)
+
+
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -782,3 +843,4 @@ _SETTING_VALIDATORS: dict[str, Any] = {
     "s2s_disable_after_hours": lambda value: _whole("s2s_disable_after_hours", value, 1, 8760),
     "ignored_answer_status": _answer_status,
 }
+CHANGEABLE_SETTINGS = tuple(_SETTING_VALIDATORS)

@@ -34,10 +34,15 @@ def list_clicks(
     engine: Engine,
     *,
     campaign_id: int | None = None,
+    since: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page:
-    conditions = [t.clicks.c.campaign_id == campaign_id] if campaign_id is not None else []
+    conditions: list[ColumnElement[bool]] = []
+    if campaign_id is not None:
+        conditions.append(t.clicks.c.campaign_id == campaign_id)
+    if since is not None:
+        conditions.append(t.clicks.c.created_at >= since)
     return _page(engine, t.clicks, t.clicks.c.subid, conditions, limit, cursor)
 
 
@@ -94,11 +99,17 @@ def get_conversion(engine: Engine, conversion_id: int) -> dict[str, Any]:
 
 
 def received_conditions(
-    *, outcome: str | None = None, reason: str | None = None, subid: str | None = None
+    *,
+    outcome: str | None = None,
+    reason: str | None = None,
+    subid: str | None = None,
+    since: datetime | None = None,
 ) -> list[ColumnElement[bool]]:
     """The received-postback log's filters (the page's and the bulk re-process's)."""
     c = t.received_postbacks.c
     conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(c.received_at >= since)
     if outcome:
         conditions.append(c.outcome == outcome)
     if reason:

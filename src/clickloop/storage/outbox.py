@@ -599,6 +599,19 @@ def count_by_state(conn: Connection) -> dict[str, int]:
     return {state: n for state, n in rows}
 
 
+def queue_depth(conn: Connection) -> dict[str, int]:
+    """Deliveries waiting to be sent: `queued` (never tried) and `retrying` (tried, failed,
+    due again later); read from the state index, not the whole table."""
+    retrying = (_d.c.attempts > 0).label("retrying")
+    rows = conn.execute(
+        select(retrying, func.count())
+        .where(_d.c.state == str(DeliveryState.QUEUED))
+        .group_by(retrying)
+    )
+    counts = {bool(tried): n for tried, n in rows}
+    return {"queued": counts.get(False, 0), "retrying": counts.get(True, 0)}
+
+
 def list_disabled_targets(conn: Connection) -> list[DisabledTarget]:
     """Targets switched off with a reason: the alert the UI shows."""
     found: list[DisabledTarget] = []
