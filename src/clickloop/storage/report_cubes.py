@@ -109,7 +109,7 @@ def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
     moment are not seen, so a visitor's first clicks there may both count)."""
     pairs = sorted({(row["campaign_id"], row["visitor"]) for row in rows if row.get("visitor")})
     since = min(row["created_at"] for row in rows) - UNIQUE_WINDOW
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[Any, Any]] = set()
     bind = column_processors(t.clicks, conn.dialect)["created_at"][0]
     bound_since = bind(since) if bind is not None else since
     for start in range(0, len(pairs), _EXISTS_CHUNK):
