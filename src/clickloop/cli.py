@@ -165,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_postback_commands(command, commands)
     _add_export_commands(command, commands)
+    _add_report_commands(command, commands)
 
     groups = entities.register(commands, command)
     for kind in ("traffic-sources", "affiliate-networks"):
@@ -726,6 +727,39 @@ def _day(value: str) -> Any:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"a date as YYYY-MM-DD, not {value!r}") from None
+
+
+def _add_report_commands(command: Any, commands: Any) -> None:
+    reports = commands.add_parser("reports", help="report aggregates").add_subparsers(
+        metavar="ACTION"
+    )
+    rebuild = command(
+        "rebuild",
+        _reports_rebuild,
+        "recompute the report aggregates from the raw clicks and conversions",
+        reports,
+    )
+    rebuild.add_argument(
+        "--from", dest="since", type=_day, help="from this day on, UTC (default: everything)"
+    )
+
+
+def _reports_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import Progress
+
+    from clickloop.storage.report_cubes import rebuild
+
+    engine = _ready_engine(settings)
+    since = datetime.combine(args.since, datetime.min.time(), UTC) if args.since else None
+    with Progress(transient=True) as progress:
+        task = progress.add_task("rebuilding hours", total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        clicks = rebuild(engine, since=since, progress=advance)
+    print(f"rebuilt the report aggregates from {clicks} clicks")
+    return 0
 
 
 def _export_google_ads(args: argparse.Namespace, settings: Settings) -> int:

@@ -33,6 +33,7 @@ from clickloop.services.masking import declared_secrets
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
+from clickloop.storage.report_cubes import add_clicks
 from clickloop.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ClickloopApp:
             on_loop=on_loop,
             connections=open_connections,
             timeout=self.settings.database_timeout_seconds or None,
+            before_insert=add_clicks,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clickloop.domain.clicks import CLICK_FIELDS
 from clickloop.domain.costs import COST_MODELS
+from clickloop.domain.report_facts import MARKABLE, MAX_MARKED
 from clickloop.domain.secrets import MASK
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
@@ -44,6 +45,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "allowed_networks": [],  # outbound S2S may reach these private networks (CIDR)
     "s2s_disable_after_hours": 72,  # an S2S target failing this long with no success is disabled
     "ignored_answer_status": 200,  # HTTP status of an ignored postback's answer
+    # high-cardinality click fields kept in the report_marked aggregate (docs/reports.md)
+    "report_marked_dimensions": [],
     "config_version": 0,
 }
 
@@ -834,7 +837,18 @@ def _answer_status(value: Any) -> int:
     return int(value)
 
 
+def _marked(value: Any) -> list[str]:
+    field = "report_marked_dimensions"
+    if not isinstance(value, list | tuple) or len(value) > MAX_MARKED:
+        raise InvalidInput(field, f"a list of at most {MAX_MARKED} click fields")
+    unknown = [str(name)[:64] for name in value if name not in MARKABLE]
+    if unknown:
+        raise InvalidInput(field, f"not a click field that can be marked: {unknown[0]!r}")
+    return list(dict.fromkeys(value))
+
+
 _SETTING_VALIDATORS: dict[str, Any] = {
+    "report_marked_dimensions": _marked,
     "currency": _currency,
     "timezone": _timezone,
     "aliases": _aliases,

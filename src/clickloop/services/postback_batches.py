@@ -33,6 +33,7 @@ from clickloop.services.postbacks import (
 )
 from clickloop.storage import conversion_batches as batches
 from clickloop.storage import conversions as repo
+from clickloop.storage import report_cubes as cubes
 from clickloop.storage import tables as t
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def process_postbacks(
         # for the one-by-one fallback too: see conversion_batches.find_clicks.
         subids = {item.parsed.subid for item in batch if isinstance(item.parsed, Postback)}
         clicks = batches.find_clicks(conn, subids)
-        with repo.savepoint(conn):
+        with repo.savepoint(conn), cubes.tracked(conn, clicks):
             version = int(conn.execute(_CONFIG_VERSION).scalar() or 0)
             return _Batch(conn, config_version=version, now=now).apply(batch, clicks)
     except repo.UNAVAILABLE as exc:

@@ -49,6 +49,7 @@ from clickloop.services.outbox import queue_deliveries
 from clickloop.services.queries import received_conditions
 from clickloop.services.rates import read_rate_table
 from clickloop.storage import conversions as repo
+from clickloop.storage import report_cubes as cubes
 from clickloop.storage import tables as t
 
 log = logging.getLogger(__name__)
@@ -290,20 +291,21 @@ def _apply(
         )
         if isinstance(decision, Stale | Duplicate):
             return refusal(judged, decision, existing.id if existing else None)
-        if isinstance(decision, Update):
-            assert existing is not None
-            conversion_id = existing.id
-            repo.update_conversion(conn, existing.id, decision.state, now)
-            outcome = Outcome.UPDATED
-        else:
-            inserted = repo.insert_conversion(
-                conn, click=click, tid=parsed.tid, state=decision.state, now=now
-            )
-            if inserted is None:
-                continue  # a concurrent twin won the insert: read it and decide again
-            conversion_id = inserted
-            outcome = Outcome.ACCEPTED
-        repo.overwrite_click_fields(conn, subid, parsed.click_fields, parsed.cost)
+        with cubes.tracked(conn, (subid,)):
+            if isinstance(decision, Update):
+                assert existing is not None
+                conversion_id = existing.id
+                repo.update_conversion(conn, existing.id, decision.state, now)
+                outcome = Outcome.UPDATED
+            else:
+                inserted = repo.insert_conversion(
+                    conn, click=click, tid=parsed.tid, state=decision.state, now=now
+                )
+                if inserted is None:
+                    continue  # a concurrent twin won the insert: read it and decide again
+                conversion_id = inserted
+                outcome = Outcome.ACCEPTED
+            repo.overwrite_click_fields(conn, subid, parsed.click_fields, parsed.cost)
         queue_deliveries(conn, conversion_id=conversion_id, now=now)
         return Verdict(
             outcome=outcome, reason=judged.notes, subid=subid, conversion_id=conversion_id

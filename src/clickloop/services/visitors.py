@@ -6,9 +6,11 @@ request path). Both are cached.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from geoip2fast import GeoIP2Fast
 from ua_parser import parse
@@ -83,6 +85,31 @@ def warm_up() -> None:
 
 
 def enrich_click(row: dict[str, Any]) -> None:
-    """Fill a click row's user-agent fields in place (the country is known at redirect time)."""
-    info = describe_user_agent(row.get("user_agent") or "")
+    """Fill a click row's derived fields in place: user-agent fields, the referrer's domain and
+    the visitor (the country is known at redirect time)."""
+    user_agent = row.get("user_agent") or ""
+    info = describe_user_agent(user_agent)
     row["os"], row["browser"], row["device_type"] = info.os, info.browser, info.device_type
+    row["referrer_domain"] = referrer_domain(row.get("referrer"))
+    row["visitor"] = visitor_of(row.get("ip") or "", user_agent)
+
+
+def visitor_of(ip: str, user_agent: str) -> int:
+    """A visitor: the same IP and user agent (docs/reports.md, "Unique clicks"), as a 63-bit
+    hash that an index holds cheaply."""
+    digest = hashlib.blake2b(f"{ip}\n{user_agent}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+@lru_cache(maxsize=4096)
+def referrer_domain(referrer: str | None) -> str | None:
+    """The referrer's host, lower case, without a leading "www." (None when there is none)."""
+    if not referrer:
+        return None
+    try:
+        host = urlsplit(referrer).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    return host.removeprefix("www.")[:255]

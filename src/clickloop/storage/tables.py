@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES
+
 MICROS = Decimal(1_000_000)
 SUB_ID_COUNT = 30
 
@@ -224,7 +226,10 @@ clicks = Table(
     Column("referrer_domain", String(255)),  # host of the referrer, lower case, no "www."
     # the visitor's first click on this campaign in 24 hours (docs/reports.md, "Unique clicks")
     Column("is_unique", Boolean),
+    Column("visitor", BigInteger),  # a 63-bit hash of IP and user agent
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
+    Index("ix_clicks_campaign_id_visitor_created_at", "campaign_id", "visitor", "created_at"),
+    Index("ix_clicks_created_at", "created_at"),
 )
 
 conversions = Table(
@@ -250,6 +255,7 @@ conversions = Table(
     Column("updated_at", utc_datetime(), nullable=False),
     UniqueConstraint("subid", "tid"),
     Index("ix_conversions_campaign_id_converted_at", "campaign_id", "converted_at"),
+    Index("ix_conversions_converted_at", "converted_at"),
 )
 
 received_postbacks = Table(
@@ -362,13 +368,8 @@ api_tokens = Table(
 # as 0 (ids) or '' (text): primary-key columns cannot be NULL on PostgreSQL.
 # `fact`: "clicks" (n = clicks, u = unique clicks, m = their cost), "ct:<type>" (conversions by
 # click time: n = count, m = payout) or "vt:<type>" (the same by conversion time).
-REPORT_CUBES: dict[str, tuple[str, ...]] = {
-    "campaigns": (),
-    "countries": ("country",),
-    "devices": ("device_type", "os", "browser"),
-    "languages": ("language",),
-}
-REPORT_BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
+REPORT_CUBES = CUBES
+REPORT_BASE_DIMENSIONS = BASE_DIMENSIONS
 
 
 def _cube_columns(dimensions: tuple[str, ...]) -> list[Column[Any]]:

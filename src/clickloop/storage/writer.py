@@ -83,10 +83,14 @@ class GroupCommitWriter:
         on_loop: bool = False,
         connections: Callable[[], int] | None = None,
         timeout: float | None = None,
+        before_insert: Callable[[Connection, Table, list[dict[str, Any]]], None] | None = None,
     ) -> None:
         """`connections()`: how many client connections the process has open, if known;
-        `timeout`: how long a request waits for its commit (in a thread; None: no limit)."""
+        `timeout`: how long a request waits for its commit (in a thread; None: no limit);
+        `before_insert(conn, table, rows)`: runs in a batch's transaction before its rows of
+        `table` are inserted, and may complete them (the report cubes' hook)."""
         self._engine = engine
+        self._before_insert = before_insert
         self._max_batch = max_batch
         self._delay = delay
         self._on_loop = on_loop
@@ -444,7 +448,7 @@ class GroupCommitWriter:
     def _apply(self, conn: Connection, jobs: list[_Job]) -> None:
         # Rows with the same columns are inserted together: on SQLite in multi-row INSERTs (one
         # sqlite3 step, so one GIL hand-over, per statement), on PostgreSQL in one executemany.
-        rows_by_shape: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+        rows_by_table: dict[Table, list[dict[str, Any]]] = {}
         for job in jobs:
             if job.work is not None:
                 try:
@@ -458,7 +462,13 @@ class GroupCommitWriter:
                     job.error = exc
             else:
                 assert job.table is not None and job.row is not None
-                rows_by_shape.setdefault((job.table, tuple(job.row)), []).append(job.row)
+                rows_by_table.setdefault(job.table, []).append(job.row)
+        rows_by_shape: dict[tuple[Table, tuple[str, ...]], list[dict[str, Any]]] = {}
+        for table, rows in rows_by_table.items():
+            if self._before_insert is not None:
+                self._before_insert(conn, table, rows)
+            for row in rows:
+                rows_by_shape.setdefault((table, tuple(row)), []).append(row)
         for (table, columns), rows in rows_by_shape.items():
             if not all(column in table.c for column in columns):
                 conn.execute(table.insert(), rows)  # Core raises the error the caller gets

@@ -44,6 +44,12 @@ def upgrade() -> None:
     with op.batch_alter_table("clicks") as batch:
         batch.add_column(sa.Column("referrer_domain", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("is_unique", sa.Boolean(), nullable=True))
+        batch.add_column(sa.Column("visitor", sa.BigInteger(), nullable=True))
+        batch.create_index(
+            "ix_clicks_campaign_id_visitor_created_at", ["campaign_id", "visitor", "created_at"]
+        )
+        batch.create_index("ix_clicks_created_at", ["created_at"])
+    op.create_index("ix_conversions_converted_at", "conversions", ["converted_at"])
     for name, dimensions in CUBES.items():
         _create_cube(name, dimensions)
     op.create_table(
@@ -62,6 +68,10 @@ def downgrade() -> None:
     op.drop_table("saved_reports")
     for name in CUBES:
         op.drop_table(f"report_{name}")
+    op.drop_index("ix_conversions_converted_at", "conversions")
     with op.batch_alter_table("clicks") as batch:
+        batch.drop_index("ix_clicks_created_at")
+        batch.drop_index("ix_clicks_campaign_id_visitor_created_at")
+        batch.drop_column("visitor")
         batch.drop_column("is_unique")
         batch.drop_column("referrer_domain")

@@ -1,0 +1,260 @@
+"""The report cubes on disk: read units (a click and its conversions), apply fact deltas as
+upserts, and rebuild a range from the raw tables. The rules are in domain/report_facts.py.
+
+The hot statements go to the driver (`exec_driver_sql`): a postback reads its unit twice and a
+click batch upserts a few dozen rows, where Core's per-statement work would cost more than
+SQLite's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy.engine import Connection, Dialect, Engine
+
+from clickloop.domain import report_facts as rf
+from clickloop.storage import tables as t
+from clickloop.storage.conversions import column_processors
+
+MARKED_SETTING = "report_marked_dimensions"
+_IN_CHUNK = 500  # subids per IN list
+_UPSERT_CHUNK = 400  # rows per multi-row upsert
+_EXISTS_CHUNK = 200  # visitors per uniqueness query (SQLite allows 500 compound SELECTs)
+UNIQUE_WINDOW = timedelta(hours=24)
+
+Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
+
+
+def cube_table(name: str) -> Table:
+    return t.report_marked if name == rf.MARKED else t.report_cubes[name]
+
+
+def marked_dimensions(conn: Connection) -> tuple[str, ...]:
+    """The dimensions the `report_marked_dimensions` setting marks (unknown names skipped)."""
+    value = conn.execute(
+        select(t.settings.c.value).where(t.settings.c.key == MARKED_SETTING)
+    ).scalar()
+    if not isinstance(value, list):
+        return ()
+    return tuple(name for name in value if name in rf.MARKABLE)
+
+
+def read_units(conn: Connection, subids: Collection[str], marked: Sequence[str] = ()) -> Units:
+    """The clicks of `subids` (those that exist) with their conversions."""
+    click_fields = (*rf.CLICK_FIELDS, *(m for m in marked if m not in rf.CLICK_FIELDS))
+    loads = _loads(conn.dialect, click_fields)
+    units: Units = {}
+    subids = sorted(subids)
+    for start in range(0, len(subids), _IN_CHUNK):
+        chunk = subids[start : start + _IN_CHUNK]
+        sql = _units_sql(conn.dialect.name, click_fields, len(chunk))
+        for row in conn.exec_driver_sql(sql, tuple(chunk)):
+            subid = row[0]
+            if subid not in units:
+                click = {
+                    name: _load(loads, name, row[1 + i]) for i, name in enumerate(click_fields)
+                }
+                units[subid] = (click, [])
+            if row[-1] is not None:  # converted_at: NULL when the click has no conversion
+                base = 1 + len(click_fields)
+                units[subid][1].append(
+                    {
+                        name: _load(loads, f"conversion.{name}", row[base + i])
+                        for i, name in enumerate(rf.CONVERSION_FIELDS)
+                    }
+                )
+    return units
+
+
+def facts_of(units: Units, marked: Sequence[str]) -> rf.Facts:
+    facts: rf.Facts = {}
+    for click, conversions in units.values():
+        rf.unit_facts(click, conversions, marked, facts)
+    return facts
+
+
+@contextlib.contextmanager
+def tracked(conn: Connection, subids: Collection[str]) -> Iterator[None]:
+    """Keep the cubes equal to the raw tables across the writes inside: the units of `subids`
+    are read before and after, and their difference is applied (not when the block raises)."""
+    marked = marked_dimensions(conn)
+    before = facts_of(read_units(conn, subids, marked), marked)
+    yield
+    after = facts_of(read_units(conn, subids, marked), marked)
+    apply(conn, rf.difference(after, before))
+
+
+def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """The click writer's hook, before a batch's clicks are inserted: mark each click unique or
+    not, and add the batch's facts to the cubes."""
+    if table is not t.clicks:
+        return
+    _mark_unique(conn, rows)
+    marked = marked_dimensions(conn)
+    facts: rf.Facts = {}
+    for row in rows:
+        rf.unit_facts(row, (), marked, facts)
+    apply(conn, facts)
+
+
+def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """A click is unique when its visitor did not click its campaign in the 24 hours before
+    (a batch's own clicks in time order; clicks committed by other processes at the same
+    moment are not seen, so a visitor's first clicks there may both count)."""
+    pairs = sorted({(row["campaign_id"], row["visitor"]) for row in rows if row.get("visitor")})
+    since = min(row["created_at"] for row in rows) - UNIQUE_WINDOW
+    seen: set[tuple[Any, Any]] = set()
+    bind = column_processors(t.clicks, conn.dialect)["created_at"][0]
+    bound_since = bind(since) if bind is not None else since
+    for start in range(0, len(pairs), _EXISTS_CHUNK):
+        chunk = pairs[start : start + _EXISTS_CHUNK]
+        sql = _seen_sql(conn.dialect.name, len(chunk))
+        params = tuple(v for pair in chunk for v in (*pair, bound_since))
+        seen.update(chunk[int(index)] for (index,) in conn.exec_driver_sql(sql, params))
+    for row in sorted(rows, key=lambda row: row["created_at"]):
+        pair = (row["campaign_id"], row.get("visitor"))
+        row["is_unique"] = pair not in seen
+        if pair[1]:
+            seen.add(pair)
+
+
+def apply(conn: Connection, facts: rf.Facts) -> None:
+    """Add `facts` to the cubes: one multi-row upsert per cube and chunk, keys sorted so two
+    transactions lock shared rows in the same order (PostgreSQL)."""
+    by_cube: dict[str, list[tuple[Any, ...]]] = {}
+    for (cube, key), (n, u, m) in facts.items():
+        by_cube.setdefault(cube, []).append((*key, n, u, _micros(m)))
+    for cube in sorted(by_cube):
+        rows = sorted(by_cube[cube])
+        table = cube_table(cube)
+        for start in range(0, len(rows), _UPSERT_CHUNK):
+            chunk = rows[start : start + _UPSERT_CHUNK]
+            sql = _upsert_sql(conn.dialect.name, table.name, _columns(table), len(chunk))
+            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+
+
+def rebuild(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Recompute the cubes from the raw tables for the hours from `since` (default: the first
+    click or conversion) to `until` (default: now), one hour per transaction, so the server
+    keeps writing meanwhile; returns the number of clicks counted."""
+    with engine.connect() as conn:
+        first = conn.execute(select(func.min(t.clicks.c.created_at))).scalar()
+        first_conversion = conn.execute(select(func.min(t.conversions.c.converted_at))).scalar()
+        last_conversion = conn.execute(select(func.max(t.conversions.c.converted_at))).scalar()
+    starts = [moment for moment in (first, first_conversion) if moment is not None]
+    if since is None:
+        since = min(starts) if starts else datetime.now(UTC)
+    end = until or max([datetime.now(UTC), *(m for m in (last_conversion,) if m is not None)])
+    first_hour, last_hour = rf.hour_of(since), rf.hour_of(end)
+    total = last_hour - first_hour + 1
+    clicks = 0
+    for done, hour in enumerate(range(first_hour, last_hour + 1), start=1):
+        clicks += _rebuild_hour(engine, hour)
+        if progress is not None:
+            progress(done, total)
+    return clicks
+
+
+def _rebuild_hour(engine: Engine, hour: int) -> int:
+    start = datetime.fromtimestamp(hour * 3600, UTC)
+    end = start + timedelta(hours=1)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
+            names = ", ".join(table.name for table in _all_tables())
+            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+        for table in _all_tables():  # on SQLite this write takes the lock before the reads
+            conn.execute(delete(table).where(table.c.hour == hour))
+        marked = marked_dimensions(conn)
+        clicked = set(
+            conn.execute(
+                select(t.clicks.c.subid).where(
+                    t.clicks.c.created_at >= start, t.clicks.c.created_at < end
+                )
+            ).scalars()
+        )
+        converted = conn.execute(
+            select(t.conversions.c.subid)
+            .where(t.conversions.c.converted_at >= start, t.conversions.c.converted_at < end)
+            .distinct()
+        ).scalars()
+        subids = clicked | set(converted)
+        facts: rf.Facts = {}
+        only = range(hour, hour + 1)
+        for click, conversions in read_units(conn, subids, marked).values():
+            rf.unit_facts(click, conversions, marked, facts, hours=only)
+        apply(conn, facts)
+        return len(clicked)
+
+
+def _all_tables() -> list[Table]:
+    return [*t.report_cubes.values(), t.report_marked]
+
+
+def _columns(table: Table) -> tuple[str, ...]:
+    return tuple(column.name for column in table.columns)
+
+
+def _micros(amount: Decimal | int) -> int:
+    return int((Decimal(amount) * t.MICROS).to_integral_value())
+
+
+@functools.cache
+def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    one = "(" + ", ".join([mark] * len(columns)) + ")"
+    key = ", ".join(columns[:-3])
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n, "
+        f"u = {table}.u + excluded.u, m = {table}.m + excluded.m"
+    )
+
+
+@functools.cache
+def _seen_sql(dialect: str, count: int) -> str:
+    """Which of `count` (campaign, visitor, since) triples clicked: one index probe each."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    one = (
+        "SELECT {i} WHERE EXISTS (SELECT 1 FROM clicks WHERE campaign_id = {m} "
+        "AND visitor = {m} AND created_at >= {m})"
+    )
+    return " UNION ALL ".join(one.format(i=i, m=mark) for i in range(count))
+
+
+@functools.cache
+def _units_sql(dialect: str, click_fields: tuple[str, ...], count: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    clicks = ", ".join(f"c.{name}" for name in click_fields)
+    conversions = ", ".join(f"v.{name}" for name in rf.CONVERSION_FIELDS)
+    return (
+        f"SELECT c.subid, {clicks}, {conversions} FROM clicks c "
+        f"LEFT JOIN conversions v ON v.subid = c.subid "
+        f"WHERE c.subid IN ({', '.join([mark] * count)})"
+    )
+
+
+@functools.cache
+def _loads(dialect: Dialect, click_fields: tuple[str, ...]) -> dict[str, Any]:
+    clicks = column_processors(t.clicks, dialect)
+    conversions = column_processors(t.conversions, dialect)
+    loads = {name: clicks[name][1] for name in click_fields}
+    loads.update({f"conversion.{name}": conversions[name][1] for name in rf.CONVERSION_FIELDS})
+    return loads
+
+
+def _load(loads: dict[str, Any], name: str, value: Any) -> Any:
+    load = loads[name]
+    return load(value) if load is not None and value is not None else value

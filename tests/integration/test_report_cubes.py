@@ -1,0 +1,178 @@
+"""The report cubes stay equal to what the raw tables say: clicks through the group-commit writer
+and postbacks through the real services (single and batch paths, status changes, rebills, cost
+and sub_id overwrites, other dates) leave exactly the cubes a rebuild computes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from clickloop.services import entities
+from clickloop.services import postbacks as service
+from clickloop.services.postback_batches import PendingPostback, process_postbacks
+from clickloop.services.postbacks import RawPostback
+from clickloop.services.visitors import enrich_click
+from clickloop.storage import report_cubes
+from clickloop.storage import tables as t
+from clickloop.storage.writer import GroupCommitWriter
+from tests.postback_world import make_world
+
+START = datetime(2026, 11, 1, 22, 0, tzinfo=UTC)
+STATUSES = ("lead", "sale", "approved", "declined", "rejected", "rebill", "trash", "deposit")
+COUNTRIES = (None, "DE", "US")
+AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1",
+)
+
+clicks_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 1),  # offer
+        st.sampled_from(COUNTRIES),
+        st.integers(0, 1),  # user agent
+        st.sampled_from(["10.0.0.1", "10.0.0.2"]),
+        st.sampled_from([None, "0.25", "1.5"]),  # cost recorded with the click
+        st.sampled_from([None, "z1", "z2"]),  # sub_id_1
+        st.integers(0, 48 * 60),  # minutes after START
+    ),
+    min_size=1,
+    max_size=12,
+)
+postbacks_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 11),  # which click
+        st.sampled_from(["", "a", "b"]),  # tid
+        st.sampled_from(STATUSES),
+        st.sampled_from(["", "3", "7.5"]),  # payout
+        st.sampled_from(["", "0.4", "2"]),  # cost
+        st.sampled_from(["", "z3"]),  # sub_id_1 overwrite
+        st.integers(-60, 72 * 60),  # conversion date, minutes after START
+        st.booleans(),  # in a batch with the next ones, or alone
+    ),
+    max_size=16,
+)
+
+
+def store_clicks(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Through the writer the server uses, with its report hook, a few rows per batch."""
+
+    async def run() -> None:
+        writer = GroupCommitWriter(engine, before_insert=report_cubes.add_clicks)
+        writer.start()
+        try:
+            for start in range(0, len(rows), 3):
+                await asyncio.gather(
+                    *(writer.insert(t.clicks, row, enrich_click) for row in rows[start : start + 3])
+                )
+        finally:
+            await writer.stop()
+
+    asyncio.run(run())
+
+
+def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ...]]:
+    found = {}
+    with engine.connect() as conn:
+        for table in [*t.report_cubes.values(), t.report_marked]:
+            for row in conn.execute(select(table)):
+                *key, n, u, m = tuple(row)
+                if n or u or m:
+                    found[(table.name, tuple(key))] = (n, u, m)
+    return found
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(clicks=clicks_strategy, postbacks=postbacks_strategy)
+def test_incremental_cubes_equal_a_rebuild(
+    engine: Engine, clicks: list[Any], postbacks: list[Any]
+) -> None:
+    """Whatever clicks and postbacks arrive, the cubes kept on the way equal a rebuild."""
+    with engine.begin() as conn:
+        for table in [t.received_postbacks, t.conversions, t.clicks]:
+            conn.execute(delete(table))
+        for table in [*t.report_cubes.values(), t.report_marked]:
+            conn.execute(delete(table))
+    world = _world(engine)
+    offers = (world.upsell_offer_id, world.plain_offer_id)
+    rows = []
+    for number, (offer, country, agent, ip, cost, zone, minutes) in enumerate(clicks):
+        row = {
+            "subid": f"c{number}",
+            "created_at": START + timedelta(minutes=minutes),
+            "campaign_id": world.campaign_id,
+            "offer_id": offers[offer],
+            "country": country,
+            "user_agent": AGENTS[agent],
+            "ip": ip,
+            "referrer": "https://www.news.example/a",
+        }
+        if cost is not None:
+            row["cost"] = Decimal(cost)
+        if zone is not None:
+            row["sub_id_1"] = zone
+        rows.append(row)
+    store_clicks(engine, rows)
+    pending: list[str] = []
+    for which, tid, status, payout, cost, zone, minutes, batched in postbacks:
+        moment = START + timedelta(minutes=minutes)
+        query = f"subid=c{which % len(clicks)}&status={status}&tid={tid}&payout={payout}"
+        query += f"&cost={cost}&date={int(moment.timestamp())}"
+        if zone:
+            query += f"&sub_id_1={zone}"
+        pending.append(query)
+        if not batched:
+            _send(engine, pending)
+            pending = []
+    _send(engine, pending)
+    kept = cube_rows(engine)
+    report_cubes.rebuild(engine, since=START - timedelta(days=2), until=START + timedelta(days=5))
+    assert cube_rows(engine) == kept
+
+
+def _world(engine: Engine) -> Any:
+    with engine.connect() as conn:
+        names = set(conn.execute(select(t.offers.c.name)).scalars())
+    if not names:
+        world = make_world(engine)
+        entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1", "keyword"]})
+        return world
+    with engine.connect() as conn:
+        offers = dict(conn.execute(select(t.offers.c.name, t.offers.c.id)).all())
+        campaign = conn.execute(select(t.campaigns.c.id)).scalar()
+    return type(
+        "W",
+        (),
+        {
+            "upsell_offer_id": offers["Upsell offer"],
+            "plain_offer_id": offers["Plain offer"],
+            "campaign_id": campaign,
+        },
+    )
+
+
+def _send(engine: Engine, queries: list[str]) -> None:
+    """One postback alone through the single path; several together through the batch path."""
+    if not queries:
+        return
+    now = START + timedelta(days=4)
+    raws = [RawPostback(received_at=now, method="GET", query=q) for q in queries]
+    with engine.begin() as conn:
+        rules = service.load_rules(conn)
+        if len(raws) == 1:
+            service.process_postback(conn, raws[0], rules, now=now)
+            return
+        batch = [
+            PendingPostback(raw=r, rules=rules, parsed=service.parse_raw(r, rules)) for r in raws
+        ]
+        process_postbacks(conn, batch, now=now)
