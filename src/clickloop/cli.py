@@ -321,11 +321,11 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import logging.config
 
     from clickloop.sender.dispatcher import run_worker
-    from clickloop.services.masking import declared_secrets
+    from clickloop.services.masking import log_secrets
 
     logging.config.dictConfig(_logging_config(settings))
     engine = _ready_engine(settings)
-    _masked_logs().declared = declared_secrets(engine, settings.data_dir)
+    _masked_logs().declared = log_secrets(engine, settings.data_dir)
     return run_worker(engine, limits=_s2s_limits(settings))
 
 

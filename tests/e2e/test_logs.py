@@ -50,6 +50,17 @@ def test_json_logs_with_an_access_line_per_request(server: Server) -> None:
     assert any('"GET /no-such-campaign HTTP/1.1" 404' in m for m in access)
 
 
+def test_the_access_log_never_shows_the_postback_key(server: Server) -> None:
+    """The postback key is in the postback URL's path; its access-log line shows it masked."""
+    key = server.cli("postback-key", "show").stdout.split()[0]
+    assert len(key) >= 16
+    urllib.request.urlopen(f"{server.base_url}/{key}/postback?subid=x&status=sale", timeout=5)
+    time.sleep(0.3)
+    log = server.log_path.read_text()
+    assert "/postback?subid=x" in log
+    assert key not in log
+
+
 def messages(server: Server) -> list[str]:
     """The server log's messages (JSON lines; other lines, e.g. the start banner, skipped)."""
     found = []

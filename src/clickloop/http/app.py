@@ -29,7 +29,7 @@ from clickloop.logs import Outage
 from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.demo import DEMO_OFFER_PATH
 from clickloop.services.entities import read_config_version, read_config_version_in
-from clickloop.services.masking import declared_secrets
+from clickloop.services.masking import log_secrets
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
@@ -231,7 +231,7 @@ class ClickloopApp:
     async def _declare_secrets(self) -> None:
         if self.log_filter is not None:
             self.log_filter.declared = await asyncio.to_thread(
-                declared_secrets, self.engine, self.settings.data_dir
+                log_secrets, self.engine, self.settings.data_dir
             )
 
     async def _poll_config(self) -> None:

@@ -22,6 +22,18 @@ from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
 
 
+def log_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
+    """What log lines must never show: the declared secrets and the postback key, which is in
+    the path of every postback URL (the access log prints the path)."""
+    declared = declared_secrets(engine, data_dir)
+    with reader_engine(engine).connect() as conn:
+        key = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "postback_key")
+        ).scalar()
+    extra = {key} if isinstance(key, str) and key else set()
+    return DeclaredSecrets(names=declared.names, values=declared.values | extra)
+
+
 def declared_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
     """Every secret the traffic sources declare through their templates, for masking."""
     try:
