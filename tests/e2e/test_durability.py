@@ -105,3 +105,81 @@ def test_click_is_503_with_retry_after_while_storage_is_unavailable(
     with engine.connect() as conn:
         stored = set(conn.scalars(select(t.clicks.c.external_id)))
     assert stored == {"before", "after"}
+
+
+def _postback_until_refused(server: Server, key: str, subids: list[str], sent: list[int]) -> None:
+    """Postbacks for clicks already made, with status changes, rebills, costs and zone
+    overwrites, until the server is gone."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    statuses = ("lead", "sale", "rejected", "rebill", "sale")
+    n = 0
+    try:
+        while True:
+            n += 1
+            subid = subids[n % len(subids)]
+            query = urllib.parse.urlencode(
+                {
+                    "subid": subid,
+                    "status": statuses[n % len(statuses)],
+                    "tid": "r" if n % 5 == 3 else "",
+                    "payout": str(n % 7),
+                    "cost": "0.5" if n % 3 == 0 else "",
+                    "zone": f"z{n % 4}",
+                    "sub_id_1": f"z{n % 4}" if n % 4 == 0 else "",
+                }
+            )
+            conn.request("GET", f"/{key}/postback?{query}")
+            conn.getresponse().read()
+            sent.append(n)
+    except (OSError, http.client.HTTPException):
+        return
+    finally:
+        conn.close()
+
+
+def test_report_cubes_equal_the_raw_tables_after_sigkill(server: Server, engine: Engine) -> None:
+    """Clicks and postbacks in flight when the server is SIGKILLed leave the report cubes equal
+    to what a rebuild computes from the raw tables: a change and its cube delta commit together."""
+    from clickloop.services import entities
+    from clickloop.storage import report_cubes
+    from tests.integration.test_report_cubes import cube_rows
+
+    make_campaign(engine)
+    entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1"]})
+    wait_for_link(server, "go")
+    first: list[str] = []
+    _click_until_count(server, first, 40)
+    key = str(entities.get_settings(engine)["postback_key"])
+    acknowledged: list[str] = []
+    sent: list[int] = []
+    workers = [
+        threading.Thread(target=_click_until_refused, args=(server, n, acknowledged))
+        for n in range(4)
+    ] + [
+        threading.Thread(target=_postback_until_refused, args=(server, key, first, sent))
+        for _ in range(4)
+    ]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 60
+    while (len(acknowledged) < 300 or len(sent) < 300) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    server.kill()
+    for worker in workers:
+        worker.join(30)
+    assert len(sent) >= 300
+    kept = cube_rows(engine)
+    assert kept
+    report_cubes.rebuild(engine)
+    assert cube_rows(engine) == kept
+
+
+def _click_until_count(server: Server, subids: list[str], count: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    for n in range(count):
+        conn.request("GET", f"/go?clickid=f{n}&zone=z{n % 3}&cost=0.1", headers={"User-Agent": "t"})
+        answer = conn.getresponse()
+        answer.read()
+        cookie = answer.getheader("set-cookie") or ""
+        subids.append(cookie.split(";", 1)[0].removeprefix("_subid="))
+    conn.close()
