@@ -61,15 +61,17 @@ def unit_facts(
     into: Facts | None = None,
     *,
     hours: range | None = None,
+    weight: int = 1,
 ) -> Facts:
     """The unit's facts, added to `into` (a new dict by default); `hours` keeps only facts at
-    those hours (a rebuild of part of the range). A field missing from `click` is NULL."""
+    those hours (a rebuild of part of the range); `weight`: as many identical units. A field
+    missing from `click` is NULL."""
     facts: Facts = {} if into is None else into
     conversions = list(conversions)
     hour = hour_of(click["created_at"])
     cost = click_cost(click.get("cost"), (c["cost"] for c in conversions))
     rows: list[tuple[int, str, int, int, Decimal]] = [
-        (hour, "clicks", 1, 1 if click.get("is_unique") else 0, cost)
+        (hour, "clicks", weight, weight if click.get("is_unique") else 0, cost * weight)
     ]
     for conversion in conversions:
         kind, payout = conversion["type"], conversion["payout"]
@@ -90,6 +92,25 @@ def unit_facts(
                 found[0] += n
                 found[1] += u
                 found[2] += m
+    return facts
+
+
+def new_clicks_facts(clicks: Iterable[Mapping[str, Any]], marked: Collection[str]) -> Facts:
+    """The facts of new clicks (no conversions yet): alike clicks are counted together first, so
+    a batch costs one small tuple per click, not a pass over every cube."""
+    fields = (*CLICK_FIELDS[1:], *marked)
+    alike: dict[tuple[Any, ...], list[Any]] = {}
+    for click in clicks:
+        get = click.get
+        signature = (hour_of(click["created_at"]), *(get(name) for name in fields))
+        found = alike.get(signature)
+        if found is None:
+            alike[signature] = [click, 1]
+        else:
+            found[1] += 1
+    facts: Facts = {}
+    for click, weight in alike.values():
+        unit_facts(click, (), marked, facts, weight=weight)
     return facts
 
 

@@ -26,6 +26,7 @@ from clickloop.domain.secrets import MASK
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
+from clickloop.storage.report_cubes import forget_marked_dimensions
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ def update_settings(
             write_setting(conn, key, value)
         bump_config_version(conn)
         after = read_settings(conn)
+    forget_marked_dimensions()
     changed = [key for key in changes if before.get(key) != after.get(key)]
     log.info("settings changed by %s: %s", actor, ", ".join(changed) or "nothing")
     return after
