@@ -123,6 +123,7 @@ def build_report(
     timezone: str,
     currency: str,
     campaign_id: int | None = None,
+    statement_timeout: float = 0,
 ) -> Report:
     """The one-level report of GET /api/v1/reports, the dashboard and the campaign list, run by
     the report builder: conversions by conversion time, every day of a day report listed."""
@@ -149,7 +150,9 @@ def build_report(
         else (DimensionFilter(name="campaign", operator="equals", values=(str(campaign_id),)),),
         limit=MAX_LIMIT,
     )
-    result = run_report(engine, query, settings={"currency": currency})
+    result = run_report(
+        engine, query, settings={"currency": currency}, statement_timeout=statement_timeout
+    )
     rows = {
         row.dimensions[group_by]: _legacy_row(
             row, row.dimensions[group_by], row.labels[group_by], types
