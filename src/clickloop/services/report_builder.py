@@ -132,7 +132,7 @@ def run_report(
             wanted.setdefault(key.name, metric(key.name))
     bases = sorted({base for m in wanted.values() for base in m.bases})
     plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
-    with _connection(engine, statement_timeout) as conn:
+    with report_connection(engine, statement_timeout) as conn:
         rows, total_rows = plan.page(conn, win)
         totals = plan.totals(conn, win, query.metric_filters) if query.totals else None
         if previous_win is not None:
@@ -176,7 +176,7 @@ def _pick_cube(
 
 
 @contextmanager
-def _connection(engine: Engine, seconds: float) -> Iterator[Connection]:
+def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
     """A read-only connection whose statements stop after `seconds`: PostgreSQL's
     statement_timeout, SQLite's progress handler (which interrupts the running statement)."""
     with reader_engine(engine).connect() as conn, conn.begin():
