@@ -87,7 +87,7 @@ def test_a_report_over_http(api: Api, engine: Engine) -> None:
         ({"range": {"preset": "today", "from": "2026-01-01"}}, "range.from"),
         ({"range": {"timezone": "Mars/Olympus"}}, "range.timezone"),
         ({"range": {"timezone": "../../etc/passwd"}}, "range.timezone"),
-        ({"range": {"timezone": "posixrules"}}, "range.timezone"),
+        ({"range": {"timezone": "europe/berlin"}}, "range.timezone"),
         ({"range": {"timezone": ""}}, "range.timezone"),
         ({"range": "today"}, "range"),
         ({"limit": 0}, "limit"),
