@@ -133,8 +133,8 @@ def run_report(
     bases = sorted({base for m in wanted.values() for base in m.bases})
     plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
     with report_connection(engine, statement_timeout) as conn:
-        rows, total_rows = plan.page(conn, win)
-        totals = plan.totals(conn, win, query.metric_filters) if query.totals else None
+        rows, all_totals, total_rows = plan.page(conn, win)
+        totals = all_totals if query.totals else None
         if previous_win is not None:
             before = plan.previous(conn, previous_win, rows)
             rows = [_compared(row, before.get(_key(row, query.grouping)), metrics) for row in rows]
@@ -188,6 +188,10 @@ def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
             raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         elif seconds:
             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(seconds * 1000))}")
+        if not sqlite:
+            # JIT compiles for ~100 ms whenever a plan looks costly; a report on the cubes is
+            # done in less than that.
+            conn.exec_driver_sql("SET LOCAL jit = off")
         try:
             yield conn
         except OperationalError as exc:
@@ -264,7 +268,8 @@ class _Plan:
         query = select(*keys, *columns.values(), *named).select_from(source)
         return query.where(*conditions), keys, labels
 
-    def page(self, conn: Connection, win: sql.Window) -> tuple[list[ResultRow], int]:
+    def page(self, conn: Connection, win: sql.Window) -> tuple[list[ResultRow], ResultRow, int]:
+        """The page's rows, the totals of every group that passes, and how many do."""
         q = self.query
         grouped = self.grouped(conn, win, q.filters)
         filtered, keys, labels = self._filtered(grouped, q.metric_filters)
@@ -278,18 +283,27 @@ class _Plan:
                 value = self.wanted[key.name].sql(columns)
             order.append((value.desc() if key.descending else value.asc()).nulls_last())
         order += [k.asc() for k in keys]  # ties in a stable order, so pages do not overlap
+        # The row count and the totals ride along as window sums: one pass over the groups.
+        overall = [func.sum(c).over().label(f"t{i}") for i, c in enumerate(columns.values())]
         statement = (
-            filtered.add_columns(func.count().over().label("total_rows"))
+            filtered.add_columns(func.count().over().label("total_rows"), *overall)
             .order_by(*order)
             .limit(q.limit)
             .offset(q.offset)
         )
         found = conn.execute(statement).all()
         rows = [self._row(record) for record in found]
-        if found:
-            return rows, int(found[0].total_rows)
-        total = conn.execute(select(func.count()).select_from(filtered.subquery())).scalar_one()
-        return rows, int(total)
+        if not found and not q.offset:  # no group passes
+            return rows, ResultRow(dimensions={}, labels={}, values=self._values_of(_ZEROS)), 0
+        if not found:  # a page past the end
+            return rows, self.totals(conn, win, q.metric_filters), self.count(conn, filtered)
+        fields = found[0]._mapping
+        sums = {name: int(fields[f"t{i}"] or 0) for i, name in enumerate(self.bases)}
+        totals = ResultRow(dimensions={}, labels={}, values=self._values_of(sums))
+        return rows, totals, int(fields["total_rows"])
+
+    def count(self, conn: Connection, filtered: Select[Any]) -> int:
+        return int(conn.execute(select(func.count()).select_from(filtered.subquery())).scalar_one())
 
     def totals(self, conn: Connection, win: sql.Window, filters: Sequence[Any]) -> ResultRow:
         grouped = self.grouped(conn, win, self.query.filters)
@@ -321,7 +335,10 @@ class _Plan:
         return {_key(row, q.grouping): row for row in before}
 
     def _values(self, record: Any) -> dict[str, Value]:
-        sums = {name: int(record._mapping[f"b{i}"]) for i, name in enumerate(self.bases)}
+        fields = record._mapping
+        return self._values_of({name: int(fields[f"b{i}"]) for i, name in enumerate(self.bases)})
+
+    def _values_of(self, sums: Mapping[str, int]) -> dict[str, Value]:
         return {name: metric(name).value(sums) for name in self.query.metrics}
 
     def _row(self, record: Any) -> ResultRow:

@@ -229,6 +229,19 @@ def filter_sql(rule: DimensionFilter, value: ColumnElement[Any]) -> ColumnElemen
     return condition
 
 
+def _with_offers(
+    source: FromClause,
+    offers: Any,
+    offer_id: ColumnElement[Any],
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+) -> FromClause:
+    """`source` joined to its offers where the affiliate network is asked for (only then)."""
+    if "affiliate_network" not in {*grouping, *(rule.name for rule in filters)}:
+        return source
+    return source.outerjoin(offers, offers.c.id == offer_id)
+
+
 def _keys(count: int) -> list[ColumnElement[Any]]:
     # GROUP BY the output names: PostgreSQL cannot match an expression with bound parameters
     # (the local-time CASE) in GROUP BY to the same expression in the select list.
@@ -278,7 +291,7 @@ def raw_facts(
             func.sum(case((c.is_unique, 1), else_=0)).label("u"),
             func.coalesce(func.sum(_micros(cost.amount)), 0).label("m"),
         )
-        .select_from(cost.source.outerjoin(offers, offers.c.id == c.offer_id))
+        .select_from(_with_offers(cost.source, offers, c.offer_id, grouping, filters))
         .where(
             c.created_at >= win.since, c.created_at < win.until, *_where(on_clicks, click_scan, win)
         )
@@ -302,8 +315,12 @@ def raw_facts(
             func.sum(_micros(v.payout)).label("m"),
         )
         .select_from(
-            t.conversions.join(t.clicks, c.subid == v.subid).outerjoin(
-                offers, offers.c.id == c.offer_id
+            _with_offers(
+                t.conversions.join(t.clicks, c.subid == v.subid),
+                offers,
+                c.offer_id,
+                grouping,
+                filters,
             )
         )
         .where(moment >= win.since, moment < win.until, *_where(filters, conversion_scan, win))
@@ -321,7 +338,8 @@ def cube_facts(
     attribution: str,
     marked: str | None = None,
 ) -> Subquery:
-    """Facts from a cube (`marked`: the dimension report_marked rows are read for)."""
+    """Facts from a cube (`marked`: the dimension report_marked rows are read for), one per cube
+    row: `grouped` sums them in a single aggregation."""
     q = cube.c
     prefix = "ct:" if attribution == "click_time" else "vt:"
     offers = t.offers.alias("offer_of_cube")
@@ -348,18 +366,17 @@ def cube_facts(
     ]
     if marked is not None:
         conditions.append(q.dimension == marked)
-    source = cube.outerjoin(offers, offers.c.id == q.offer_id)
+    source = _with_offers(cube, offers, q.offer_id, grouping, filters)
     return (
         select(
             *_dimensions(grouping, scan, win),
             q.fact.label("fact"),
-            func.sum(q.n).label("n"),
-            func.sum(q.u).label("u"),
-            func.sum(_micros(q.m)).label("m"),
+            q.n.label("n"),
+            q.u.label("u"),
+            _micros(q.m).label("m"),
         )
         .select_from(source)
         .where(*conditions)
-        .group_by(*_keys(len(grouping)), q.fact)
         .subquery("facts")
     )
 
