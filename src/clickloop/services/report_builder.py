@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, Table, cast, func, select
+from sqlalchemy import ColumnElement, Select, Table, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -208,13 +208,6 @@ def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
                 raw.set_progress_handler(None, 0)
 
 
-def epoch_of(conn: Connection) -> Any:
-    """UTC epoch seconds (whole, rounded down) of a stored UTC datetime, on this database."""
-    if conn.dialect.name == "sqlite":
-        return lambda column: cast(func.strftime("%s", column), BigInteger)
-    return lambda column: cast(func.floor(func.extract("epoch", column)), BigInteger)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Plan:
     query: ReportQuery
@@ -226,7 +219,7 @@ class _Plan:
         q = self.query
         if self.cube is None:
             facts = sql.raw_facts(
-                q.grouping, filters, win, attribution=q.attribution, epoch=epoch_of(conn)
+                q.grouping, filters, win, attribution=q.attribution, dialect=conn.dialect.name
             )
         else:
             _, table, marked = self.cube

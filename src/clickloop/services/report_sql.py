@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     false,
     func,
     literal_column,
@@ -34,6 +35,8 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from clickloop.services.report_metrics import NOT_CONVERSIONS, NOT_REVENUE
 from clickloop.services.report_query import (
@@ -229,6 +232,13 @@ def filter_sql(rule: DimensionFilter, value: ColumnElement[Any]) -> ColumnElemen
     return condition
 
 
+def _epoch_sql(dialect: str) -> Callable[[ColumnElement[Any]], ColumnElement[Any]]:
+    """UTC epoch seconds (whole, rounded down) of a stored UTC datetime, on this database."""
+    if dialect == "sqlite":
+        return lambda column: cast(func.strftime("%s", column), BigInteger)
+    return lambda column: cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
 def _with_offers(
     source: FromClause,
     offers: Any,
@@ -268,13 +278,22 @@ def raw_facts(
     win: Window,
     *,
     attribution: str,
-    epoch: Callable[[ColumnElement[Any]], ColumnElement[Any]],
+    dialect: str,
 ) -> Subquery:
     """Facts from the raw tables: clicks in the window (by click time) and conversions whose
     click (click time) or themselves (conversion time) fall in it, under the click's dimensions.
     A filter on the conversion type narrows the conversions, never the clicks."""
     c, v = t.clicks.c, t.conversions.c
+    epoch = _epoch_sql(dialect)
     cost = click_cost_sql()
+    clicked_at: ColumnElement[Any] = c.created_at
+    if dialect == "sqlite" and not any(
+        f.name == "campaign" and f.operator in ("equals", "in_list") for f in filters
+    ):
+        # Unless a campaign narrows it, SQLite would walk the (campaign_id, created_at) index
+        # campaign by campaign and fetch each click by rowid: scanning the table is twice as
+        # fast. A unary + keeps a column out of SQLite's index choice.
+        clicked_at = UnaryExpression(c.created_at, operator=custom_op("+"), type_=c.created_at.type)
     offers = t.offers.alias("offer_of_click")
     click_scan = Scan(
         column=lambda name: c[name],
@@ -292,9 +311,7 @@ def raw_facts(
             func.coalesce(func.sum(_micros(cost.amount)), 0).label("m"),
         )
         .select_from(_with_offers(cost.source, offers, c.offer_id, grouping, filters))
-        .where(
-            c.created_at >= win.since, c.created_at < win.until, *_where(on_clicks, click_scan, win)
-        )
+        .where(clicked_at >= win.since, clicked_at < win.until, *_where(on_clicks, click_scan, win))
         .group_by(*_keys(len(grouping)))
     )
     by_click = attribution == "click_time"
