@@ -26,7 +26,8 @@ def api(server: Server, engine: Engine) -> Api:
 
 
 def test_a_report_over_http(api: Api, engine: Engine) -> None:
-    """The answer names its path, its page and totals; money is Decimal text."""
+    """The answer names its path, its page and totals; money is Decimal text; CSV holds the
+    same rows and totals."""
     campaign = entities.create_campaign(engine, name="Alpha", alias="alpha", now=NOW)
     with engine.begin() as conn:
         conn.execute(
@@ -64,6 +65,17 @@ def test_a_report_over_http(api: Api, engine: Engine) -> None:
     ]
     assert (report["total_rows"], report["truncated"]) == (2, True)
     assert report["totals"]["metrics"]["clicks"] == 3
+    status, text = api.call(
+        "POST",
+        "/reports/build?format=csv",
+        {"range": RANGE, "grouping": ["campaign"], "metrics": ["clicks", "cost"], "compare": True},
+    )
+    assert status == 200
+    assert text.splitlines() == [
+        "campaign,campaign_id,clicks,clicks_previous,clicks_change,cost,cost_previous,cost_change",
+        f"Alpha,{campaign},3,0,,0.750000,0.000000,",
+        "Total,,3,0,,0.750000,0.000000,",
+    ]
     status, empty_body = api.call("POST", "/reports/build", raw=b"")
     assert status == 200 and empty_body["grouping"] == [], empty_body
 

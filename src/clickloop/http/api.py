@@ -440,6 +440,13 @@ def create_api(
             settings=settings,
             statement_timeout=report_timeout,
         )
+        if params.choice(request.query_params, "format", ("json", "csv")) == "csv":
+            columns, records = result.table()
+            return StreamingResponse(
+                csv_rows(iter(records), columns),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
         return Json(result.as_dict())
 
     routes: list[tuple[str, Handler, list[str]]] = []

@@ -390,6 +390,13 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             "post": _operation(
                 "The report builder: grouping, metrics, filters, sort, page, totals, "
                 "click- or conversion-time attribution and period comparison (docs/reports.md)",
+                parameters=[
+                    _query(
+                        "format",
+                        {"type": "string", "enum": ["json", "csv"]},
+                        "csv: the rows and the totals as CSV, one column per dimension and metric",
+                    )
+                ],
                 body=QUERY_SCHEMA,
                 body_required=False,
                 result=_REPORT,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,11 +68,31 @@ class ReportResult:
     totals: ResultRow | None
     total_rows: int  # groups that pass the filters; rows holds limit of them from offset
     previous_range: tuple[date, date] | None = None
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
         return self.query.offset + len(self.rows) < self.total_rows
+
+    def table(self) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        """The page and the totals as flat records, for CSV: each grouped dimension's label
+        (and `<name>_id` for entities), each metric, with a comparison `<metric>_previous` and
+        `<metric>_change` beside it."""
+        q = self.query
+        columns: list[str] = []
+        for name in q.grouping:
+            columns += [name, f"{name}_id"] if name in ENTITY_DIMENSIONS else [name]
+        for name in q.metrics:
+            columns += [name, f"{name}_previous", f"{name}_change"] if q.compare else [name]
+        records = []
+        for row in [*self.rows, *([self.totals] if self.totals is not None else [])]:
+            record: dict[str, Any] = {f"{k}_id": v for k, v in row.dimensions.items()}
+            record |= row.labels or {name: "Total" for name in q.grouping[:1]}
+            record |= {name: _json(value) for name, value in row.values.items()}
+            for name, value in (row.previous or {}).items():
+                record[f"{name}_previous"] = _json(value)
+                record[f"{name}_change"] = _json((row.change or {}).get(name))
+            records.append(record)
+        return tuple(columns), records
 
     def as_dict(self) -> dict[str, Any]:
         q = self.query
@@ -177,8 +197,9 @@ def _pick_cube(
 
 @contextmanager
 def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
-    """A read-only connection whose statements stop after `seconds`: PostgreSQL's
-    statement_timeout, SQLite's progress handler (which interrupts the running statement)."""
+    """A read-only transaction that stops work past `seconds` (0: the engine's own limit): each
+    statement on PostgreSQL (statement_timeout), the whole report on SQLite (a progress handler
+    interrupts the running statement). Either is InvalidInput on `range`."""
     with reader_engine(engine).connect() as conn, conn.begin():
         sqlite = conn.dialect.name == "sqlite"
         raw: Any = None
