@@ -96,6 +96,8 @@ def test_a_report_over_http(api: Api, engine: Engine) -> None:
         ({"range": {"from": "2026-03-02", "to": "2026-03-01"}}, "range.to"),
         ({"range": {"from": "2020-01-01", "to": "2026-01-01"}}, "range.to"),
         ({"range": {"preset": "forever"}}, "range.preset"),
+        ({"range": {"from": "0001-01-01", "to": "0001-01-02"}, "compare": True}, "range.from"),
+        ({"range": {"from": "2026-01-01", "to": "9999-12-31"}}, "range.to"),
         ({"range": {"preset": "today", "from": "2026-01-01"}}, "range.from"),
         ({"range": {"timezone": "Mars/Olympus"}}, "range.timezone"),
         ({"range": {"timezone": "../../etc/passwd"}}, "range.timezone"),
@@ -166,6 +168,7 @@ def test_a_report_over_http(api: Api, engine: Engine) -> None:
         ({"sort": [{"name": "happiness"}]}, "sort[0].name"),
         ({"sort": [{"name": "clicks", "order": "up"}]}, "sort[0].order"),
         ({"sort": [{"order": "asc"}]}, "sort[0].name"),
+        ({"sort": [{"name": "clicks"}, {"name": "country"}]}, "sort[1].name"),
     ],
 )
 def test_bad_bodies_are_422_naming_the_field(api: Api, body: dict[str, Any], field: str) -> None:

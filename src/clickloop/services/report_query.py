@@ -100,6 +100,9 @@ MAX_OFFSET = 1_000_000
 MAX_LIST = 1000
 MAX_DAYS = 731
 MAX_TEXT = 500
+# Reports see this century only: local time is epoch arithmetic on positive seconds.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
 
 _VALUE = {"type": ["string", "integer", "number"]}
 QUERY_SCHEMA: dict[str, Any] = {
@@ -278,6 +281,10 @@ def parse_query(
 def check_query(query: ReportQuery) -> None:
     """The rules a ReportQuery holds however it was made (by parse_query or by a caller)."""
     zone_named(query.timezone, "range.timezone")
+    if not FIRST_DAY <= query.date_from <= LAST_DAY:
+        raise InvalidInput("range.from", f"a date from {FIRST_DAY} to {LAST_DAY}")
+    if not FIRST_DAY <= query.date_to <= LAST_DAY:
+        raise InvalidInput("range.to", f"a date from {FIRST_DAY} to {LAST_DAY}")
     if query.date_to < query.date_from:
         raise InvalidInput("range.to", "on or after range.from")
     if (query.date_to - query.date_from).days > MAX_DAYS:
@@ -287,6 +294,9 @@ def check_query(query: ReportQuery) -> None:
     for index, name in enumerate(query.grouping):
         if name not in DIMENSIONS:
             raise InvalidInput(f"grouping[{index}]", f"not a dimension: {name}")
+    for index, key in enumerate(query.sort):
+        if key.name in DIMENSIONS and key.name not in query.grouping:
+            raise InvalidInput(f"sort[{index}].name", f"{key.name} is not in grouping")
     if not 1 <= query.limit <= MAX_LIMIT:
         raise InvalidInput("limit", f"from 1 to {MAX_LIMIT}")
     if not 0 <= query.offset <= MAX_OFFSET:

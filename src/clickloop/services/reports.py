@@ -19,6 +19,8 @@ from clickloop.errors import InvalidInput
 from clickloop.services.report_builder import ResultRow, run_report
 from clickloop.services.report_metrics import NOT_CONVERSIONS, NOT_REVENUE
 from clickloop.services.report_query import (
+    FIRST_DAY,
+    LAST_DAY,
     MAX_DAYS,
     MAX_LIMIT,
     DimensionFilter,
@@ -129,6 +131,9 @@ def build_report(
     the report builder: conversions by conversion time, every day of a day report listed."""
     if group_by not in GROUPS:
         raise InvalidInput("group_by", f"one of {', '.join(GROUPS)}")
+    for name, day in (("from", date_from), ("to", date_to)):
+        if not FIRST_DAY <= day <= LAST_DAY:
+            raise InvalidInput(name, f"a date from {FIRST_DAY} to {LAST_DAY}")
     if date_to < date_from or (date_to - date_from).days > MAX_DAYS:
         raise InvalidInput("date_to", f"on or after date_from, at most {MAX_DAYS} days later")
     zone_named(timezone, "timezone")
