@@ -45,6 +45,8 @@ from clickloop.services import (
     masking,
     postbacks,
     queries,
+    report_builder,
+    report_query,
     reports,
     tokens,
 )
@@ -205,9 +207,15 @@ def _page_body(page: queries.Page) -> dict[str, Any]:
 
 
 def create_api(
-    engine: Engine, *, base_url: str, data_dir: Path, on_change: Callable[[], Awaitable[None]]
+    engine: Engine,
+    *,
+    base_url: str,
+    data_dir: Path,
+    on_change: Callable[[], Awaitable[None]],
+    report_timeout: float = 60,
 ) -> Starlette:
-    """The API as a Starlette app; mount it at /api/v1."""
+    """The API as a Starlette app; mount it at /api/v1. A report's statements stop after
+    `report_timeout` seconds (0: no limit)."""
 
     def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(function, *args, **kwargs)
@@ -396,6 +404,7 @@ def create_api(
             timezone=params.text(query, "timezone", max_length=64) or settings["timezone"],
             currency=settings["currency"],
             campaign_id=params.whole_number(query, "campaign_id"),
+            statement_timeout=report_timeout,
         )
         rows = [row.as_dict() for row in built.rows]
         if as_csv:
@@ -413,6 +422,9 @@ def create_api(
                 "currency": built.currency,
                 "rows": rows,
                 "totals": built.totals.as_dict(),
+                "source": built.source,
+                "total_rows": built.total_rows,
+                "truncated": built.truncated,
             }
         )
 
@@ -450,6 +462,32 @@ def create_api(
             headers={"content-disposition": 'attachment; filename="google-ads-conversions.csv"'},
         )
 
+    async def build_report(request: Request) -> Response:
+        body = await _json_body(request) if (await request.body()).strip() else {}
+        settings = await run(entities.get_settings, engine)
+        types = await run(postbacks.list_conversion_types, engine)
+        query = report_query.parse_query(
+            body,
+            now=datetime.now(UTC),
+            default_timezone=settings["timezone"],
+            conversion_types=report_query.known_types(row["name"] for row in types),
+        )
+        result = await run(
+            report_builder.run_report,
+            engine,
+            query,
+            settings=settings,
+            statement_timeout=report_timeout,
+        )
+        if params.choice(request.query_params, "format", ("json", "csv")) == "csv":
+            columns, records = result.table()
+            return StreamingResponse(
+                csv_rows(iter(records), columns),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
+        return Json(result.as_dict())
+
     routes: list[tuple[str, Handler, list[str]]] = []
     for path in ENTITY_TABLES:
         routes.append((f"/{path}", list_entities, ["GET"]))
@@ -477,6 +515,7 @@ def create_api(
         ("/campaigns/{id:int}/ad-platform-postbacks", add_ad_platform_postback, ["POST"]),
         ("/traffic-sources/{id:int}/ad-platform-postback", set_ad_platform_postback, ["PUT"]),
         ("/exports/google-ads", export_google_ads, ["GET"]),
+        ("/reports/build", build_report, ["POST"]),
     ]
     document = build_openapi(base_url)
 
