@@ -25,6 +25,7 @@ from clickloop.services import entities, postbacks
 from clickloop.services.postbacks import RawPostback
 from clickloop.services.report_builder import ReportResult, run_report
 from clickloop.services.report_query import ReportQuery, known_types, parse_query
+from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -306,52 +307,13 @@ def test_raw_reports_equal_the_definitions(
 
 
 def _fill_cubes(engine: Engine) -> None:
-    """The cubes as docs/reports.md ("Aggregates") defines them, summed here from the raw rows:
-    a stand-in for `clickloop reports rebuild` until the writers maintain them."""
+    """The cubes as `clickloop reports rebuild` computes them from the raw rows, with sub_id_1
+    marked."""
+    entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1"]})
     with engine.begin() as conn:
-        clicks = {row.subid: row for row in conn.execute(select(t.clicks))}
-        conversions = list(conn.execute(select(t.conversions)))
-        carried: dict[str, list[Decimal | None]] = defaultdict(list)
-        for conversion in conversions:
-            carried[conversion.subid].append(conversion.cost)
-        facts: list[tuple[Any, datetime, str, int, int, Decimal]] = [
-            (c, c.created_at, "clicks", 1, int(bool(c.is_unique)), click_cost(c.cost, carried[s]))
-            for s, c in clicks.items()
-        ]
-        for v in conversions:
-            click = clicks[v.subid]
-            facts.append((click, click.created_at, f"ct:{v.type}", 1, 0, v.payout))
-            facts.append((click, v.converted_at, f"vt:{v.type}", 1, 0, v.payout))
-        tables = [(table, t.REPORT_CUBES[name], None) for name, table in t.report_cubes.items()]
-        tables.append((t.report_marked, ("dimension", "value"), "sub_id_1"))
-        for table, extras, marked in tables:
+        for table in [*t.report_cubes.values(), t.report_marked]:
             conn.execute(delete(table))
-            sums: dict[tuple[Any, ...], list[Any]] = {}
-            for click, moment, fact, n, u, m in facts:
-                texts = (
-                    ("sub_id_1", click.sub_id_1 or "")
-                    if marked
-                    else tuple(getattr(click, name) or "" for name in extras)
-                )
-                key = (
-                    int(moment.timestamp()) // 3600,
-                    click.campaign_id,
-                    click.traffic_source_id or 0,
-                    click.offer_id or 0,
-                    *texts,
-                    fact,
-                )
-                total = sums.setdefault(key, [0, 0, Decimal(0)])
-                total[0] += n
-                total[1] += u
-                total[2] += m
-            names = ["hour", "campaign_id", "traffic_source_id", "offer_id", *extras, "fact"]
-            rows = [
-                dict(zip(names, key, strict=True)) | {"n": n, "u": u, "m": m}
-                for key, (n, u, m) in sums.items()
-            ]
-            if rows:
-                conn.execute(insert(table), rows)
+    report_cubes.rebuild(engine)
 
 
 SORTABLE = ["clicks", "profit", "roi", "cr", "epc", "conversions:sale"]

@@ -14,6 +14,7 @@ from clickloop.errors import InvalidInput
 from clickloop.services import entities, postbacks
 from clickloop.services.postbacks import RawPostback
 from clickloop.services.reports import build_report
+from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from tests.postback_world import add_clicks, make_world
 
@@ -70,6 +71,7 @@ def _seed(engine: Engine) -> int:
                     updated_at=at,
                 )
             )
+    report_cubes.rebuild(engine)  # as the writers would have kept them
     return campaign
 
 
@@ -156,6 +158,7 @@ def test_postback_cost_replaces_the_click_cost_once(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(update(t.clicks).where(t.clicks.c.subid == "c3").values(cost=Decimal("0.3")))
         conn.execute(update(t.clicks).where(t.clicks.c.subid == "c4").values(cost=Decimal("0.3")))
+    report_cubes.rebuild(engine)  # the clicks above were written around the writer
     _post(engine, "subid=c1&status=approved&payout=10&cost=2")
     # Two actions on one click (two tids), and the first one re-sent with a new cost.
     _post(engine, "subid=c2&status=approved&payout=10&cost=2&tid=a")

@@ -33,9 +33,6 @@ from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
 
 PATHS = ("auto", "raw", "aggregates")
-# The cubes are not maintained by the writers on this branch yet: "auto" answers from the raw
-# tables until they are (the aggregates branch, merged here, sets this).
-CUBES_FILLED = False
 _PG_QUERY_CANCELED = "57014"
 
 
@@ -139,7 +136,7 @@ def run_report(
     marked = tuple(settings.get("report_marked_dimensions") or ())
     windows = [win] if previous_win is None else [win, previous_win]
     cube = None
-    if path == "aggregates" or (path == "auto" and CUBES_FILLED):
+    if path in ("aggregates", "auto"):
         cube = _pick_cube(query, windows, marked)
     if path == "aggregates" and cube is None:
         raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")

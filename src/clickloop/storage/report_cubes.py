@@ -158,17 +158,19 @@ def rebuild(
     until: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Recompute the cubes from the raw tables for the hours from `since` (default: the first
-    click or conversion) to `until` (default: now), one hour per transaction, so the server
-    keeps writing meanwhile; returns the number of clicks counted."""
+    """Recompute the cubes from the raw tables for the hours from `since` to `until` (default:
+    the first and the last click or conversion), one hour per transaction, so the server keeps
+    writing meanwhile; returns the number of clicks counted."""
+    c, v = t.clicks.c, t.conversions.c
     with engine.connect() as conn:
-        first = conn.execute(select(func.min(t.clicks.c.created_at))).scalar()
-        first_conversion = conn.execute(select(func.min(t.conversions.c.converted_at))).scalar()
-        last_conversion = conn.execute(select(func.max(t.conversions.c.converted_at))).scalar()
-    starts = [moment for moment in (first, first_conversion) if moment is not None]
-    if since is None:
-        since = min(starts) if starts else datetime.now(UTC)
-    end = until or max([datetime.now(UTC), *(m for m in (last_conversion,) if m is not None)])
+        clicked = conn.execute(select(func.min(c.created_at), func.max(c.created_at))).one()
+        converted = conn.execute(select(func.min(v.converted_at), func.max(v.converted_at))).one()
+    starts = [moment for moment in (clicked[0], converted[0]) if moment is not None]
+    ends = [moment for moment in (clicked[1], converted[1]) if moment is not None]
+    if not starts:
+        return 0
+    since = since or min(starts)
+    end = until or max(ends)
     first_hour, last_hour = rf.hour_of(since), rf.hour_of(end)
     total = last_hour - first_hour + 1
     clicks = 0
