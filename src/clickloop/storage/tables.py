@@ -199,7 +199,8 @@ clicks = Table(
     "clicks",
     metadata,
     Column("subid", String(24), primary_key=True),
-    Column("created_at", utc_datetime(), nullable=False),
+    # In the key for PostgreSQL's partitions (below); SQLite's key is subid alone (migration 0001).
+    Column("created_at", utc_datetime(), primary_key=True),
     Column("campaign_id", Integer, nullable=False),
     Column("offer_id", Integer),
     Column("traffic_source_id", Integer),
@@ -223,13 +224,19 @@ clicks = Table(
     # the visitor's first click on this campaign in 24 hours (docs/reports.md, "Unique clicks")
     Column("is_unique", Boolean),
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
+    Index("ix_clicks_campaign_id_subid", "campaign_id", "subid"),  # a campaign's clicks list
+    # PostgreSQL: one partition per UTC day (storage/partitions.py), and so a primary key of
+    # (subid, created_at): a partitioned table's unique keys must hold its partition key. The
+    # click id stays unique all the same: it holds 64 random bits.
+    postgresql_partition_by="RANGE (created_at)",
 )
 
 conversions = Table(
     "conversions",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("subid", String(24), ForeignKey("clicks.subid"), nullable=False),
+    # No foreign key to clicks: conversions outlive pruned clicks (migration 0004).
+    Column("subid", String(24), nullable=False),
     Column("tid", String(200), nullable=False, default=""),
     Column("type", String(64), nullable=False),
     Column("original_status", Text, nullable=False),
