@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import and_, bindparam, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.clicks import subid_time_ms
 from clickloop.storage import tables as t
@@ -50,9 +50,9 @@ class Window:
         return {"window_start": self.start, "window_end": self.end}
 
 
-def is_partitioned(conn: Connection) -> bool:
+def is_partitioned(bind: Connection | Engine) -> bool:
     """Whether `clicks` is partitioned (PostgreSQL, from migration 0004 on)."""
-    return conn.dialect.name == "postgresql"
+    return bind.dialect.name == "postgresql"
 
 
 def subid_window(subid: str) -> Window | None:
@@ -118,20 +118,15 @@ def ensure_partitions(conn: Connection, today: date, days_ahead: int = DAYS_AHEA
 
 
 def create_partition(conn: Connection, day: date) -> None:
-    """The partition of `day`; clicks of that day already in the default partition move in
-    (PostgreSQL refuses a new partition for rows the default partition holds)."""
+    """The partition of `day`, made apart and then attached: attaching locks the clicks table
+    only against changes of its schema, not against clicks being written. Clicks of that day
+    the default partition already holds move in (PostgreSQL refuses the partition otherwise)."""
     name = partition_name(day)
     start, end = f"'{day} 00:00:00+00'", f"'{day + timedelta(days=1)} 00:00:00+00'"
-    in_default = f"created_at >= {start} AND created_at < {end}"
-    stray = conn.exec_driver_sql(f"SELECT 1 FROM {DEFAULT_PARTITION} WHERE {in_default} LIMIT 1")
-    if stray.first() is None:
-        conn.exec_driver_sql(
-            f"CREATE TABLE {name} PARTITION OF clicks FOR VALUES FROM ({start}) TO ({end})"
-        )
-        return
     conn.exec_driver_sql(f"CREATE TABLE {name} (LIKE clicks INCLUDING DEFAULTS)")
     conn.exec_driver_sql(
-        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE {in_default} RETURNING *) "
+        f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} "
+        f"WHERE created_at >= {start} AND created_at < {end} RETURNING *) "
         f"INSERT INTO {name} SELECT * FROM moved"
     )
     conn.exec_driver_sql(
