@@ -255,6 +255,7 @@ conversions = Table(
     Column("updated_at", utc_datetime(), nullable=False),
     UniqueConstraint("subid", "tid"),
     Index("ix_conversions_campaign_id_converted_at", "campaign_id", "converted_at"),
+    Index("ix_conversions_campaign_id_id", "campaign_id", "id"),  # a campaign's conversions list
 )
 
 received_postbacks = Table(
@@ -302,6 +303,7 @@ deliveries = Table(
     Column("created_at", utc_datetime(), nullable=False),
     Column("delivered_at", utc_datetime()),
     Index("ix_deliveries_state_attempts_next_attempt_at", "state", "attempts", "next_attempt_at"),
+    Index("ix_deliveries_state_id", "state", "id"),  # the deliveries list of a state
 )
 
 delivery_attempts = Table(

@@ -1,5 +1,5 @@
-"""clicks partitioned by day on PostgreSQL; conversions no longer reference clicks; the index
-the clicks list of a campaign pages by
+"""clicks partitioned by day on PostgreSQL; conversions no longer reference clicks; the indexes
+the lists of a campaign's clicks and conversions and of a state's deliveries page by
 
 Revision ID: 0004_clicks_partitions
 Revises: 0003_report_aggregates
@@ -28,6 +28,8 @@ depends_on = None
 DAYS_AHEAD = 7  # a snapshot of storage.partitions.DAYS_AHEAD (migrations never import live code)
 FK = "fk_conversions_subid_clicks"
 LIST_INDEX = "ix_clicks_campaign_id_subid"
+STATE_INDEX = "ix_deliveries_state_id"
+CONVERSIONS_INDEX = "ix_conversions_campaign_id_id"
 OLD = "clicks_unpartitioned"
 
 
@@ -36,6 +38,8 @@ def _bounds(day: date) -> tuple[str, str]:
 
 
 def upgrade() -> None:
+    op.create_index(STATE_INDEX, "deliveries", ["state", "id"])
+    op.create_index(CONVERSIONS_INDEX, "conversions", ["campaign_id", "id"])
     with op.batch_alter_table("conversions") as batch:
         batch.drop_constraint(FK, type_="foreignkey")
     if op.get_bind().dialect.name != "postgresql":
@@ -75,6 +79,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to one table (every partition's rows copied); the foreign key returns NOT VALID on
     PostgreSQL, as conversions of pruned clicks have no click."""
+    op.drop_index(STATE_INDEX, "deliveries")
+    op.drop_index(CONVERSIONS_INDEX, "conversions")
     if op.get_bind().dialect.name != "postgresql":
         op.drop_index(LIST_INDEX, "clicks")
         with op.batch_alter_table("conversions") as batch:
