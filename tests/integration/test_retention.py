@@ -197,3 +197,15 @@ def convert(engine: Engine, subid: str, tid: str, status: str = "lead") -> Any:
 
 def make_other_campaign(engine: Engine) -> int:
     return entities.create_campaign(engine, name="Other", alias="other", now=NOW, offers=[])
+
+
+@pytest.mark.parametrize("given", ["90x", "0d", "-3d", "d", "ninety"])
+def test_prune_refuses_what_is_not_a_number_of_days(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad --clicks-older-than is a usage error naming the option, not a traceback."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["prune", f"--clicks-older-than={given}"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--clicks-older-than" in error and "not a number of days such as 90d" in error
