@@ -36,7 +36,7 @@ from clickloop.storage.partitions import (
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2000
 # Between two SQLite chunks the click writer takes the write lock it waits for.
 PAUSE_SECONDS = 0.05
 # PostgreSQL: creating or dropping a partition locks the clicks table for a moment; a long query
