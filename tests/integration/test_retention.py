@@ -70,7 +70,8 @@ def test_partitions_made_ahead_and_a_default_one_takes_any_day(
         pytest.skip("SQLite keeps one clicks table")
     later = TODAY + timedelta(days=20)
     retention.maintain(engine, NOW + timedelta(days=20), 0)
-    days = set(partitions.partition_days(engine.connect()))
+    with engine.connect() as conn:
+        days = set(partitions.partition_days(conn))
     assert {later + timedelta(days=n) for n in range(8)} <= days
     far = datetime.combine(later + timedelta(days=30), datetime.min.time(), UTC)
     (subid,) = store(engine, [click_made_at(far + timedelta(hours=3), world.campaign_id)])
