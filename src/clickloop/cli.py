@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     resend_failed.add_argument("--rerender", action="store_true", help=rerender_help)
 
+    prune = command(
+        "prune",
+        _prune,
+        "delete raw clicks of whole UTC days older than a number of days (conversions, postback "
+        "logs and report aggregates stay)",
+    )
+    prune.add_argument(
+        "--clicks-older-than", type=_days, required=True, metavar="DAYS", help="e.g. 90d"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
+
     db = commands.add_parser("db", help="database migrations").add_subparsers(metavar="ACTION")
     command("upgrade", _db_upgrade, "apply all pending migrations", db)
 
@@ -212,6 +223,14 @@ def _add_template_options(command: Any, sub: Any, kind: str) -> None:
         action.set_defaults(kind=kind)
 
 
+def _days(text: str) -> int:
+    """A number of days from the command line: `90d` or `90`."""
+    digits = text.removesuffix("d")
+    if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 100_000:
+        raise argparse.ArgumentTypeError(f"not a number of days such as 90d: {text!r}")
+    return int(digits)
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -290,7 +309,12 @@ def app_factory() -> Any:
 
     settings = load_settings(os.environ)
     engine = _ready_engine(settings)
-    background: tuple[Any, ...] = ()
+    from clickloop.services.retention import run_maintenance
+
+    async def maintain(app: Any) -> None:
+        await run_maintenance(app.engine, retention_days=settings.retention_days)
+
+    background: tuple[Any, ...] = (maintain,)
     if settings.embedded_worker:
         from clickloop.sender.dispatcher import run_until_cancelled
 
@@ -299,7 +323,7 @@ def app_factory() -> Any:
         async def dispatch(app: Any) -> None:
             await run_until_cancelled(app.engine, limits=limits)
 
-        background = (dispatch,)
+        background += (dispatch,)
     return create_app(settings, engine, background=background, log_filter=_masked_logs())
 
 
@@ -414,6 +438,30 @@ def _deliveries_resend_failed(args: argparse.Namespace, settings: Settings) -> i
         _ready_engine(settings), now=_now(), since=args.since, rerender=args.rerender
     )
     print(f"requeued {count} failed deliveries" + (", rendered again" if args.rerender else ""))
+    return 0
+
+
+def _prune(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from clickloop.services import retention
+
+    engine = _ready_engine(settings)
+    plan = retention.plan_prune(engine, retention.horizon(_now(), args.clicks_older_than))
+    what = f"{plan.clicks} clicks created before {plan.horizon:%Y-%m-%d} (UTC)"
+    if plan.partitions:
+        days = [day for day, _ in plan.partitions]
+        what += f", the day partitions {days[0]} to {days[-1]}"
+    if args.dry_run:
+        print(f"would delete {what}")
+        return 0
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("deleting clicks", total=plan.clicks)
+        for removed in retention.prune(engine, plan):
+            progress.advance(task, removed)
+    print(f"deleted {what}")
+    retention.refresh_statistics(engine)
     return 0
 
 

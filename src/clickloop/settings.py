@@ -45,6 +45,9 @@ class Settings:
     database_statement_timeout_seconds: int = 60
     # SQLite durability: FULL survives power loss, NORMAL only process crashes.
     sqlite_synchronous: str = "FULL"
+    # Raw clicks of whole UTC days older than this many days are pruned by `serve` (hourly
+    # check); 0 keeps them all (docs/deployment.md, "Operations: retention and disk").
+    retention_days: int = 0
     # Run the S2S dispatcher inside `clickloop serve`.
     embedded_worker: bool = True
     # S2S dispatcher: requests in flight overall and per host, request timeouts, claim lease

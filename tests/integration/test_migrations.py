@@ -2,26 +2,149 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, inspect, select
+from sqlalchemy.engine import Connection, Engine
 
-from clickloop.storage.db import upgrade
+from clickloop.storage import tables as t
+from clickloop.storage.db import make_engine, upgrade
 from clickloop.storage.tables import metadata
+from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_admin, _pg_url_for
+
+
+def _partitions(conn: Connection) -> set[str]:
+    """The partitions of partitioned tables (PostgreSQL): storage, not schema of their own."""
+    if conn.dialect.name != "postgresql":
+        return set()
+    rows = conn.exec_driver_sql(
+        "SELECT relname FROM pg_class WHERE relispartition AND relkind = 'r'"
+    )
+    return {name for (name,) in rows}
+
+
+def _differences(conn: Connection) -> list[Any]:
+    partitions = _partitions(conn)
+
+    def include_name(name: str | None, kind: str, parents: Any) -> bool:
+        return not (kind == "table" and name in partitions)
+
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "include_name": include_name}
+    )
+    return list(compare_metadata(context, metadata))
 
 
 def test_migrated_database_matches_tables(engine: Engine) -> None:
     """Upgrading an empty database yields the tables of tables.py, no more, no less."""
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert compare_metadata(context, metadata) == []
-    names = set(inspect(engine).get_table_names()) - {"alembic_version"}
+        assert _differences(conn) == []
+        partitions = _partitions(conn)
+    names = set(inspect(engine).get_table_names()) - {"alembic_version"} - partitions
     assert names == set(metadata.tables)
+
+
+def test_primary_keys_match_tables(engine: Engine) -> None:
+    """Every primary key is the declared one; SQLite's clicks keep the click id alone, which
+    PostgreSQL's partitions cannot (their keys hold the partition key, created_at)."""
+    inspector = inspect(engine)
+    for table in metadata.tables.values():
+        declared = [column.name for column in table.primary_key]
+        if table.name == "clicks" and engine.dialect.name == "sqlite":
+            declared = ["subid"]
+        assert inspector.get_pk_constraint(table.name)["constrained_columns"] == declared
+
+
+def test_clicks_partitioned_by_day_on_postgresql(engine: Engine) -> None:
+    """On PostgreSQL clicks is partitioned by range of created_at as tables.py declares, with a
+    default partition and every day from today on for a week."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite keeps one clicks table")
+    with engine.connect() as conn:
+        key = conn.exec_driver_sql("SELECT pg_get_partkeydef('clicks'::regclass)").scalar()
+        partitions = _partitions(conn)
+    declared = metadata.tables["clicks"].dialect_options["postgresql"]["partition_by"]
+    assert key == declared == "RANGE (created_at)"
+    assert "clicks_default" in partitions
+    assert len([name for name in partitions if name.startswith("clicks_p")]) == 8
 
 
 def test_upgrade_is_idempotent(engine: Engine) -> None:
     """Running the migrations again changes nothing."""
     upgrade(engine)
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert _differences(conn) == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a database no migration has touched."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'clickloop.db'}")
+        yield engine
+        engine.dispose()
+        return
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(PG_SKIP_REASON)
+    name = f"clickloop_m_{secrets.token_hex(6)}"
+    with _pg_admin(server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    engine = make_engine(_pg_url_for(server, name))
+    yield engine
+    engine.dispose()
+    with _pg_admin(server) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_upgrade_to_partitions_keeps_every_click(empty_engine: Engine) -> None:
+    """Clicks and conversions stored before 0005 are all there after it; on PostgreSQL each
+    click sits in its day's partition; a conversion no longer needs a click."""
+    engine = empty_engine
+    upgrade(engine, "0003_report_aggregates")
+    now = datetime.now(UTC).replace(microsecond=0)
+    clicks = [
+        {"subid": f"c{n}", "created_at": now - timedelta(days=n, hours=n), "campaign_id": 1}
+        for n in range(0, 40, 3)
+    ]
+    conversion = {
+        "subid": "c3",
+        "tid": "",
+        "type": "lead",
+        "original_status": "lead",
+        "payout": Decimal(1),
+        "currency": "USD",
+        "original_payout": Decimal(1),
+        "original_currency": "USD",
+        "rate": "1",
+        "campaign_id": 1,
+        "params": {},
+        "converted_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), clicks)
+        conn.execute(insert(t.conversions), conversion)
+    upgrade(engine)
+    with engine.begin() as conn:
+        stored = conn.execute(select(t.clicks.c.subid, t.clicks.c.created_at)).all()
+        assert sorted(stored) == sorted((c["subid"], c["created_at"]) for c in clicks)
+        assert conn.execute(select(t.conversions.c.subid)).scalars().all() == ["c3"]
+        conn.execute(insert(t.conversions), {**conversion, "subid": "no-such-click"})
+        if engine.dialect.name == "postgresql":
+            for click in clicks:
+                day = click["created_at"].astimezone(UTC)
+                where = f"SELECT subid FROM clicks_p{day:%Y%m%d}"
+                assert click["subid"] in conn.exec_driver_sql(where).scalars().all()
+    with engine.connect() as conn:
+        assert _differences(conn) == []

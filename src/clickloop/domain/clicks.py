@@ -40,6 +40,27 @@ def new_subid(now_ms: int, random_bits: int) -> str:
     return "".join([_DIGIT_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])[:23]
 
 
+_DIGIT_VALUES = {digit: value for value, digit in enumerate(_CROCKFORD)}
+# Click ids made before this (2020-01-01) are not new_subid's: such a "time" is a coincidence.
+_EARLIEST_SUBID_MS = 1_577_836_800_000
+
+
+def subid_time_ms(subid: str) -> int | None:
+    """The milliseconds `new_subid` encoded in `subid`, or None for an id it did not make
+    (another length or alphabet, or a time before 2020: imported clicks keep their own ids)."""
+    if len(subid) != 23:
+        return None
+    value = 0
+    for digit in subid:
+        digit_value = _DIGIT_VALUES.get(digit)
+        if digit_value is None:
+            return None
+        value = (value << 5) | digit_value
+    # 23 digits hold 115 bits: the 112 of new_subid's value, and 3 always-zero top bits.
+    millis = value >> 64
+    return millis if value >> 112 == 0 and millis >= _EARLIEST_SUBID_MS else None
+
+
 def parse_query(query: bytes) -> list[tuple[str, str]]:
     """Parse an untrusted query string within the limits; never raises.
 

@@ -27,6 +27,7 @@ from clickloop.storage.conversions import (
     state_values,
     stored_conversion,
 )
+from clickloop.storage.partitions import WINDOW, by_day, day_window
 from clickloop.storage.sqlite_rows import ROWS_PER_STATEMENT, bind_processors, bound, insert_rows
 
 # Keys per IN (...) list: well under SQLite's and PostgreSQL's parameter limits.
@@ -42,6 +43,7 @@ _c = t.conversions.c
 _FIND_CLICKS = LOCKED_CLICK_REFS.where(
     t.clicks.c.subid.in_(bindparam("subids", expanding=True))
 ).order_by(t.clicks.c.subid)
+_FIND_CLICKS_IN = _FIND_CLICKS.where(WINDOW)
 # Both IN lists together may also match pairs that were not asked for; the wanted pairs filter
 # them out. Locked until the transaction ends on PostgreSQL (a no-op on SQLite's single writer).
 _FIND_CONVERSIONS = (
@@ -78,13 +80,29 @@ class NewConversion:
 
 def find_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef]:
     """The clicks among `subids`, by subid, locked in subid order (PostgreSQL)."""
+    if conn.dialect.name != "sqlite":
+        return _find_partitioned_clicks(conn, subids)
     found: dict[str, ClickRef] = {}
     for chunk in _chunks(sorted(subids)):
-        if conn.dialect.name == "sqlite":
-            keys = [(subid,) for subid in chunk]
-            for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, ("subid",), keys):
-                found[values["subid"]] = ClickRef(**values)
+        keys = [(subid,) for subid in chunk]
+        for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, ("subid",), keys):
+            found[values["subid"]] = ClickRef(**values)
+    return found
+
+
+def _find_partitioned_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef]:
+    """PostgreSQL: each day's ids within that day's partitions, then the ids not found there in
+    all of them (ids without a time: storage/partitions.py). Whether a click is found in the
+    first pass depends on its id alone, so every batch still locks in one global order."""
+    found: dict[str, ClickRef] = {}
+    for day, group in by_day(subids).items():
+        if day is None:
             continue
+        for chunk in _chunks(group):
+            params = {"subids": chunk, **day_window(day).params()}
+            for row in conn.execute(_FIND_CLICKS_IN, params):
+                found[row.subid] = ClickRef(**row._mapping)
+    for chunk in _chunks(sorted(set(subids) - found.keys())):
         for row in conn.execute(_FIND_CLICKS, {"subids": chunk}):
             found[row.subid] = ClickRef(**row._mapping)
     return found

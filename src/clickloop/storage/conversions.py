@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from clickloop.domain.conversions import ConversionState
 from clickloop.domain.money import format_rate
 from clickloop.storage import tables as t
+from clickloop.storage.partitions import WINDOW, subid_window
 
 CONVERSION_FIELDS = (
     "type",
@@ -43,6 +44,7 @@ LOCKED_CLICK_REFS = select(
     t.clicks.c.subid, t.clicks.c.campaign_id, t.clicks.c.offer_id, t.clicks.c.traffic_source_id
 ).with_for_update(key_share=True)
 _FIND_CLICK = LOCKED_CLICK_REFS.where(t.clicks.c.subid == bindparam("key_subid"))
+_FIND_CLICK_IN = _FIND_CLICK.where(WINDOW)
 _FIND_CONVERSION = (
     select(t.conversions.c.id, *(t.conversions.c[name] for name in CONVERSION_FIELDS))
     .where(
@@ -111,7 +113,13 @@ def find_click(conn: Connection, subid: str) -> ClickRef | None:
     if conn.dialect.name == "sqlite":
         values = _sqlite_select_one(conn, t.clicks, _CLICK_REF_FIELDS, {"subid": subid})
     else:
-        found = conn.execute(_FIND_CLICK, {"key_subid": subid}).first()
+        # Within the partitions the id's time points at, else in all (storage/partitions.py).
+        window = subid_window(subid)
+        found = None
+        if window is not None:
+            found = conn.execute(_FIND_CLICK_IN, {"key_subid": subid, **window.params()}).first()
+        if found is None:
+            found = conn.execute(_FIND_CLICK, {"key_subid": subid}).first()
         values = dict(found._mapping) if found is not None else None
     return ClickRef(**values) if values is not None else None
 

@@ -203,7 +203,8 @@ clicks = Table(
     "clicks",
     metadata,
     Column("subid", String(24), primary_key=True),
-    Column("created_at", utc_datetime(), nullable=False),
+    # In the key for PostgreSQL's partitions (below); SQLite's key is subid alone (migration 0001).
+    Column("created_at", utc_datetime(), primary_key=True),
     Column("campaign_id", Integer, nullable=False),
     Column("offer_id", Integer),
     Column("traffic_source_id", Integer),
@@ -230,13 +231,19 @@ clicks = Table(
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
     Index("ix_clicks_campaign_id_visitor_created_at", "campaign_id", "visitor", "created_at"),
     Index("ix_clicks_created_at", "created_at"),
+    Index("ix_clicks_campaign_id_subid", "campaign_id", "subid"),  # a campaign's clicks list
+    # PostgreSQL: one partition per UTC day (storage/partitions.py), and so a primary key of
+    # (subid, created_at): a partitioned table's unique keys must hold its partition key. The
+    # click id stays unique all the same: it holds 64 random bits.
+    postgresql_partition_by="RANGE (created_at)",
 )
 
 conversions = Table(
     "conversions",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("subid", String(24), ForeignKey("clicks.subid"), nullable=False),
+    # No foreign key to clicks: conversions outlive pruned clicks (migration 0005).
+    Column("subid", String(24), nullable=False),
     Column("tid", String(200), nullable=False, default=""),
     Column("type", String(64), nullable=False),
     Column("original_status", Text, nullable=False),
@@ -256,6 +263,7 @@ conversions = Table(
     UniqueConstraint("subid", "tid"),
     Index("ix_conversions_campaign_id_converted_at", "campaign_id", "converted_at"),
     Index("ix_conversions_converted_at", "converted_at"),
+    Index("ix_conversions_campaign_id_id", "campaign_id", "id"),  # a campaign's conversions list
 )
 
 received_postbacks = Table(
@@ -304,6 +312,7 @@ deliveries = Table(
     Column("created_at", utc_datetime(), nullable=False),
     Column("delivered_at", utc_datetime()),
     Index("ix_deliveries_state_attempts_next_attempt_at", "state", "attempts", "next_attempt_at"),
+    Index("ix_deliveries_state_id", "state", "id"),  # the deliveries list of a state
 )
 
 delivery_attempts = Table(
