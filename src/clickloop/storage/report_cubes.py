@@ -20,6 +20,7 @@ from sqlalchemy import Table, delete, func, select, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from clickloop.domain import report_facts as rf
+from clickloop.storage import partitions
 from clickloop.storage import tables as t
 from clickloop.storage.conversions import column_processors, sqlite_cursor
 
@@ -69,8 +70,7 @@ def read_units(conn: Connection, subids: Collection[str], marked: Sequence[str] 
     subids = sorted(subids)
     for start in range(0, len(subids), _IN_CHUNK):
         chunk = subids[start : start + _IN_CHUNK]
-        sql = _units_sql(conn.dialect.name, click_fields, len(chunk))
-        for row in _execute(conn, sql, tuple(chunk)):
+        for row in _unit_rows(conn, click_fields, chunk):
             subid = row[0]
             if subid not in units:
                 click = {
@@ -86,6 +86,24 @@ def read_units(conn: Connection, subids: Collection[str], marked: Sequence[str] 
                     }
                 )
     return units
+
+
+def _unit_rows(conn: Connection, click_fields: tuple[str, ...], subids: list[str]) -> list[Any]:
+    """The rows of these clicks joined to their conversions. On partitioned PostgreSQL the
+    clicks are looked for in the days their ids point at first (partitions.subid_window), then,
+    for any not found there (an imported id, a skewed clock), everywhere."""
+    dialect = conn.dialect.name
+    windows = [partitions.subid_window(subid) for subid in subids]
+    if dialect != "postgresql" or None in windows or not partitions.is_partitioned(conn):
+        return list(_execute(conn, _units_sql(dialect, click_fields, len(subids)), tuple(subids)))
+    since = min(w.start for w in windows if w is not None)
+    until = max(w.end for w in windows if w is not None)
+    sql = _units_sql(dialect, click_fields, len(subids), windowed=True)
+    rows = list(_execute(conn, sql, (*subids, since, until)))
+    missing = sorted(set(subids) - {row[0] for row in rows})
+    if missing:
+        rows += _execute(conn, _units_sql(dialect, click_fields, len(missing)), tuple(missing))
+    return rows
 
 
 def facts_of(units: Units, marked: Sequence[str]) -> rf.Facts:
@@ -257,14 +275,17 @@ def _seen_sql(dialect: str, count: int) -> str:
 
 
 @functools.cache
-def _units_sql(dialect: str, click_fields: tuple[str, ...], count: int) -> str:
+def _units_sql(
+    dialect: str, click_fields: tuple[str, ...], count: int, *, windowed: bool = False
+) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     clicks = ", ".join(f"c.{name}" for name in click_fields)
     conversions = ", ".join(f"v.{name}" for name in rf.CONVERSION_FIELDS)
+    window = f" AND c.created_at >= {mark} AND c.created_at < {mark}" if windowed else ""
     return (
         f"SELECT c.subid, {clicks}, {conversions} FROM clicks c "
         f"LEFT JOIN conversions v ON v.subid = c.subid "
-        f"WHERE c.subid IN ({', '.join([mark] * count)})"
+        f"WHERE c.subid IN ({', '.join([mark] * count)}){window}"
     )
 
 
