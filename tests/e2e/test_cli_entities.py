@@ -125,6 +125,7 @@ def test_settings_show_and_set_every_changeable_setting(run: Run, engine: Engine
         ("currency", "eur"),
         ("s2s_disable_after_hours", "24"),
         ("ignored_answer_status", "400"),
+        ("report_marked_dimensions", "sub_id_1,keyword"),
     ]:
         ok(run, "settings", "set", key, value)
     ok(run, "settings", "set", "aliases", '{"cid": "subid"}')
@@ -137,6 +138,7 @@ def test_settings_show_and_set_every_changeable_setting(run: Run, engine: Engine
         "allowed_networks": ["10.0.0.0/8", "192.168.1.7/32"],
         "s2s_disable_after_hours": 24,
         "ignored_answer_status": 400,
+        "report_marked_dimensions": ["sub_id_1", "keyword"],
     }
     assert ok(run, "settings", "set", "allowed_networks", "") == "allowed_networks = []\n"
 
