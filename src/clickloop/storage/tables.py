@@ -230,7 +230,6 @@ clicks = Table(
     Column("visitor", BigInteger),  # a 63-bit hash of IP and user agent
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
     Index("ix_clicks_campaign_id_visitor_created_at", "campaign_id", "visitor", "created_at"),
-    Index("ix_clicks_created_at", "created_at"),
     Index("ix_clicks_campaign_id_subid", "campaign_id", "subid"),  # a campaign's clicks list
     # PostgreSQL: one partition per UTC day (storage/partitions.py), and so a primary key of
     # (subid, created_at): a partitioned table's unique keys must hold its partition key. The

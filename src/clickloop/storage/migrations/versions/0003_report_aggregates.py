@@ -48,7 +48,6 @@ def upgrade() -> None:
         batch.create_index(
             "ix_clicks_campaign_id_visitor_created_at", ["campaign_id", "visitor", "created_at"]
         )
-        batch.create_index("ix_clicks_created_at", ["created_at"])
     op.create_index("ix_conversions_converted_at", "conversions", ["converted_at"])
     for name, dimensions in CUBES.items():
         _create_cube(name, dimensions)
@@ -70,7 +69,6 @@ def downgrade() -> None:
         op.drop_table(f"report_{name}")
     op.drop_index("ix_conversions_converted_at", "conversions")
     with op.batch_alter_table("clicks") as batch:
-        batch.drop_index("ix_clicks_created_at")
         batch.drop_index("ix_clicks_campaign_id_visitor_created_at")
         batch.drop_column("visitor")
         batch.drop_column("is_unique")

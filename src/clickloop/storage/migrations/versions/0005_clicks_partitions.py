@@ -29,7 +29,6 @@ DAYS_AHEAD = 7  # a snapshot of storage.partitions.DAYS_AHEAD (migrations never 
 FK = "fk_conversions_subid_clicks"
 LIST_INDEX = "ix_clicks_campaign_id_subid"
 VISITOR_INDEX = "ix_clicks_campaign_id_visitor_created_at"  # from 0003, made again
-TIME_INDEX = "ix_clicks_created_at"  # from 0003, made again
 STATE_INDEX = "ix_deliveries_state_id"
 CONVERSIONS_INDEX = "ix_conversions_campaign_id_id"
 OLD = "clicks_unpartitioned"
@@ -52,13 +51,11 @@ def upgrade() -> None:
     execute(f"ALTER TABLE {OLD} RENAME CONSTRAINT pk_clicks TO pk_{OLD}")
     execute(f"ALTER INDEX ix_clicks_campaign_id_created_at RENAME TO ix_{OLD}_created")
     execute(f"ALTER INDEX ix_clicks_campaign_id_visitor_created_at RENAME TO ix_{OLD}_visitor")
-    execute(f"ALTER INDEX ix_clicks_created_at RENAME TO ix_{OLD}_time")
     execute(f"CREATE TABLE clicks (LIKE {OLD} INCLUDING DEFAULTS) PARTITION BY RANGE (created_at)")
     execute("ALTER TABLE clicks ADD CONSTRAINT pk_clicks PRIMARY KEY (subid, created_at)")
     execute("CREATE INDEX ix_clicks_campaign_id_created_at ON clicks (campaign_id, created_at)")
     execute(f"CREATE INDEX {LIST_INDEX} ON clicks (campaign_id, subid)")
     execute(f"CREATE INDEX {VISITOR_INDEX} ON clicks (campaign_id, visitor, created_at)")
-    execute(f"CREATE INDEX {TIME_INDEX} ON clicks (created_at)")
     execute("CREATE TABLE clicks_default PARTITION OF clicks DEFAULT")
     today = datetime.now(UTC).date()
     first, last = execute(f"SELECT min(created_at), max(created_at) FROM {OLD}").one()
@@ -100,7 +97,6 @@ def downgrade() -> None:
     execute("ALTER TABLE clicks ADD CONSTRAINT pk_clicks PRIMARY KEY (subid)")
     execute("CREATE INDEX ix_clicks_campaign_id_created_at ON clicks (campaign_id, created_at)")
     execute(f"CREATE INDEX {VISITOR_INDEX} ON clicks (campaign_id, visitor, created_at)")
-    execute(f"CREATE INDEX {TIME_INDEX} ON clicks (created_at)")
     op.create_foreign_key(
         FK, "conversions", "clicks", ["subid"], ["subid"], postgresql_not_valid=True
     )
