@@ -127,6 +127,7 @@ def test_grouped_reports(
         {"group_by": "planet"},
         {"timezone": "Mars/Olympus"},
         {"date_from": date(2026, 3, 2), "date_to": date(2026, 3, 1)},
+        {"date_from": date(1, 1, 1), "date_to": date(1, 1, 2)},
     ],
 )
 def test_bad_report_arguments(engine: Engine, bad: dict[str, object]) -> None:

@@ -36,7 +36,17 @@ from clickloop.errors import (
 from clickloop.http import params
 from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
 from clickloop.http.openapi import build_openapi, check_body
-from clickloop.services import deliveries, entities, masking, postbacks, queries, reports, tokens
+from clickloop.services import (
+    deliveries,
+    entities,
+    masking,
+    postbacks,
+    queries,
+    report_builder,
+    report_query,
+    reports,
+    tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +202,15 @@ def _page_body(page: queries.Page) -> dict[str, Any]:
 
 
 def create_api(
-    engine: Engine, *, base_url: str, data_dir: Path, on_change: Callable[[], Awaitable[None]]
+    engine: Engine,
+    *,
+    base_url: str,
+    data_dir: Path,
+    on_change: Callable[[], Awaitable[None]],
+    report_timeout: float = 60,
 ) -> Starlette:
-    """The API as a Starlette app; mount it at /api/v1."""
+    """The API as a Starlette app; mount it at /api/v1. A report's statements stop after
+    `report_timeout` seconds (0: no limit)."""
 
     def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         return asyncio.to_thread(function, *args, **kwargs)
@@ -383,6 +399,7 @@ def create_api(
             timezone=params.text(query, "timezone", max_length=64) or settings["timezone"],
             currency=settings["currency"],
             campaign_id=params.whole_number(query, "campaign_id"),
+            statement_timeout=report_timeout,
         )
         rows = [row.as_dict() for row in built.rows]
         if as_csv:
@@ -400,8 +417,37 @@ def create_api(
                 "currency": built.currency,
                 "rows": rows,
                 "totals": built.totals.as_dict(),
+                "source": built.source,
+                "total_rows": built.total_rows,
+                "truncated": built.truncated,
             }
         )
+
+    async def build_report(request: Request) -> Response:
+        body = await _json_body(request) if (await request.body()).strip() else {}
+        settings = await run(entities.get_settings, engine)
+        types = await run(postbacks.list_conversion_types, engine)
+        query = report_query.parse_query(
+            body,
+            now=datetime.now(UTC),
+            default_timezone=settings["timezone"],
+            conversion_types=report_query.known_types(row["name"] for row in types),
+        )
+        result = await run(
+            report_builder.run_report,
+            engine,
+            query,
+            settings=settings,
+            statement_timeout=report_timeout,
+        )
+        if params.choice(request.query_params, "format", ("json", "csv")) == "csv":
+            columns, records = result.table()
+            return StreamingResponse(
+                csv_rows(iter(records), columns),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
+        return Json(result.as_dict())
 
     routes: list[tuple[str, Handler, list[str]]] = []
     for path in ENTITY_TABLES:
@@ -427,6 +473,7 @@ def create_api(
         ("/deliveries/{id:int}", get_delivery, ["GET"]),
         ("/deliveries/{id:int}/resend", resend, ["POST"]),
         ("/reports", report, ["GET"]),
+        ("/reports/build", build_report, ["POST"]),
     ]
     document = build_openapi(base_url)
 

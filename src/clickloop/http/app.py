@@ -80,6 +80,7 @@ class ClickloopApp:
             base_url=settings.base_url,
             data_dir=settings.data_dir,
             on_change=self.reload_config,
+            report_timeout=settings.database_statement_timeout_seconds,
         )
         self.web = create_web(
             engine,

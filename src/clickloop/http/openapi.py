@@ -12,6 +12,7 @@ from typing import Any
 from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import InvalidInput
 from clickloop.services.queries import MAX_LIMIT
+from clickloop.services.report_query import QUERY_SCHEMA
 from clickloop.services.reports import GROUPS
 
 _TEXT = {"type": "string"}
@@ -29,6 +30,50 @@ _ERROR = {
     "properties": {"code": _TEXT, "message": _TEXT, "field": _TEXT},
 }
 _ANY_OBJECT = {"type": "object"}
+_VALUES = {
+    "type": "object",
+    "additionalProperties": {"type": ["integer", "string", "null"]},
+    "description": "metric name -> value: counts as numbers, money and ratios as decimal text, "
+    "null where a ratio has no denominator",
+}
+_REPORT_ROW = {
+    "type": "object",
+    "required": ["dimensions", "labels", "metrics"],
+    "properties": {
+        "dimensions": {"type": "object", "additionalProperties": _TEXT},
+        "labels": {"type": "object", "additionalProperties": _TEXT},
+        "metrics": _VALUES,
+        "previous": _VALUES,
+        "change": {
+            **_VALUES,
+            "description": "metric name -> change from previous in percent (null from 0)",
+        },
+    },
+}
+_DATE = {"type": "string", "format": "date"}
+_DATES = {"type": "object", "properties": {"from": _DATE, "to": _DATE}}
+_REPORT = {
+    "type": "object",
+    "required": ["source", "range", "rows", "total_rows", "truncated"],
+    "properties": {
+        "source": {
+            "type": "string",
+            "description": "the path that answered: raw, or aggregates:<cube>",
+        },
+        "range": {"type": "object", "properties": {"from": _DATE, "to": _DATE, "timezone": _TEXT}},
+        "attribution": _TEXT,
+        "grouping": {"type": "array", "items": _TEXT},
+        "metrics": {"type": "array", "items": _TEXT},
+        "currency": _TEXT,
+        "rows": {"type": "array", "items": _REPORT_ROW},
+        "totals": _REPORT_ROW,
+        "total_rows": {"type": "integer", "description": "groups that pass the filters"},
+        "truncated": {"type": "boolean", "description": "rows past the page were left out"},
+        "limit": {"type": "integer"},
+        "offset": {"type": "integer"},
+        "previous_range": _DATES,
+    },
+}
 _RESEND_BODY = {
     "type": "object",
     "properties": {
@@ -339,6 +384,22 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                     _query("campaign_id", _ID),
                     _query("format", {"type": "string", "enum": ["json", "csv"]}),
                 ],
+            )
+        },
+        "/reports/build": {
+            "post": _operation(
+                "The report builder: grouping, metrics, filters, sort, page, totals, "
+                "click- or conversion-time attribution and period comparison (docs/reports.md)",
+                parameters=[
+                    _query(
+                        "format",
+                        {"type": "string", "enum": ["json", "csv"]},
+                        "csv: the rows and the totals as CSV, one column per dimension and metric",
+                    )
+                ],
+                body=QUERY_SCHEMA,
+                body_required=False,
+                result=_REPORT,
             )
         },
     }

@@ -21,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
@@ -34,6 +34,7 @@ from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_secrets
 from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
 from clickloop.http import params
 from clickloop.services import entities, masking, sessions
+from clickloop.services.report_query import zone_named
 from clickloop.services.sessions import SESSION_DAYS
 
 log = logging.getLogger(__name__)
@@ -335,10 +336,9 @@ def safe_next(value: str | None) -> str:
 
 
 def zone_of(settings: dict[str, Any]) -> ZoneInfo:
-    try:
-        return ZoneInfo(str(settings.get("timezone") or "UTC"))
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+    """The settings' time zone; one that no longer loads (say, tzdata without it) is an error
+    naming the setting, never a silent UTC."""
+    return zone_named(str(settings.get("timezone") or "UTC"), "timezone")
 
 
 def names_by_id(web: Web, table_name: str) -> dict[int, str]:

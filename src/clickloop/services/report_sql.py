@@ -1,0 +1,431 @@
+"""The SQL of a report. Both paths first select *facts*, rows of (dimension values, fact, n, u,
+m) shaped like the aggregate cubes' rows: from a cube, or from the raw clicks and conversions
+with the range and the filters pushed down. `grouped` then folds the facts of either path into
+the same base sums per group, so the two paths cannot differ past that point.
+
+Facts: `clicks` (n clicks, u unique clicks, m their cost) and `<p>:<type>` (n conversions of the
+type, m their payout), `p` being `ct` (by click time) or `vt` (by conversion time). Local time
+is UTC epoch seconds plus the zone's offset, chosen by a CASE over the offset changes in the
+range, so hour, day, week and month buckets are the same arithmetic on both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Select,
+    Subquery,
+    Table,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
+
+from clickloop.services.report_metrics import NOT_CONVERSIONS, NOT_REVENUE
+from clickloop.services.report_query import (
+    CYCLE_DIMENSIONS,
+    ENTITY_DIMENSIONS,
+    TIME_DIMENSIONS,
+    DimensionFilter,
+)
+from clickloop.storage import tables as t
+
+ENTITY_TABLES: dict[str, Table] = {
+    "campaign": t.campaigns,
+    "traffic_source": t.traffic_sources,
+    "offer": t.offers,
+    "affiliate_network": t.affiliate_networks,
+}
+# Dimensions every cube can answer: its key columns, the offer's network, the fact, the hour.
+EVERY_CUBE = frozenset((*ENTITY_DIMENSIONS, "conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS))
+_STEP = timedelta(hours=6)  # no zone changes its offset twice within 6 hours
+
+
+@dataclass(frozen=True, slots=True)
+class ClickCostSql:
+    """`domain.costs.click_cost` in SQL: select `amount` from `source` for each click's cost."""
+
+    source: FromClause  # clicks, left-joined to the sum of their conversions' costs
+    amount: ColumnElement[Any]
+
+
+def click_cost_sql() -> ClickCostSql:
+    """The SQL form of a click's one cost: its conversions' summed costs when one carries a cost
+    (SUM skips NULLs), else the cost recorded with the click. A join on the per-click sums, not a
+    correlated subquery: PostgreSQL runs the subquery once per click, ten times slower."""
+    v = t.conversions.c
+    carried = (
+        select(v.subid, func.sum(v.cost).label("cost"))
+        .where(v.cost.is_not(None))
+        .group_by(v.subid)
+        .subquery("carried")
+    )
+    return ClickCostSql(
+        source=t.clicks.outerjoin(carried, carried.c.subid == t.clicks.c.subid),
+        amount=func.coalesce(carried.c.cost, t.clicks.c.cost),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Window:
+    """A half-open UTC interval [since, until) and the offsets of the report's zone over it."""
+
+    since: datetime
+    until: datetime
+    zone: ZoneInfo
+    offsets: tuple[tuple[int, int], ...]  # (UTC epoch second it starts, offset in seconds)
+
+    @property
+    def whole_hours(self) -> bool:
+        """Whether hourly cubes hold this window exactly: every offset and change is on an hour."""
+        return all(start % 3600 == 0 and offset % 3600 == 0 for start, offset in self.offsets)
+
+
+def window(date_from: date, date_to: date, zone: ZoneInfo) -> Window:
+    """The window of the local dates date_from..date_to (both included)."""
+    since = datetime.combine(date_from, datetime.min.time(), zone).astimezone(UTC)
+    until = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    return Window(since=since, until=until, zone=zone, offsets=_offsets(zone, since, until))
+
+
+def _offsets(zone: ZoneInfo, since: datetime, until: datetime) -> tuple[tuple[int, int], ...]:
+    def offset_at(epoch: int) -> int:
+        delta = datetime.fromtimestamp(epoch, UTC).astimezone(zone).utcoffset()
+        return int(delta.total_seconds()) if delta is not None else 0
+
+    start, end = int(since.timestamp()), int(until.timestamp())
+    found = [(start, offset_at(start))]
+    step = int(_STEP.total_seconds())
+    at = start
+    while at < end - 1:
+        ahead = min(at + step, end - 1)
+        if offset_at(ahead) != found[-1][1]:
+            low, high = at, ahead  # offset_at(low) is the old offset, offset_at(high) the new
+            while high - low > 1:
+                middle = (low + high) // 2
+                if offset_at(middle) == found[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            found.append((high, offset_at(high)))
+        at = ahead
+    return tuple(found)
+
+
+def local_seconds(epoch: ColumnElement[Any], offsets: Sequence[tuple[int, int]]) -> Any:
+    """Local wall-clock seconds since 1970-01-01 00:00 of UTC `epoch` seconds."""
+    if len(offsets) == 1:
+        return epoch + offsets[0][1]
+    shift = case(
+        *((epoch < start, offsets[i - 1][1]) for i, (start, _) in enumerate(offsets) if i),
+        else_=offsets[-1][1],
+    )
+    return epoch + shift
+
+
+def month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def time_bucket(name: str, local: Any, win: Window) -> ColumnElement[Any]:
+    """hour, day and week as whole hours/days/weeks since 1970 (weeks start on Monday: 1970-01-01
+    was a Thursday), month as year * 12 + month - 1, hour_of_day 0..23, day_of_week 1..7."""
+    days = local // 86400
+    if name == "hour":
+        return local // 3600  # type: ignore[no-any-return]
+    if name == "day":
+        return days  # type: ignore[no-any-return]
+    if name == "week":
+        return (days + 3) // 7  # type: ignore[no-any-return]
+    if name == "hour_of_day":
+        return (local // 3600) % 24  # type: ignore[no-any-return]
+    if name == "day_of_week":
+        return (days + 3) % 7 + 1  # type: ignore[no-any-return]
+    first = win.since.astimezone(win.zone).date().replace(day=1)
+    last = (win.until - timedelta(seconds=1)).astimezone(win.zone).date()
+    starts: list[tuple[int, int]] = []  # (local second the month starts, its index)
+    month = first
+    while month <= last:
+        starts.append((_local_second(month), month_index(month)))
+        month = (month + timedelta(days=32)).replace(day=1)
+    if len(starts) == 1:
+        return literal_column(str(starts[0][1]))
+    return case(
+        *((local < begin, starts[i - 1][1]) for i, (begin, _) in enumerate(starts) if i),
+        else_=starts[-1][1],
+    )
+
+
+def _local_second(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * 86400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scan:
+    """What one scanned table offers the dimensions: its columns, the fact's UTC instant in
+    epoch seconds, and the fact's conversion type ('' for clicks)."""
+
+    column: Callable[[str], ColumnElement[Any]]
+    epoch: ColumnElement[Any]
+    kind: ColumnElement[Any]
+    network: ColumnElement[Any]  # the offer's affiliate network id (offers joined)
+
+
+def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
+    """A dimension's value in a scan: ids (0 for none), text ('' for none) or bucket numbers."""
+    if name == "affiliate_network":
+        return func.coalesce(scan.network, 0)
+    if name in ENTITY_DIMENSIONS:
+        return func.coalesce(scan.column(f"{name}_id"), 0)
+    if name == "conversion_type":
+        return scan.kind
+    if name in TIME_DIMENSIONS or name in CYCLE_DIMENSIONS:
+        return time_bucket(name, local_seconds(scan.epoch, win.offsets), win)
+    return func.coalesce(scan.column(name), "")
+
+
+def filter_sql(rule: DimensionFilter, value: ColumnElement[Any]) -> ColumnElement[bool]:
+    """A dimension filter on the value dimension_sql gives."""
+    name, operator = rule.name, rule.operator
+    numeric = name in ENTITY_DIMENSIONS or name in CYCLE_DIMENSIONS
+    if operator == "is_empty":
+        if name in CYCLE_DIMENSIONS:
+            return false()
+        return value == (0 if numeric else "")
+    if operator in ("contains", "not_contains"):
+        text = rule.values[0]
+        matched: ColumnElement[bool]
+        if name in ENTITY_TABLES:  # the entity's name contains the text
+            table = ENTITY_TABLES[name]
+            named = select(table.c.id).where(table.c.name.icontains(text, autoescape=True))
+            matched = value.in_(named.scalar_subquery())
+        else:
+            matched = value.icontains(text, autoescape=True)
+        return matched if operator == "contains" else ~matched
+    operands: list[Any] = [int(v) for v in rule.values] if numeric else list(rule.values)
+    condition: ColumnElement[bool]
+    if operator == "equals":
+        condition = value == operands[0]
+    elif operator == "not_equals":
+        condition = value != operands[0]
+    elif operator == "in_list":
+        condition = value.in_(operands)
+    else:
+        condition = value.not_in(operands)
+    return condition
+
+
+def _epoch_sql(dialect: str) -> Callable[[ColumnElement[Any]], ColumnElement[Any]]:
+    """UTC epoch seconds (whole, rounded down) of a stored UTC datetime, on this database."""
+    if dialect == "sqlite":
+        return lambda column: cast(func.strftime("%s", column), BigInteger)
+    return lambda column: cast(func.floor(func.extract("epoch", column)), BigInteger)
+
+
+def _with_offers(
+    source: FromClause,
+    offers: Any,
+    offer_id: ColumnElement[Any],
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+) -> FromClause:
+    """`source` joined to its offers where the affiliate network is asked for (only then)."""
+    if "affiliate_network" not in {*grouping, *(rule.name for rule in filters)}:
+        return source
+    return source.outerjoin(offers, offers.c.id == offer_id)
+
+
+def _keys(count: int) -> list[ColumnElement[Any]]:
+    # GROUP BY the output names: PostgreSQL cannot match an expression with bound parameters
+    # (the local-time CASE) in GROUP BY to the same expression in the select list.
+    return [literal_column(f"d{i}") for i in range(count)]
+
+
+def _micros(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    return type_coerce(column, BigInteger)
+
+
+def _dimensions(grouping: Sequence[str], scan: Scan, win: Window) -> list[ColumnElement[Any]]:
+    return [dimension_sql(name, scan, win).label(f"d{i}") for i, name in enumerate(grouping)]
+
+
+def _where(
+    filters: Sequence[DimensionFilter], scan: Scan, win: Window
+) -> list[ColumnElement[bool]]:
+    return [filter_sql(rule, dimension_sql(rule.name, scan, win)) for rule in filters]
+
+
+def raw_facts(
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    win: Window,
+    *,
+    attribution: str,
+    dialect: str,
+) -> Subquery:
+    """Facts from the raw tables: clicks in the window (by click time) and conversions whose
+    click (click time) or themselves (conversion time) fall in it, under the click's dimensions.
+    A filter on the conversion type narrows the conversions, never the clicks."""
+    c, v = t.clicks.c, t.conversions.c
+    epoch = _epoch_sql(dialect)
+    cost = click_cost_sql()
+    clicked_at: ColumnElement[Any] = c.created_at
+    if dialect == "sqlite" and not any(
+        f.name == "campaign" and f.operator in ("equals", "in_list") for f in filters
+    ):
+        # Unless a campaign narrows it, SQLite would walk the (campaign_id, created_at) index
+        # campaign by campaign and fetch each click by rowid: scanning the table is twice as
+        # fast. A unary + keeps a column out of SQLite's index choice.
+        clicked_at = UnaryExpression(c.created_at, operator=custom_op("+"), type_=c.created_at.type)
+    offers = t.offers.alias("offer_of_click")
+    click_scan = Scan(
+        column=lambda name: c[name],
+        epoch=epoch(c.created_at),
+        kind=literal_column("''"),
+        network=offers.c.affiliate_network_id,
+    )
+    on_clicks = [f for f in filters if f.name != "conversion_type"]
+    clicks_part = (
+        select(
+            *_dimensions(grouping, click_scan, win),
+            literal_column("'clicks'").label("fact"),
+            func.count().label("n"),
+            func.sum(case((c.is_unique, 1), else_=0)).label("u"),
+            func.coalesce(func.sum(_micros(cost.amount)), 0).label("m"),
+        )
+        .select_from(_with_offers(cost.source, offers, c.offer_id, grouping, filters))
+        .where(clicked_at >= win.since, clicked_at < win.until, *_where(on_clicks, click_scan, win))
+        .group_by(*_keys(len(grouping)))
+    )
+    by_click = attribution == "click_time"
+    moment = c.created_at if by_click else v.converted_at
+    prefix = "ct:" if by_click else "vt:"
+    conversion_scan = Scan(
+        column=lambda name: c[name],
+        epoch=epoch(moment),
+        kind=v.type,
+        network=offers.c.affiliate_network_id,
+    )
+    conversions_part = (
+        select(
+            *_dimensions(grouping, conversion_scan, win),
+            (literal_column(f"'{prefix}'") + v.type).label("fact"),
+            func.count().label("n"),
+            literal_column("0").label("u"),
+            func.sum(_micros(v.payout)).label("m"),
+        )
+        .select_from(
+            _with_offers(
+                t.conversions.join(t.clicks, c.subid == v.subid),
+                offers,
+                c.offer_id,
+                grouping,
+                filters,
+            )
+        )
+        .where(moment >= win.since, moment < win.until, *_where(filters, conversion_scan, win))
+        .group_by(*_keys(len(grouping)), v.type)
+    )
+    return union_all(clicks_part, conversions_part).subquery("facts")
+
+
+def cube_facts(
+    cube: Table,
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    win: Window,
+    *,
+    attribution: str,
+    marked: str | None = None,
+) -> Subquery:
+    """Facts from a cube (`marked`: the dimension report_marked rows are read for), one per cube
+    row: `grouped` sums them in a single aggregation."""
+    q = cube.c
+    prefix = "ct:" if attribution == "click_time" else "vt:"
+    offers = t.offers.alias("offer_of_cube")
+
+    def column(name: str) -> ColumnElement[Any]:
+        return q.value if name == marked else q[name]
+
+    scan = Scan(
+        column=column,
+        epoch=q.hour * 3600,
+        kind=case((q.fact == "clicks", ""), else_=func.substr(q.fact, 4)),
+        network=offers.c.affiliate_network_id,
+    )
+    typed = [f for f in filters if f.name == "conversion_type"]
+    conditions = [
+        q.hour >= int(win.since.timestamp()) // 3600,
+        q.hour < int(win.until.timestamp()) // 3600,
+        q.n != 0,
+        or_(
+            q.fact == "clicks",
+            and_(q.fact.startswith(prefix, autoescape=True), *_where(typed, scan, win)),
+        ),
+        *_where([f for f in filters if f.name != "conversion_type"], scan, win),
+    ]
+    if marked is not None:
+        conditions.append(q.dimension == marked)
+    source = _with_offers(cube, offers, q.offer_id, grouping, filters)
+    return (
+        select(
+            *_dimensions(grouping, scan, win),
+            q.fact.label("fact"),
+            q.n.label("n"),
+            q.u.label("u"),
+            _micros(q.m).label("m"),
+        )
+        .select_from(source)
+        .where(*conditions)
+        .subquery("facts")
+    )
+
+
+def grouped(
+    facts: Subquery, dimensions: int, bases: Sequence[str], attribution: str
+) -> Select[Any]:
+    """Base sums per group of the facts: clicks, unique_clicks, cost, conversions, revenue and
+    per type `n:<type>` / `m:<type>`, each 0 when nothing counts for it."""
+    f = facts.c
+    prefix = "ct:" if attribution == "click_time" else "vt:"
+    is_click = f.fact == "clicks"
+
+    def total(condition: ColumnElement[bool], measure: ColumnElement[Any]) -> Any:
+        return func.coalesce(func.sum(case((condition, measure), else_=0)), 0)
+
+    def base(name: str) -> Any:
+        if name == "clicks":
+            return total(is_click, f.n)
+        if name == "unique_clicks":
+            return total(is_click, f.u)
+        if name == "cost":
+            return total(is_click, f.m)
+        if name == "conversions":
+            skipped = [prefix + kind for kind in sorted(NOT_CONVERSIONS)]
+            return total(and_(~is_click, f.fact.not_in(skipped)), f.n)
+        if name == "revenue":
+            skipped = [prefix + kind for kind in sorted(NOT_REVENUE)]
+            return total(and_(~is_click, f.fact.not_in(skipped)), f.m)
+        measure, kind = name.split(":", 1)
+        return total(f.fact == prefix + kind, f.n if measure == "n" else f.m)
+
+    keys = [f[f"d{i}"] for i in range(dimensions)]
+    sums = [base(name).label(f"b{i}") for i, name in enumerate(bases)]
+    return select(*keys, *sums).group_by(*keys)
