@@ -29,6 +29,7 @@ from clickloop.http.webcore import (
 )
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weblogs import LogPages
+from clickloop.http.webreports import ReportPages
 from clickloop.services import login_throttle, sessions, users
 
 # --- the app ------------------------------------------------------------------------------
@@ -46,6 +47,7 @@ def create_web(
     pages = AuthPages(web)
     setup = EntityPages(web)
     logs = LogPages(web)
+    report_pages = ReportPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -79,7 +81,11 @@ def create_web(
         ("/deliveries/{id:int}", logs.delivery, ["GET"]),
         ("/deliveries/{id:int}/resend", logs.resend, ["POST"]),
         ("/targets/{kind}/{id:int}/enable", logs.enable_target, ["POST"]),
-        ("/reports", logs.reports, ["GET"]),
+        ("/reports", report_pages.reports, ["GET"]),
+        ("/reports/saved", report_pages.save, ["POST"]),
+        ("/reports/saved/{id:int}", report_pages.open_saved, ["GET"]),
+        ("/reports/saved/{id:int}/rename", report_pages.rename, ["POST"]),
+        ("/reports/saved/{id:int}/delete", report_pages.delete, ["POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

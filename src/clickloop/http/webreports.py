@@ -1,0 +1,297 @@
+"""The report page: its state is one report builder query (the body of
+POST /api/v1/reports/build) carried in the URL as `q`, so every link (sort, drill-down, page,
+removing a filter) and the CSV are that query changed or repeated; and saved reports.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from clickloop.errors import Conflict, InvalidInput
+from clickloop.http import params
+from clickloop.http.csvexport import csv_rows
+from clickloop.http.webcore import Web, names_by_id, session_of, zones
+from clickloop.services import entities, postbacks, report_builder, report_query, saved_reports
+from clickloop.services.report_query import (
+    DIMENSION_OPERATORS,
+    DIMENSIONS,
+    ENTITY_DIMENSIONS,
+    LIST_OPERATORS,
+    METRIC_OPERATORS,
+    METRICS,
+    PRESETS,
+)
+
+LIMITS = (25, 50, 100, 500)
+DEFAULT_QUERY: dict[str, Any] = {"range": {"preset": "last_7_days"}, "grouping": ["day"]}
+# What a row's drill-down groups by next when the form does not say.
+DRILL_ORDER = ("campaign", "offer", "traffic_source", "country", "device_type", "os", "day")
+# The old page's filters (group_by, from, to, timezone, campaign_id): still answered, so
+# bookmarks and CSV links made before keep working.
+LEGACY = ("group_by", "from", "to", "timezone", "campaign_id")
+
+
+def state_url(query: dict[str, Any], **extra: str) -> str:
+    """The page's URL for `query` (compact JSON, so links stay short)."""
+    return "?" + urlencode({"q": json.dumps(query, separators=(",", ":")), **extra})
+
+
+def changed(query: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """`query` with `fields` replaced (None removes one); the page starts again at row 1."""
+    new = {k: v for k, v in query.items() if k != "offset"}
+    for key, value in fields.items():
+        if value is None:
+            new.pop(key, None)
+        else:
+            new[key] = value
+    return new
+
+
+def query_of(params_: QueryParams) -> dict[str, Any]:
+    """The query in `q`, else the default one; InvalidInput("q") when it is not an object."""
+    text = params_.get("q")
+    if not text:
+        return dict(DEFAULT_QUERY)
+    try:
+        query = json.loads(text)
+    except ValueError as exc:
+        raise InvalidInput("q", "a report builder query as JSON") from exc
+    if not isinstance(query, dict):
+        raise InvalidInput("q", "a report builder query as JSON")
+    return query
+
+
+def legacy_query(params_: QueryParams) -> dict[str, Any]:
+    """The query the old page's filters meant (group_by, from, to, timezone, campaign_id)."""
+    group_by = params.choice(params_, "group_by", DIMENSIONS) or "day"
+    span: dict[str, Any] = {"preset": "last_7_days"}
+    date_from, date_to = params.day(params_, "from"), params.day(params_, "to")
+    if date_from or date_to:
+        span = {"from": str(date_from or date_to), "to": str(date_to or date_from)}
+    timezone = params.text(params_, "timezone", max_length=64)
+    if timezone:
+        span["timezone"] = timezone
+    query: dict[str, Any] = {"range": span, "grouping": [group_by]}
+    campaign_id = params.whole_number(params_, "campaign_id")
+    if campaign_id is not None:
+        query["filters"] = [{"name": "campaign", "operator": "equals", "value": str(campaign_id)}]
+    return query
+
+
+def form_query(base: dict[str, Any], form: QueryParams) -> dict[str, Any]:
+    """The page form applied to the current query: range, grouping, columns, attribution,
+    comparison, page size, and a new filter when one is given."""
+    query = changed(base)
+    preset = form.get("preset", "")
+    if preset in PRESETS:
+        span: dict[str, Any] = {"preset": preset}
+    else:
+        span = {k: v for k in ("from", "to") if (v := form.get(k, "").strip())}
+    if zone := form.get("timezone", "").strip():
+        span["timezone"] = zone
+    query["range"] = span
+    grouping = [g for g in form.getlist("g") if g]
+    query["grouping"] = list(dict.fromkeys(grouping))
+    if metrics := form.getlist("m"):
+        query["metrics"] = metrics
+    query["attribution"] = form.get("attribution") or "conversion_time"
+    query["compare"] = form.get("compare") == "1"
+    if limit := form.get("limit"):
+        query["limit"] = int(limit) if limit.isdigit() else limit
+    kept = {g for g in query["grouping"]}
+    query["sort"] = [
+        s for s in base.get("sort", []) if s.get("name") not in DIMENSIONS or s.get("name") in kept
+    ]
+    if not query["sort"]:
+        del query["sort"]
+    name, operator = form.get("fname", ""), form.get("fop", "")
+    if name:
+        item: dict[str, Any] = {"name": name, "operator": operator}
+        text = form.get("fvalue", "").strip()
+        if operator in (*LIST_OPERATORS, "between"):
+            item["values"] = [v.strip() for v in text.split(",") if v.strip()]
+        elif operator != "is_empty":
+            item["value"] = text
+        query["filters"] = [*base.get("filters", []), item]
+    return query
+
+
+def sort_link(query: dict[str, Any], name: str) -> tuple[str, str]:
+    """The link that sorts by `name` (again: the other way) and the arrow now shown."""
+    current = (query.get("sort") or [{}])[0]
+    if current.get("name") == name:
+        order = "asc" if current.get("order", "asc") == "desc" else "desc"
+        arrow = " ↓" if current.get("order", "asc") == "desc" else " ↑"
+    else:
+        order = "asc" if name in DIMENSIONS else "desc"
+        arrow = ""
+    return state_url(changed(query, sort=[{"name": name, "order": order}])), arrow
+
+
+def drill_link(query: dict[str, Any], dimensions: dict[str, str], then: str) -> str:
+    """A row's drill-down: filter by each of its grouped values, then group by `then` too."""
+    filters = list(query.get("filters", []))
+    for name, value in dimensions.items():
+        filters.append({"name": name, "operator": "equals", "value": value})
+    grouping = list(query.get("grouping", []))
+    if then not in grouping and len(grouping) < 3:
+        grouping.append(then)
+    return state_url(changed(query, filters=filters, grouping=grouping, sort=None), then=then)
+
+
+def next_level(grouping: list[str], asked: str | None) -> str:
+    if asked in DIMENSIONS and asked not in grouping:
+        return asked
+    return next(d for d in (*DRILL_ORDER, "hour", "browser") if d not in grouping)
+
+
+class ReportPages:
+    """The report page and its saved reports."""
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+
+    async def reports(self, request: Request) -> Response:
+        web = self.web
+        session = session_of(request)
+        given = request.query_params
+        legacy = "q" not in given and any(k in given for k in LEGACY)
+        body = legacy_query(given) if legacy else query_of(given)
+        if given.get("apply"):
+            return web.redirect(request, session, "/reports" + state_url(form_query(body, given)))
+        settings = await web.run(entities.get_settings, web.engine)
+        types = [row["name"] for row in await web.run(postbacks.list_conversion_types, web.engine)]
+        try:
+            query = report_query.parse_query(
+                body,
+                now=datetime.now(UTC),
+                default_timezone=settings["timezone"],
+                conversion_types=report_query.known_types(types),
+            )
+        except InvalidInput as exc:
+            raise InvalidInput(f"q.{exc.field}", exc.reason) from exc
+        result = await web.run(report_builder.run_report, web.engine, query, settings=settings)
+        if params.choice(given, "format", ("csv",)) == "csv":
+            columns, records = result.table()
+            return StreamingResponse(
+                csv_rows(iter(records), columns),
+                media_type="text/csv; charset=utf-8",
+                headers={"content-disposition": 'attachment; filename="report.csv"'},
+            )
+        grouping = list(query.grouping)
+        then = next_level(grouping, given.get("then"))
+        names = {
+            "campaign": await web.run(names_by_id, web, "campaigns"),
+            "traffic_source": await web.run(names_by_id, web, "traffic_sources"),
+            "offer": await web.run(names_by_id, web, "offers"),
+            "affiliate_network": await web.run(names_by_id, web, "affiliate_networks"),
+        }
+        chips = []
+        for index, item in enumerate(body.get("filters", [])):
+            rest = [f for i, f in enumerate(body["filters"]) if i != index]
+            chips.append(
+                {
+                    "text": _chip_text(item, names),
+                    "remove": state_url(changed(body, filters=rest or None)),
+                }
+            )
+        offset, limit = query.offset, query.limit
+        pages = {
+            "previous": state_url({**body, "offset": max(0, offset - limit)}) if offset else None,
+            "next": state_url({**body, "offset": offset + limit}) if result.truncated else None,
+        }
+        return web.render(
+            request,
+            session,
+            "reports.html",
+            section="reports",
+            result=result,
+            query=query,
+            body=body,
+            q=json.dumps(body, separators=(",", ":")),
+            span=body.get("range", {}),
+            dimensions=DIMENSIONS,
+            entity_dimensions=ENTITY_DIMENSIONS,
+            metrics=METRICS,
+            dimension_operators=DIMENSION_OPERATORS,
+            metric_operators=METRIC_OPERATORS,
+            presets=PRESETS,
+            limits=LIMITS,
+            then=then,
+            chips=chips,
+            pages=pages,
+            sort_links={n: sort_link(body, n) for n in (*grouping, *query.metrics)},
+            drill=lambda row: drill_link(body, row.dimensions, then),
+            csv_url=state_url(body, format="csv"),
+            saved=await web.run(saved_reports.list_saved, web.engine),
+            state_url=state_url,
+            timezones=sorted(zones()),
+        )
+
+    async def save(self, request: Request) -> Response:
+        """Save the current query under a name (a taken name is refused with that reason)."""
+        form = await request.form()
+        session = session_of(request)
+        body = query_of(QueryParams({"q": str(form.get("q", ""))}))
+        back = "/reports" + state_url(body)
+        try:
+            saved = await self.web.run(
+                saved_reports.create_saved,
+                self.web.engine,
+                name=str(form.get("name", "")),
+                query=body,
+                now=datetime.now(UTC),
+            )
+        except (InvalidInput, Conflict) as exc:
+            session.flash(f"Not saved: {exc}.", "error")
+            return self.web.redirect(request, session, back)
+        return self.web.redirect(request, session, back, f"Saved as “{saved['name']}”.")
+
+    async def rename(self, request: Request) -> Response:
+        form = await request.form()
+        session = session_of(request)
+        report_id = int(request.path_params["id"])
+        try:
+            saved = await self.web.run(
+                saved_reports.update_saved,
+                self.web.engine,
+                report_id,
+                {"name": str(form.get("name", ""))},
+                now=datetime.now(UTC),
+            )
+        except (InvalidInput, Conflict) as exc:
+            session.flash(f"Not renamed: {exc}.", "error")
+            return self.web.redirect(request, session, "/reports")
+        return self.web.redirect(request, session, "/reports", f"Renamed to “{saved['name']}”.")
+
+    async def delete(self, request: Request) -> Response:
+        report_id = int(request.path_params["id"])
+        saved = await self.web.run(saved_reports.get_saved, self.web.engine, report_id)
+        await self.web.run(saved_reports.delete_saved, self.web.engine, report_id)
+        return self.web.redirect(
+            request, session_of(request), "/reports", f"Deleted “{saved['name']}”."
+        )
+
+    async def open_saved(self, request: Request) -> Response:
+        saved = await self.web.run(
+            saved_reports.get_saved, self.web.engine, int(request.path_params["id"])
+        )
+        return self.web.redirect(
+            request, session_of(request), "/reports" + state_url(saved["query"])
+        )
+
+
+def _chip_text(item: dict[str, Any], names: dict[str, dict[int, str]]) -> str:
+    name, operator = str(item.get("name", "")), str(item.get("operator", ""))
+    values = item.get("values", [item["value"]] if "value" in item else [])
+    if name in names:
+        values = [names[name].get(int(v), v) if str(v).isdigit() else v for v in values]
+    shown = ", ".join(str(v) for v in values)
+    return f"{name.replace('_', ' ')} {operator.replace('_', ' ')} {shown}".strip()
