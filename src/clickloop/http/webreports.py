@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -146,6 +147,20 @@ def drill_link(query: dict[str, Any], dimensions: dict[str, str], then: str) -> 
     return state_url(changed(query, filters=filters, grouping=grouping, sort=None), then=then)
 
 
+def cell(value: Any) -> str:
+    """A metric as the table shows it: the exact value, without the trailing zeros of the
+    micro-units beyond two decimals (1.500000 -> 1.50, 0.123400 -> 0.1234)."""
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        text = f"{value:f}"
+        if "." in text:
+            whole, fraction = text.split(".")
+            fraction = fraction.rstrip("0").ljust(2, "0")
+            return f"{whole}.{fraction}"
+    return str(value)
+
+
 def next_level(grouping: list[str], asked: str | None) -> str:
     if asked in DIMENSIONS and asked not in grouping:
         return asked
@@ -232,6 +247,7 @@ class ReportPages:
             csv_url=state_url(body, format="csv"),
             saved=await web.run(saved_reports.list_saved, web.engine),
             state_url=state_url,
+            cell=cell,
             timezones=sorted(zones()),
         )
 

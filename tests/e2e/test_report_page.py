@@ -1,0 +1,192 @@
+"""The admin report page over HTTP: its state is a report builder query in `q`, the form and
+the links change that query, the CSV is the page, and saved reports are kept from it."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+import urllib.parse
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.engine import Engine
+
+from clickloop.services import entities, saved_reports
+from clickloop.storage import tables as t
+from tests.e2e.test_admin_answers import Admin, admin  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.slow
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
+RANGE = {"from": "2026-03-01", "to": "2026-03-31", "timezone": "UTC"}
+
+
+def _q(query: dict[str, object], **extra: str) -> str:
+    return "/reports?" + urllib.parse.urlencode({"q": json.dumps(query), **extra})
+
+
+@pytest.fixture
+def traffic(engine: Engine) -> dict[str, int]:
+    ids = {
+        name: entities.create_campaign(engine, name=name, alias=name.lower(), now=NOW)
+        for name in ("Alpha", "Beta")
+    }
+    rows = [
+        ("Alpha", "DE"),
+        ("Alpha", "DE"),
+        ("Alpha", "US"),
+        ("Beta", "US"),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.clicks),
+            [
+                {
+                    "subid": f"s{n}",
+                    "created_at": datetime(2026, 3, 2 + n, tzinfo=UTC),
+                    "campaign_id": ids[name],
+                    "country": country,
+                    "cost": Decimal("0.50"),
+                }
+                for n, (name, country) in enumerate(rows)
+            ],
+        )
+    return ids
+
+
+def test_the_page_and_its_csv_show_the_same_query(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
+    """Grouped by campaign and sorted by clicks, the table and the CSV hold the same rows and
+    totals; the page says which path answered."""
+    query = {
+        "range": RANGE,
+        "grouping": ["campaign"],
+        "metrics": ["clicks", "cost"],
+        "sort": [{"name": "clicks", "order": "desc"}],
+    }
+    status, _, page = admin.call("GET", _q(query))
+    assert status == 200, page[-500:]
+    cells = re.findall(r'<td[^>]*data-col="(\w+)"[^>]*>(?:<a[^>]*>)?([^<]*)', page)
+    assert cells == [
+        ("campaign", "Alpha"),
+        ("clicks", "3"),
+        ("cost", "1.50"),
+        ("campaign", "Beta"),
+        ("clicks", "1"),
+        ("cost", "0.50"),
+    ]
+    assert "Answered from the raw tables" in page or "Answered from the aggregates" in page
+    status, headers, text = admin.call("GET", _q(query, format="csv"))
+    assert status == 200 and headers["content-type"].startswith("text/csv")
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["campaign"], r["clicks"], Decimal(r["cost"])) for r in records] == [
+        ("Alpha", "3", Decimal("1.5")),
+        ("Beta", "1", Decimal("0.5")),
+        ("Total", "4", Decimal("2")),
+    ]
+
+
+def test_the_form_and_the_links_change_the_query(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
+    """Applying the form with a new filter redirects to the page of the changed query; a row's
+    drill-down filters by it and adds the next level; removing a chip drops its filter."""
+    base = {"range": RANGE, "grouping": ["campaign"]}
+    form = {
+        "q": json.dumps(base),
+        "apply": "1",
+        "preset": "",
+        "from": "2026-03-01",
+        "to": "2026-03-31",
+        "timezone": "UTC",
+        "g": "country",
+        "m": "clicks",
+        "attribution": "click_time",
+        "compare": "1",
+        "limit": "50",
+        "fname": "clicks",
+        "fop": "gt",
+        "fvalue": "1",
+    }
+    status, headers, _ = admin.call("GET", "/reports?" + urllib.parse.urlencode(form))
+    assert status == 303
+    location = urllib.parse.urlsplit(headers["location"])
+    query = json.loads(urllib.parse.parse_qs(location.query)["q"][0])
+    assert query == {
+        "range": RANGE,
+        "grouping": ["country"],
+        "metrics": ["clicks"],
+        "attribution": "click_time",
+        "compare": True,
+        "limit": 50,
+        "filters": [{"name": "clicks", "operator": "gt", "value": "1"}],
+    }
+    status, _, page = admin.call("GET", "/reports?" + location.query)
+    assert status == 200
+    assert re.findall(r'<td data-col="country">(?:<a[^>]*>)?([^<]*)', page) == ["DE", "US"]
+    assert "clicks gt 1" in html.unescape(page)
+
+    drill = html.unescape(re.search(r'<tr data-href="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+    drilled = json.loads(urllib.parse.parse_qs(drill.lstrip("?"))["q"][0])
+    assert drilled["grouping"] == ["country", "campaign"]
+    assert drilled["filters"][-1] == {"name": "country", "operator": "equals", "value": "DE"}
+    status, _, page = admin.call("GET", "/reports" + drill)
+    assert status == 200
+    assert re.findall(r'<td data-col="campaign">([^<]*)', page) == ["Alpha"]
+
+
+def test_a_bad_query_is_a_422_page_naming_the_field(admin: Admin) -> None:  # noqa: F811
+    """A hand-edited `q` the builder refuses answers a 422 page naming the field, never a 500."""
+    for q, field in (
+        ('{"grouping":["planet"]}', "q.grouping[0]"),
+        ("{not json", "q"),
+        ("[1]", "q"),
+        ('{"range":{"timezone":"Mars/Olympus"}}', "q.range.timezone"),
+    ):
+        status, _, page = admin.call("GET", "/reports?" + urllib.parse.urlencode({"q": q}))
+        assert status == 422, (q, page[-300:])
+        assert f"“{field}”" in html.unescape(page), q
+
+
+def test_the_old_page_urls_still_answer(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
+    """group_by, from, to, timezone and campaign_id (bookmarks, old CSV links) still work."""
+    alpha = traffic["Alpha"]
+    path = f"/reports?group_by=country&from=2026-03-01&to=2026-03-31&campaign_id={alpha}"
+    status, _, text = admin.call("GET", path + "&format=csv")
+    assert status == 200
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["country"], r["clicks"]) for r in records] == [
+        ("DE", "2"),
+        ("US", "1"),
+        ("Total", "3"),
+    ]
+
+
+def test_saved_reports_from_the_page(admin: Admin, engine: Engine) -> None:  # noqa: F811
+    """Save the shown query under a name, open it, rename it, delete it; a taken name is
+    refused with the reason and nothing else is saved."""
+    query = {"range": {"preset": "yesterday"}, "grouping": ["country"]}
+    _, _, page = admin.call("GET", _q(query))
+    token = admin.csrf(page)
+    form = {"csrf": token, "q": json.dumps(query), "name": "Countries"}
+    status, headers, _ = admin.call("POST", "/reports/saved", form)
+    assert status == 303
+    (saved,) = saved_reports.list_saved(engine)
+    assert saved["name"] == "Countries" and saved["query"] == query
+    assert admin.call("POST", "/reports/saved", form)[0] == 303
+    assert len(saved_reports.list_saved(engine)) == 1
+    _, _, page = admin.call("GET", "/reports")
+    assert "already exists" in html.unescape(page) and "Countries" in page
+
+    status, headers, _ = admin.call("GET", f"/reports/saved/{saved['id']}")
+    assert status == 303
+    opened = urllib.parse.parse_qs(urllib.parse.urlsplit(headers["location"]).query)["q"][0]
+    assert json.loads(opened) == query
+
+    rename = {"csrf": token, "name": "By country"}
+    assert admin.call("POST", f"/reports/saved/{saved['id']}/rename", rename)[0] == 303
+    assert saved_reports.get_saved(engine, saved["id"])["name"] == "By country"
+    assert admin.call("POST", f"/reports/saved/{saved['id']}/delete", {"csrf": token})[0] == 303
+    assert saved_reports.list_saved(engine) == []
+    assert admin.call("GET", f"/reports/saved/{saved['id']}")[0] == 404
