@@ -124,7 +124,7 @@ def form_query(base: dict[str, Any], form: QueryParams) -> dict[str, Any]:
     return query
 
 
-def sort_link(query: dict[str, Any], name: str) -> tuple[str, str]:
+def sort_link(query: dict[str, Any], name: str, **keep: str) -> tuple[str, str]:
     """The link that sorts by `name` (again: the other way) and the arrow now shown."""
     current = (query.get("sort") or [{}])[0]
     if current.get("name") == name:
@@ -133,7 +133,7 @@ def sort_link(query: dict[str, Any], name: str) -> tuple[str, str]:
     else:
         order = "asc" if name in DIMENSIONS else "desc"
         arrow = ""
-    return state_url(changed(query, sort=[{"name": name, "order": order}])), arrow
+    return state_url(changed(query, sort=[{"name": name, "order": order}]), **keep), arrow
 
 
 def drill_link(query: dict[str, Any], dimensions: dict[str, str], then: str) -> str:
@@ -180,7 +180,9 @@ class ReportPages:
         legacy = "q" not in given and any(k in given for k in LEGACY)
         body = legacy_query(given) if legacy else query_of(given)
         if given.get("apply"):
-            return web.redirect(request, session, "/reports" + state_url(form_query(body, given)))
+            kept = {"then": then} if (then := given.get("then")) else {}
+            target = "/reports" + state_url(form_query(body, given), **kept)
+            return web.redirect(request, session, target)
         settings = await web.run(entities.get_settings, web.engine)
         types = [row["name"] for row in await web.run(postbacks.list_conversion_types, web.engine)]
         try:
@@ -202,6 +204,8 @@ class ReportPages:
             )
         grouping = list(query.grouping)
         then = next_level(grouping, given.get("then"))
+        # The drill-down level the user chose stays in every link of the page.
+        keep = {"then": then} if given.get("then") else {}
         names = {
             "campaign": await web.run(names_by_id, web, "campaigns"),
             "traffic_source": await web.run(names_by_id, web, "traffic_sources"),
@@ -214,13 +218,17 @@ class ReportPages:
             chips.append(
                 {
                     "text": _chip_text(item, names),
-                    "remove": state_url(changed(body, filters=rest or None)),
+                    "remove": state_url(changed(body, filters=rest or None), **keep),
                 }
             )
         offset, limit = query.offset, query.limit
         pages = {
-            "previous": state_url({**body, "offset": max(0, offset - limit)}) if offset else None,
-            "next": state_url({**body, "offset": offset + limit}) if result.truncated else None,
+            "previous": state_url({**body, "offset": max(0, offset - limit)}, **keep)
+            if offset
+            else None,
+            "next": state_url({**body, "offset": offset + limit}, **keep)
+            if result.truncated
+            else None,
         }
         return web.render(
             request,
@@ -242,7 +250,7 @@ class ReportPages:
             then=then,
             chips=chips,
             pages=pages,
-            sort_links={n: sort_link(body, n) for n in (*grouping, *query.metrics)},
+            sort_links={n: sort_link(body, n, **keep) for n in (*grouping, *query.metrics)},
             drill=lambda row: drill_link(body, row.dimensions, then),
             csv_url=state_url(body, format="csv"),
             saved=await web.run(saved_reports.list_saved, web.engine),
