@@ -8,7 +8,13 @@ import pytest
 
 from clickloop.errors import InvalidInput
 from clickloop.http.webcore import zone_of
-from clickloop.services.report_query import DEFAULT_METRICS, known_types, parse_query
+from clickloop.services.report_query import (
+    DEFAULT_METRICS,
+    ReportQuery,
+    SortKey,
+    known_types,
+    parse_query,
+)
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 
@@ -48,3 +54,15 @@ def test_a_stored_zone_that_does_not_load_is_an_error_not_utc() -> None:
     with pytest.raises(InvalidInput) as caught:
         zone_of({"timezone": "Mars/Olympus"})
     assert caught.value.field == "timezone"
+
+
+def test_a_query_built_in_code_is_checked_too() -> None:
+    """A ReportQuery made directly (by the UI, the dashboard) refuses unknown names as well."""
+    with pytest.raises(InvalidInput) as caught:
+        ReportQuery(
+            date_from=date(2026, 3, 1),
+            date_to=date(2026, 3, 2),
+            timezone="UTC",
+            sort=(SortKey(name="happiness", descending=True),),
+        )
+    assert caught.value.field == "sort[0].name"

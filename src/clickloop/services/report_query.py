@@ -294,6 +294,14 @@ def check_query(query: ReportQuery) -> None:
     for index, name in enumerate(query.grouping):
         if name not in DIMENSIONS:
             raise InvalidInput(f"grouping[{index}]", f"not a dimension: {name}")
+    named = [(f"metrics[{i}]", name) for i, name in enumerate(query.metrics)]
+    named += [(f"filters[{i}].name", rule.name) for i, rule in enumerate(query.metric_filters)]
+    for index, key in enumerate(query.sort):
+        if key.name not in DIMENSIONS:
+            named.append((f"sort[{index}].name", key.name))
+    for where, name in named:
+        if name not in METRICS and not TYPED_METRIC.match(name):
+            raise InvalidInput(where, f"not a metric: {name[:100]}")
     for index, key in enumerate(query.sort):
         if key.name in DIMENSIONS and key.name not in query.grouping:
             raise InvalidInput(f"sort[{index}].name", f"{key.name} is not in grouping")
