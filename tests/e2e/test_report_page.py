@@ -190,3 +190,30 @@ def test_saved_reports_from_the_page(admin: Admin, engine: Engine) -> None:  # n
     assert admin.call("POST", f"/reports/saved/{saved['id']}/delete", {"csrf": token})[0] == 303
     assert saved_reports.list_saved(engine) == []
     assert admin.call("GET", f"/reports/saved/{saved['id']}")[0] == 404
+
+
+def test_drilling_into_a_day_narrows_the_range(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
+    """Time buckets cannot be filtered on: a day's drill-down makes the range that day and
+    groups by the next level (it was a 422 page)."""
+    _, _, page = admin.call("GET", _q({"range": RANGE, "grouping": ["day"]}))
+    links = [html.unescape(link) for link in re.findall(r'<tr data-href="([^"]+)"', page)]
+    drilled = json.loads(urllib.parse.parse_qs(links[0].lstrip("?"))["q"][0])
+    assert drilled["range"] == {"from": "2026-03-02", "to": "2026-03-02", "timezone": "UTC"}
+    assert drilled["grouping"] == ["day", "campaign"] and "filters" not in drilled
+    status, _, page = admin.call("GET", "/reports" + links[0])
+    assert status == 200
+    assert re.findall(r'<td data-col="campaign">([^<]*)', page) == ["Alpha"]
+
+
+def test_a_form_mistake_keeps_the_report_and_names_the_field(admin: Admin) -> None:  # noqa: F811
+    """A filter the builder refuses (a campaign by name, not id) is not applied: the page of the
+    previous query comes back with the field named."""
+    base = {"range": RANGE, "grouping": ["campaign"]}
+    form = {"q": json.dumps(base), "apply": "1", "g": "campaign", "preset": "", **RANGE}
+    form |= {"fname": "campaign", "fop": "equals", "fvalue": "Alpha"}
+    status, headers, _ = admin.call("GET", "/reports?" + urllib.parse.urlencode(form))
+    assert status == 303
+    kept = urllib.parse.parse_qs(urllib.parse.urlsplit(headers["location"]).query)["q"][0]
+    assert json.loads(kept) == base
+    _, _, page = admin.call("GET", "/reports?" + urllib.parse.urlsplit(headers["location"]).query)
+    assert "Not applied: filters[0].value" in html.unescape(page)

@@ -81,3 +81,10 @@ def test_patch_refuses_a_bad_query_naming_the_field(api: Api) -> None:
     status, answer = api.call("PATCH", path, {"query": {"sort": [{"name": "nope"}]}})
     assert status == 422 and answer["field"].startswith("query.sort"), answer
     assert api.call("GET", "/saved-reports")[1]["items"][0]["query"] == QUERY
+
+
+def test_an_id_beyond_any_row_is_a_404(api: Api) -> None:
+    """An id past the column's range is not found (it was a 500 from the database driver)."""
+    huge = "/saved-reports/54163851478135166105066842095616"
+    assert api.call("PATCH", huge, {})[0] == 404
+    assert api.call("DELETE", huge)[0] == 404

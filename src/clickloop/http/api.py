@@ -469,14 +469,14 @@ def create_api(
         saved = await run(
             saved_reports.update_saved,
             engine,
-            request.path_params["id"],
+            _path_id(request),
             changes,
             now=datetime.now(UTC),
         )
         return Json(saved)
 
     async def delete_saved(request: Request) -> Response:
-        await run(saved_reports.delete_saved, engine, request.path_params["id"])
+        await run(saved_reports.delete_saved, engine, _path_id(request))
         return Response(status_code=204)
 
     routes: list[tuple[str, Handler, list[str]]] = []

@@ -6,7 +6,7 @@ removing a filter) and the CSV are that query changed or repeated; and saved rep
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +28,7 @@ from clickloop.services.report_query import (
     METRIC_OPERATORS,
     METRICS,
     PRESETS,
+    TIME_DIMENSIONS,
 )
 
 LIMITS = (25, 50, 100, 500)
@@ -136,15 +137,49 @@ def sort_link(query: dict[str, Any], name: str, **keep: str) -> tuple[str, str]:
     return state_url(changed(query, sort=[{"name": name, "order": order}]), **keep), arrow
 
 
-def drill_link(query: dict[str, Any], dimensions: dict[str, str], then: str) -> str:
-    """A row's drill-down: filter by each of its grouped values, then group by `then` too."""
+def drill_link(
+    query: dict[str, Any], dimensions: dict[str, str], then: str, shown: tuple[date, date]
+) -> str:
+    """A row's drill-down: filter by each of its grouped values, then group by `then` too.
+    Time buckets cannot be filtered on: a day, week or month narrows the range instead (within
+    the `shown` one), an hour narrows it to its day and filters by hour of day."""
     filters = list(query.get("filters", []))
+    span = dict(query.get("range", {}))
     for name, value in dimensions.items():
-        filters.append({"name": name, "operator": "equals", "value": value})
+        if name in TIME_DIMENSIONS:
+            first, last = _bucket(name, value)
+            span = {
+                "from": max(first, shown[0]).isoformat(),
+                "to": min(last, shown[1]).isoformat(),
+                **({"timezone": span["timezone"]} if "timezone" in span else {}),
+            }
+            if name == "hour":
+                filters.append(
+                    {
+                        "name": "hour_of_day",
+                        "operator": "equals",
+                        "value": value[11:13].lstrip("0") or "0",
+                    }
+                )
+        elif value == "":
+            filters.append({"name": name, "operator": "is_empty"})
+        else:
+            filters.append({"name": name, "operator": "equals", "value": value})
     grouping = list(query.get("grouping", []))
     if then not in grouping and len(grouping) < 3:
         grouping.append(then)
-    return state_url(changed(query, filters=filters, grouping=grouping, sort=None), then=then)
+    new = changed(query, range=span, filters=filters or None, grouping=grouping, sort=None)
+    return state_url(new, then=then)
+
+
+def _bucket(name: str, value: str) -> tuple[date, date]:
+    """The local days of a time bucket as the builder shows it (day, week start, YYYY-MM, hour)."""
+    if name == "month":
+        first = date.fromisoformat(value + "-01")
+        following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        return first, following - timedelta(days=1)
+    first = date.fromisoformat(value[:10])
+    return first, first + timedelta(days=6 if name == "week" else 0)
 
 
 def cell(value: Any) -> str:
@@ -179,19 +214,29 @@ class ReportPages:
         given = request.query_params
         legacy = "q" not in given and any(k in given for k in LEGACY)
         body = legacy_query(given) if legacy else query_of(given)
-        if given.get("apply"):
-            kept = {"then": then} if (then := given.get("then")) else {}
-            target = "/reports" + state_url(form_query(body, given), **kept)
-            return web.redirect(request, session, target)
         settings = await web.run(entities.get_settings, web.engine)
         types = [row["name"] for row in await web.run(postbacks.list_conversion_types, web.engine)]
-        try:
-            query = report_query.parse_query(
-                body,
+
+        def parse(candidate: dict[str, Any]) -> report_query.ReportQuery:
+            return report_query.parse_query(
+                candidate,
                 now=datetime.now(UTC),
                 default_timezone=settings["timezone"],
                 conversion_types=report_query.known_types(types),
             )
+
+        if given.get("apply"):
+            kept = {"then": then} if (then := given.get("then")) else {}
+            wanted = form_query(body, given)
+            try:
+                parse(wanted)
+            except InvalidInput as exc:
+                # The form's mistake is named and the report shown stays as it was.
+                session.flash(f"Not applied: {exc.field} {exc.reason}.", "error")
+                wanted = body
+            return web.redirect(request, session, "/reports" + state_url(wanted, **kept))
+        try:
+            query = parse(body)
         except InvalidInput as exc:
             raise InvalidInput(f"q.{exc.field}", exc.reason) from exc
         result = await web.run(report_builder.run_report, web.engine, query, settings=settings)
@@ -251,7 +296,9 @@ class ReportPages:
             chips=chips,
             pages=pages,
             sort_links={n: sort_link(body, n, **keep) for n in (*grouping, *query.metrics)},
-            drill=lambda row: drill_link(body, row.dimensions, then),
+            drill=lambda row: drill_link(
+                body, row.dimensions, then, (query.date_from, query.date_to)
+            ),
             csv_url=state_url(body, format="csv"),
             saved=await web.run(saved_reports.list_saved, web.engine),
             state_url=state_url,

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.services import entities, report_query
+from clickloop.services.queries import MAX_ID
 from clickloop.storage import tables as t
 
 MAX_NAME = 200
@@ -70,13 +71,21 @@ def update_saved(
 
 
 def delete_saved(engine: Engine, report_id: int) -> None:
+    _check_id(report_id)
     with engine.begin() as conn:
         deleted = conn.execute(delete(t.saved_reports).where(t.saved_reports.c.id == report_id))
         if not deleted.rowcount:
             raise NotFound("saved report", report_id)
 
 
+def _check_id(report_id: int) -> None:
+    # Beyond the column's range no report exists, and the database would refuse the number.
+    if not 0 < report_id <= MAX_ID:
+        raise NotFound("saved report", report_id)
+
+
 def _row(conn: Connection, report_id: int) -> dict[str, Any]:
+    _check_id(report_id)
     row = conn.execute(select(t.saved_reports).where(t.saved_reports.c.id == report_id)).first()
     if row is None:
         raise NotFound("saved report", report_id)
