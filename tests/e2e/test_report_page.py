@@ -90,8 +90,8 @@ def test_the_page_and_its_csv_show_the_same_query(admin: Admin, traffic: dict[st
 
 
 def test_the_form_and_the_links_change_the_query(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
-    """Applying the form with a new filter redirects to the page of the changed query; a row's
-    drill-down filters by it and adds the next level; removing a chip drops its filter."""
+    """Applying the form with a new filter (campaigns by name or id) redirects to the page of the
+    changed query; a row's drill-down filters by it and adds the next level."""
     base = {"range": RANGE, "grouping": ["campaign"]}
     form = {
         "q": json.dumps(base),
@@ -105,9 +105,9 @@ def test_the_form_and_the_links_change_the_query(admin: Admin, traffic: dict[str
         "attribution": "click_time",
         "compare": "1",
         "limit": "50",
-        "fname": "clicks",
-        "fop": "gt",
-        "fvalue": "1",
+        "fname": "campaign",
+        "fop": "in_list",
+        "fvalue": f"alpha, {traffic['Beta']}",
     }
     status, headers, _ = admin.call("GET", "/reports?" + urllib.parse.urlencode(form))
     assert status == 303
@@ -120,12 +120,18 @@ def test_the_form_and_the_links_change_the_query(admin: Admin, traffic: dict[str
         "attribution": "click_time",
         "compare": True,
         "limit": 50,
-        "filters": [{"name": "clicks", "operator": "gt", "value": "1"}],
+        "filters": [
+            {
+                "name": "campaign",
+                "operator": "in_list",
+                "values": [str(traffic["Alpha"]), str(traffic["Beta"])],
+            }
+        ],
     }
     status, _, page = admin.call("GET", "/reports?" + location.query)
     assert status == 200
     assert re.findall(r'<td data-col="country">(?:<a[^>]*>)?([^<]*)', page) == ["DE", "US"]
-    assert "clicks gt 1" in html.unescape(page)
+    assert "campaign in list Alpha, Beta" in html.unescape(page)
 
     drill = html.unescape(re.search(r'<tr data-href="([^"]+)"', page).group(1))  # type: ignore[union-attr]
     drilled = json.loads(urllib.parse.parse_qs(drill.lstrip("?"))["q"][0])
@@ -206,11 +212,11 @@ def test_drilling_into_a_day_narrows_the_range(admin: Admin, traffic: dict[str, 
 
 
 def test_a_form_mistake_keeps_the_report_and_names_the_field(admin: Admin) -> None:  # noqa: F811
-    """A filter the builder refuses (a campaign by name, not id) is not applied: the page of the
-    previous query comes back with the field named."""
+    """A filter the builder refuses (a campaign no name or id matches) is not applied: the page
+    of the previous query comes back with the field named."""
     base = {"range": RANGE, "grouping": ["campaign"]}
     form = {"q": json.dumps(base), "apply": "1", "g": "campaign", "preset": "", **RANGE}
-    form |= {"fname": "campaign", "fop": "equals", "fvalue": "Alpha"}
+    form |= {"fname": "campaign", "fop": "equals", "fvalue": "Gamma"}
     status, headers, _ = admin.call("GET", "/reports?" + urllib.parse.urlencode(form))
     assert status == 303
     kept = urllib.parse.parse_qs(urllib.parse.urlsplit(headers["location"]).query)["q"][0]

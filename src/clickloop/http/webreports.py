@@ -87,9 +87,11 @@ def legacy_query(params_: QueryParams) -> dict[str, Any]:
     return query
 
 
-def form_query(base: dict[str, Any], form: QueryParams) -> dict[str, Any]:
+def form_query(
+    base: dict[str, Any], form: QueryParams, names: dict[str, dict[int, str]]
+) -> dict[str, Any]:
     """The page form applied to the current query: range, grouping, columns, attribution,
-    comparison, page size, and a new filter when one is given."""
+    comparison, page size, and a new filter when one is given (`names`: entity names by id)."""
     query = changed(base)
     preset = form.get("preset", "")
     if preset in PRESETS:
@@ -107,20 +109,24 @@ def form_query(base: dict[str, Any], form: QueryParams) -> dict[str, Any]:
     query["compare"] = form.get("compare") == "1"
     if limit := form.get("limit"):
         query["limit"] = int(limit) if limit.isdigit() else limit
-    kept = {g for g in query["grouping"]}
-    query["sort"] = [
-        s for s in base.get("sort", []) if s.get("name") not in DIMENSIONS or s.get("name") in kept
-    ]
-    if not query["sort"]:
-        del query["sort"]
+    # A sort on a dimension no longer grouped is dropped (the builder refuses it).
+    grouped = set(query["grouping"])
+    sort = [s for s in base.get("sort", []) if s.get("name") not in set(DIMENSIONS) - grouped]
+    query.pop("sort", None)
+    if sort:
+        query["sort"] = sort
     name, operator = form.get("fname", ""), form.get("fop", "")
     if name:
         item: dict[str, Any] = {"name": name, "operator": operator}
         text = form.get("fvalue", "").strip()
+        # Campaigns, sources, offers and networks may be typed by name: the builder takes ids.
+        by_name = {label.casefold(): str(id_) for id_, label in names.get(name, {}).items()}
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        values = [by_name.get(v.casefold(), v) for v in values]
         if operator in (*LIST_OPERATORS, "between"):
-            item["values"] = [v.strip() for v in text.split(",") if v.strip()]
+            item["values"] = values
         elif operator != "is_empty":
-            item["value"] = text
+            item["value"] = by_name.get(text.casefold(), text)
         query["filters"] = [*base.get("filters", []), item]
     return query
 
@@ -225,9 +231,15 @@ class ReportPages:
                 conversion_types=report_query.known_types(types),
             )
 
+        names = {
+            "campaign": await web.run(names_by_id, web, "campaigns"),
+            "traffic_source": await web.run(names_by_id, web, "traffic_sources"),
+            "offer": await web.run(names_by_id, web, "offers"),
+            "affiliate_network": await web.run(names_by_id, web, "affiliate_networks"),
+        }
         if given.get("apply"):
             kept = {"then": then} if (then := given.get("then")) else {}
-            wanted = form_query(body, given)
+            wanted = form_query(body, given, names)
             try:
                 parse(wanted)
             except InvalidInput as exc:
@@ -251,12 +263,6 @@ class ReportPages:
         then = next_level(grouping, given.get("then"))
         # The drill-down level the user chose stays in every link of the page.
         keep = {"then": then} if given.get("then") else {}
-        names = {
-            "campaign": await web.run(names_by_id, web, "campaigns"),
-            "traffic_source": await web.run(names_by_id, web, "traffic_sources"),
-            "offer": await web.run(names_by_id, web, "offers"),
-            "affiliate_network": await web.run(names_by_id, web, "affiliate_networks"),
-        }
         chips = []
         for index, item in enumerate(body.get("filters", [])):
             rest = [f for i, f in enumerate(body["filters"]) if i != index]
