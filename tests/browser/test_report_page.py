@@ -126,6 +126,8 @@ def test_report_page_groups_drills_filters_saves_and_exports(
     assert _table(page) == shown
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "reports-saved-laptop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(SCREENSHOTS / "reports-saved-phone.png"), full_page=True)
 
     # The CSV is the table: same rows, same columns, same numbers.
     with page.expect_download() as download:

@@ -32,6 +32,8 @@ from clickloop.services.report_query import (
 )
 
 LIMITS = (25, 50, 100, 500)
+# Column headings where the metric's name is an abbreviation.
+HEADINGS = {"cr": "CR %", "roi": "ROI %", "epc": "EPC", "cpc": "CPC", "cpa": "CPA"}
 DEFAULT_QUERY: dict[str, Any] = {"range": {"preset": "last_7_days"}, "grouping": ["day"]}
 # What a row's drill-down groups by next when the form does not say.
 DRILL_ORDER = ("campaign", "offer", "traffic_source", "country", "device_type", "os", "day")
@@ -298,6 +300,7 @@ class ReportPages:
             metric_operators=METRIC_OPERATORS,
             presets=PRESETS,
             limits=LIMITS,
+            headings=HEADINGS,
             then=then,
             chips=chips,
             pages=pages,
