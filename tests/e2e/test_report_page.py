@@ -25,6 +25,13 @@ NOW = datetime(2026, 3, 10, tzinfo=UTC)
 RANGE = {"from": "2026-03-01", "to": "2026-03-31", "timezone": "UTC"}
 
 
+def _rows(page: str) -> list[dict[str, str]]:
+    """The table's rows and totals row as {column: text} (the drill link's text for a label)."""
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", page.split("<tbody>", 1)[1], re.S)
+    cell = r'<t[dh][^>]*data-col="(\w+)"[^>]*>(?:<a[^>]*>)?([^<]*)'
+    return [dict(re.findall(cell, row)) for row in rows]
+
+
 def _q(query: dict[str, object], **extra: str) -> str:
     return "/reports?" + urllib.parse.urlencode({"q": json.dumps(query), **extra})
 
@@ -131,6 +138,19 @@ def test_the_form_and_the_links_change_the_query(admin: Admin, traffic: dict[str
     status, _, page = admin.call("GET", "/reports?" + location.query)
     assert status == 200
     assert re.findall(r'<td data-col="country">(?:<a[^>]*>)?([^<]*)', page) == ["DE", "US"]
+    # Compared with the previous period: the CSV carries the same before and change columns.
+    _, _, text = admin.call("GET", "/reports?" + location.query + "&format=csv")
+    records = list(csv.DictReader(io.StringIO(text)))
+    assert _rows(page) == [
+        {k: records[n][k] for k in ("country", "clicks", "clicks_previous", "clicks_change")}
+        for n in range(len(records))
+    ]
+    assert _rows(page)[0] == {
+        "country": "DE",
+        "clicks": "2",
+        "clicks_previous": "0",
+        "clicks_change": "",
+    }
     assert "campaign in list Alpha, Beta" in html.unescape(page)
 
     drill = html.unescape(re.search(r'<tr data-href="([^"]+)"', page).group(1))  # type: ignore[union-attr]
