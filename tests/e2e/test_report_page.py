@@ -219,9 +219,10 @@ def test_saved_reports_from_the_page(admin: Admin, engine: Engine) -> None:  # n
 
 
 def test_drilling_into_a_day_narrows_the_range(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
-    """Time buckets cannot be filtered on: a day's drill-down makes the range that day and
-    groups by the next level (it was a 422 page)."""
+    """A report by day has its clicks chart. Time buckets cannot be filtered on: a day's
+    drill-down makes the range that day and groups by the next level (it was a 422 page)."""
     _, _, page = admin.call("GET", _q({"range": RANGE, "grouping": ["day"]}))
+    assert 'aria-label="Clicks per day' in page  # the chart above a report by day
     links = [html.unescape(link) for link in re.findall(r'<tr data-href="([^"]+)"', page)]
     drilled = json.loads(urllib.parse.parse_qs(links[0].lstrip("?"))["q"][0])
     assert drilled["range"] == {"from": "2026-03-02", "to": "2026-03-02", "timezone": "UTC"}

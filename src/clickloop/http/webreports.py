@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from clickloop.errors import Conflict, InvalidInput
 from clickloop.http import params
 from clickloop.http.csvexport import csv_rows
-from clickloop.http.webcore import Web, names_by_id, session_of, zones
+from clickloop.http.webcore import Web, bar_chart, names_by_id, session_of, zones
 from clickloop.services import entities, postbacks, report_builder, report_query, saved_reports
 from clickloop.services.report_query import (
     DIMENSION_OPERATORS,
@@ -301,6 +301,7 @@ class ReportPages:
             presets=PRESETS,
             limits=LIMITS,
             headings=HEADINGS,
+            chart=_day_chart(query, result),
             then=then,
             chips=chips,
             pages=pages,
@@ -366,6 +367,18 @@ class ReportPages:
         return self.web.redirect(
             request, session_of(request), "/reports" + state_url(saved["query"])
         )
+
+
+def _day_chart(
+    query: report_query.ReportQuery, result: report_builder.ReportResult
+) -> dict[str, Any] | None:
+    """Clicks per day above a report by day in its own order (not once sorted otherwise)."""
+    if query.grouping != ("day",) or query.sort or "clicks" not in query.metrics:
+        return None
+    if not result.rows:
+        return None
+    days = [row.dimensions["day"] for row in result.rows]
+    return bar_chart([int(row.values["clicks"] or 0) for row in result.rows], days)
 
 
 def _chip_text(item: dict[str, Any], names: dict[str, dict[int, str]]) -> str:
