@@ -65,7 +65,7 @@ def query_of(params_: QueryParams) -> dict[str, Any]:
         return dict(DEFAULT_QUERY)
     try:
         query = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise InvalidInput("q", "a report builder query as JSON") from exc
     if not isinstance(query, dict):
         raise InvalidInput("q", "a report builder query as JSON")
