@@ -245,3 +245,18 @@ def test_a_form_mistake_keeps_the_report_and_names_the_field(admin: Admin) -> No
     assert json.loads(kept) == base
     _, _, page = admin.call("GET", "/reports?" + urllib.parse.urlsplit(headers["location"]).query)
     assert "Not applied: filters[0].value" in html.unescape(page)
+
+
+def test_pages_say_when_rows_were_cut(admin: Admin, traffic: dict[str, int]) -> None:  # noqa: F811
+    """One row per page: the first says more rows follow and links the next; the last links
+    back and says nothing is cut; the totals stay those of every row."""
+    query = {"range": RANGE, "grouping": ["campaign"], "metrics": ["clicks"], "limit": 1}
+    _, _, page = admin.call("GET", _q(query))
+    assert [r.get("campaign") for r in _rows(page)] == ["Alpha", "Total"]
+    assert _rows(page)[-1]["clicks"] == "4"
+    assert "Rows 1\u20131 of 2" in page and "more rows on the next pages" in page
+    following = html.unescape(re.search(r'href="([^"]+)">Next', page).group(1))  # type: ignore[union-attr]
+    _, _, page = admin.call("GET", "/reports" + following)
+    assert [r.get("campaign") for r in _rows(page)] == ["Beta", "Total"]
+    assert "Rows 2\u20132 of 2" in page and "more rows" not in page and "Next" not in page
+    assert "← Previous" in page
