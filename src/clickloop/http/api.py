@@ -48,6 +48,7 @@ from clickloop.services import (
     report_builder,
     report_query,
     reports,
+    saved_reports,
     tokens,
 )
 
@@ -488,6 +489,35 @@ def create_api(
             )
         return Json(result.as_dict())
 
+    async def list_saved(request: Request) -> Response:
+        return Json({"items": await run(saved_reports.list_saved, engine)})
+
+    async def create_saved(request: Request) -> Response:
+        body = await _json_body(request)
+        saved = await run(
+            saved_reports.create_saved,
+            engine,
+            name=body["name"],
+            query=body["query"],
+            now=datetime.now(UTC),
+        )
+        return Json(saved, status_code=201)
+
+    async def patch_saved(request: Request) -> Response:
+        changes = await _json_body(request)
+        saved = await run(
+            saved_reports.update_saved,
+            engine,
+            _path_id(request),
+            changes,
+            now=datetime.now(UTC),
+        )
+        return Json(saved)
+
+    async def delete_saved(request: Request) -> Response:
+        await run(saved_reports.delete_saved, engine, _path_id(request))
+        return Response(status_code=204)
+
     routes: list[tuple[str, Handler, list[str]]] = []
     for path in ENTITY_TABLES:
         routes.append((f"/{path}", list_entities, ["GET"]))
@@ -516,6 +546,10 @@ def create_api(
         ("/traffic-sources/{id:int}/ad-platform-postback", set_ad_platform_postback, ["PUT"]),
         ("/exports/google-ads", export_google_ads, ["GET"]),
         ("/reports/build", build_report, ["POST"]),
+        ("/saved-reports", list_saved, ["GET"]),
+        ("/saved-reports", create_saved, ["POST"]),
+        ("/saved-reports/{id:int}", patch_saved, ["PATCH"]),
+        ("/saved-reports/{id:int}", delete_saved, ["DELETE"]),
     ]
     document = build_openapi(base_url)
 

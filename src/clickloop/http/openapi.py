@@ -261,6 +261,17 @@ def _operation(
     return operation
 
 
+_SAVED: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "query"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "query": QUERY_SCHEMA,
+    },
+}
+
+
 def build_openapi(base_url: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for kind, schema in ENTITY_SCHEMAS.items():
@@ -451,6 +462,18 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                 body_required=False,
                 result=_REPORT,
             )
+        },
+        "/saved-reports": {
+            "get": _operation("List saved reports (name and report builder query)"),
+            "post": _operation("Save a report builder query under a name", body=_SAVED, ok=201),
+        },
+        "/saved-reports/{id}": {
+            "patch": _operation(
+                "Rename a saved report or replace its query",
+                parameters=[_path("id", _ID)],
+                body={k: v for k, v in _SAVED.items() if k != "required"},
+            ),
+            "delete": _operation("Delete a saved report", parameters=[_path("id", _ID)], ok=204),
         },
     }
     return {

@@ -31,6 +31,7 @@ from clickloop.http.webcore import (
 )
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weblogs import LogPages
+from clickloop.http.webreports import ReportPages
 from clickloop.services import login_throttle, sessions, users
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_web(
     setup = EntityPages(web)
     logs = LogPages(web)
     ads = AdPlatformPages(web)
+    report_pages = ReportPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -84,9 +86,13 @@ def create_web(
         ("/deliveries/{id:int}", logs.delivery, ["GET"]),
         ("/deliveries/{id:int}/resend", logs.resend, ["POST"]),
         ("/targets/{kind}/{id:int}/enable", logs.enable_target, ["POST"]),
-        ("/reports", logs.reports, ["GET"]),
         ("/campaigns/{id:int}/ad-platform-postbacks", ads.add_campaign_postback, ["POST"]),
         ("/exports/google-ads", ads.export_google_ads, ["GET"]),
+        ("/reports", report_pages.reports, ["GET"]),
+        ("/reports/saved", report_pages.save, ["POST"]),
+        ("/reports/saved/{id:int}", report_pages.open_saved, ["GET"]),
+        ("/reports/saved/{id:int}/rename", report_pages.rename, ["POST"]),
+        ("/reports/saved/{id:int}/delete", report_pages.delete, ["POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

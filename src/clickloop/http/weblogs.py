@@ -1,5 +1,5 @@
 """Admin pages that read what happened: dashboard, conversions, received and sent postbacks
-(re-process, resend) and reports with CSV export.
+(re-process, resend). The report page is http/webreports.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.responses import Response, StreamingResponse
 from clickloop.domain.deliveries import DeliveryState, TargetKind
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.http import params
-from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS, csv_rows
+from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, csv_rows
 from clickloop.http.webcore import (
     OUTCOMES,
     PAGE_SIZE,
@@ -27,14 +27,13 @@ from clickloop.http.webcore import (
     safe_next,
     session_of,
     zone_of,
-    zones,
 )
 from clickloop.services import deliveries, entities, postbacks, queries, reports
 from clickloop.storage import tables as t
 
 
 class LogPages:
-    """The dashboard, the three logs and the reports."""
+    """The dashboard and the three logs."""
 
     def __init__(self, web: Web) -> None:
         self.web = web
@@ -316,86 +315,6 @@ class LogPages:
         done = "rendered again and queued" if rerender else "queued again"
         return self.web.redirect(
             request, session_of(request), "/deliveries", f"{count} failed deliveries {done}."
-        )
-
-    # -- reports -------------------------------------------------------------------------
-
-    async def reports(self, request: Request) -> Response:
-        web = self.web
-        query = request.query_params
-        asked_zone = params.text(query, "timezone", max_length=64)
-        if asked_zone is not None and asked_zone not in zones():
-            raise InvalidInput("timezone", "a time zone name such as Europe/Berlin or UTC")
-        group_by = params.choice(query, "group_by", reports.GROUPS) or "day"
-        asked_from, asked_to = params.day(query, "from"), params.day(query, "to")
-        campaign_id = params.whole_number(query, "campaign_id")
-        as_csv = params.choice(query, "format", ("csv",)) == "csv"
-        settings = await web.run(entities.get_settings, web.engine)
-        # Another zone than the settings' one can be asked for.
-        timezone = asked_zone or settings["timezone"]
-        today = datetime.now(zone_of({"timezone": timezone})).date()
-        date_from = asked_from or today - timedelta(days=6)
-        date_to = asked_to or today
-        error = None
-        try:
-            report = await web.run(
-                reports.build_report,
-                web.engine,
-                group_by=group_by,
-                date_from=date_from,
-                date_to=date_to,
-                timezone=timezone,
-                currency=settings["currency"],
-                campaign_id=campaign_id,
-            )
-        except InvalidInput as exc:
-            error = str(exc)
-            date_from, date_to, timezone = today - timedelta(days=6), today, settings["timezone"]
-            report = await web.run(
-                reports.build_report,
-                web.engine,
-                group_by=group_by,
-                date_from=date_from,
-                date_to=date_to,
-                timezone=timezone,
-                currency=settings["currency"],
-                campaign_id=campaign_id,
-            )
-        if as_csv:
-            rows = [row.as_dict() for row in report.rows] + [report.totals.as_dict()]
-            return StreamingResponse(
-                csv_rows(iter(rows), REPORT_CSV_COLUMNS),
-                media_type="text/csv; charset=utf-8",
-                headers={"content-disposition": 'attachment; filename="report.csv"'},
-            )
-        types = [row["name"] for row in await web.run(postbacks.list_conversion_types, web.engine)]
-        shown_types = [
-            kind
-            for kind in types
-            if kind in ("lead", "sale", "rejected") or report.totals.conversions.get(kind)
-        ]
-        chart = None
-        if group_by == "day" and report.rows:
-            chart = bar_chart([r.clicks for r in report.rows], [r.key for r in report.rows])
-        kept = {k: v for k, v in query.items() if k != "format"}
-        return web.render(
-            request,
-            session_of(request),
-            "reports.html",
-            section="reports",
-            report=report,
-            groups=reports.GROUPS,
-            group_by=group_by,
-            date_from=date_from,
-            date_to=date_to,
-            campaign_id=campaign_id,
-            timezone=timezone,
-            timezones=sorted(zones()),
-            campaigns=await web.run(names_by_id, web, "campaigns"),
-            shown_types=shown_types,
-            chart=chart,
-            csv_url="?" + urlencode({**kept, "format": "csv"}),
-            error=error,
         )
 
 
