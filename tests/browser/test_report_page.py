@@ -14,6 +14,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
+from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER, SCREENSHOTS
 from tests.conftest import Server
@@ -69,6 +70,7 @@ def test_report_page_groups_drills_filters_saves_and_exports(
                 for n, (name, country) in enumerate(clicks)
             ],
         )
+    report_cubes.rebuild(engine)  # the clicks above were written around the writer
     page = browser.new_page(viewport={"width": 1366, "height": 800})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))

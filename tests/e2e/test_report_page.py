@@ -17,6 +17,7 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities, saved_reports
+from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from tests.e2e.test_admin_answers import Admin, admin  # noqa: F401 (fixture)
 
@@ -62,6 +63,7 @@ def traffic(engine: Engine) -> dict[str, int]:
                 for n, (name, country) in enumerate(rows)
             ],
         )
+    report_cubes.rebuild(engine)  # the clicks above were written around the writer
     return ids
 
 
