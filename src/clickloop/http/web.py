@@ -19,6 +19,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from clickloop.http.webadplatforms import AdPlatformPages
+from clickloop.http.webclicks import ClickPages
 from clickloop.http.webcore import (
     HERE,
     Web,
@@ -48,6 +49,7 @@ def create_web(
     setup = EntityPages(web)
     logs = LogPages(web)
     ads = AdPlatformPages(web)
+    behind = ClickPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -84,6 +86,12 @@ def create_web(
         ("/reports", logs.reports, ["GET"]),
         ("/campaigns/{id:int}/ad-platform-postbacks", ads.add_campaign_postback, ["POST"]),
         ("/exports/google-ads", ads.export_google_ads, ["GET"]),
+        ("/clicks", behind.clicks, ["GET"]),
+        ("/clicks/{subid}", behind.click, ["GET"]),
+        ("/conversions/{id:int}", behind.conversion, ["GET"]),
+        ("/conversions/{id:int}/status", behind.change_status, ["POST"]),
+        ("/conversions/upload", behind.upload, ["GET", "POST"]),
+        ("/deliveries/resend", logs.resend_selected, ["POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
