@@ -27,6 +27,7 @@ _CLICK_HEAD = ("subid", "created_at", "campaign_id", "offer_id", "traffic_source
 MAX_UPLOAD_BYTES = 1024 * 1024
 MAX_UPLOAD_LINES = 5000
 PREVIEW_LINES = 10
+_HEADER = ("subid", "payout", "tid", "status")
 # Related rows shown on a click's page; the full lists are a link away.
 RELATED_ROWS = 20
 
@@ -189,8 +190,10 @@ class ClickPages:
             )
         lines = text.splitlines()
         if form.get("step") != "import":
-            data = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
-            preview = [_cells(line) for line in data[:PREVIEW_LINES]]
+            # What the import will read: the lines it skips are left out here too.
+            data = [_cells(line) for line in lines if line.strip() and line.strip()[0] != "#"]
+            data = [cells for cells in data if [c.lower() for c in cells] != list(_HEADER)]
+            preview = data[:PREVIEW_LINES]
             return web.render(
                 request,
                 session,
