@@ -215,3 +215,20 @@ def test_admin_lists_filter_and_resend_selected(
     assert state == ("queued", 0)
     status, _, page = admin.call("GET", f"/conversions/{conversion_id}")
     assert ">new<" in page and "1 of 1 deliveries queued again" in page
+
+
+def test_dashboard_says_failing_since_in_the_settings_zone(
+    admin: Admin, engine: Engine, world: World
+) -> None:
+    """A failing target's "failing since" is shown in the report time zone, not in UTC."""
+    entities.update_settings(engine, {"timezone": "Europe/Berlin"})
+    source = entities.create_traffic_source(engine, name="Failing", now=NOW)
+    with engine.begin() as conn:
+        conn.execute(
+            t.traffic_sources.update()
+            .where(t.traffic_sources.c.id == source)
+            .values(failing_since=datetime(2026, 11, 1, 12, 0, tzinfo=UTC))
+        )
+    status, _, page = admin.call("GET", "/")
+    assert status == 200
+    assert "failing since 2026-11-01 13:00:00 (Europe/Berlin)" in page, page
