@@ -215,6 +215,18 @@ def test_admin_lists_filter_and_resend_selected(
     assert state == ("queued", 0)
     status, _, page = admin.call("GET", f"/conversions/{conversion_id}")
     assert ">new<" in page and "1 of 1 deliveries queued again" in page
+    _, _, dashboard = admin.call("GET", "/")
+    assert (
+        'new</span> <b>1</b> · <span class="badge b-queued">retrying</span> <b>0</b>' in dashboard
+    )
+    with engine.begin() as conn:
+        conn.execute(t.deliveries.update().values(attempts=2))
+    _, _, dashboard = admin.call("GET", "/")
+    assert (
+        'new</span> <b>0</b> · <span class="badge b-queued">retrying</span> <b>1</b>' in dashboard
+    )
+    _, _, page = admin.call("GET", "/deliveries")
+    assert ">retrying<" in page
 
 
 def test_dashboard_says_failing_since_in_the_settings_zone(
