@@ -127,7 +127,7 @@ def _wrong_for(schema: dict[str, Any]) -> list[Any]:
     return [v for v in WRONG_VALUES if not any(fits[k](v) for k in kinds if k in fits)]
 
 
-REQUIRED_SAMPLES = {"name": "two", "url": "https://o.test/", "alias": "two"}
+REQUIRED_SAMPLES = {"name": "two", "url": "https://o.test/", "alias": "two", "status": "sale"}
 
 
 def _bodies(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str, Any]]:
