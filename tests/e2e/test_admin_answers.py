@@ -101,6 +101,9 @@ PAGE_FILTERS = {
     "/deliveries": {
         "state": ["nul", "overlong"],
         "target_kind": ["nul", "overlong"],
+        "target": ["nul", "overlong"],
+        "from": ["nul", "date"],
+        "to": ["nul", "date"],
         "conversion_id": ["nul", "number", "huge"],
         "cursor": ["nul", "number", "overlong"],
     },
@@ -112,6 +115,16 @@ PAGE_FILTERS = {
         "campaign_id": ["nul", "number", "huge"],
     },
     "/campaigns": {"days": ["nul", "number"]},
+    "/clicks": {
+        "campaign_id": ["nul", "number", "huge"],
+        "traffic_source_id": ["nul", "number", "huge"],
+        "subid": ["nul", "nul_inside", "overlong"],
+        "external_id": ["nul", "nul_inside", "overlong"],
+        "country": ["nul", "overlong", "number"],
+        "from": ["nul", "date"],
+        "to": ["nul", "date"],
+        "cursor": ["nul", "overlong"],
+    },
 }
 CASES = [
     (page, name, kind)

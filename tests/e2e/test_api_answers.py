@@ -134,6 +134,7 @@ REQUIRED_SAMPLES = {
     "platform": "meta",
     "pixel_id": "123",
     "access_token": "token",
+    "status": "sale",
 }
 
 

@@ -153,3 +153,14 @@ def test_campaign_link_keeps_the_sources_macros_raw() -> None:
         "https://t.example/summer?clickid={click_id}&cost=${COST}"
     )
     assert campaign_link("https://t.example", "summer", []) == "https://t.example/summer"
+
+
+def test_postback_builder_replaces_trainings_the_url_carries_already() -> None:
+    """A template's postback parameters with `lead_status=…` get the saved training in their
+    place, not a second `lead_status`; a `return` already there is replaced too."""
+    network = {"status_trainings": {"lead": ["reg"], "sale": ["approve", "rebill"]}}
+    url = "https://t.example/KEY/postback?subid={sub1}&lead_status=reg,dep&status={st}&return=X"
+    built = webforms.postback_builder(url, network, {"trainings": "1", "return": "OK"})
+    names = [name for name, _ in built["parts"]]
+    assert names == ["subid", "status", "lead_status", "sale_status", "return"]
+    assert built["url"].endswith("&lead_status=reg&sale_status=approve,rebill&return=OK")

@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from clickloop.domain.deliveries import DeliveryState
+from clickloop.domain.postbacks import Outcome
 from clickloop.domain.secrets import DeclaredSecrets
 from clickloop.errors import (
     ClickloopError,
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 BODY_SCHEMA = "clickloop.body_schema"  # the scope key where _guard leaves the body's schema
 ACTOR = "clickloop.actor"  # the scope key where _guard leaves who is asking (for the log)
+TOKEN_ID = "clickloop.token_id"  # the scope key where _guard leaves the caller's token id
 ENTITY_TABLES = {
     "traffic-sources": "traffic_sources",
     "affiliate-networks": "affiliate_networks",
@@ -128,6 +130,7 @@ def _guard(engine: Engine, handler: Handler, operation: dict[str, Any]) -> Handl
             params.refuse_nul(request.query_params.multi_items())
             params.refuse_unknown(request.query_params.keys(), known)
             request.scope[BODY_SCHEMA] = body.get("schema", {})
+            request.scope[TOKEN_ID] = valid
             return await handler(request)
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
@@ -328,6 +331,24 @@ def create_api(
 
     async def get_conversion(request: Request) -> Response:
         return Json(await run(queries.get_conversion, engine, _path_id(request)))
+
+    async def change_status(request: Request) -> Response:
+        conversion_id = _path_id(request)
+        status = (await _json_body(request))["status"]
+        user = f"api-token:{request.scope[TOKEN_ID]}"
+        now = datetime.now(UTC)
+        result = await run(
+            postbacks.change_status, engine, conversion_id, status, user=user, now=now
+        )
+        if result.outcome == Outcome.IGNORED:  # logged, but the conversion is as it was
+            raise ApiError(409, "conflict", f"status not changed: {result.reason}")
+        return Json(
+            {
+                "outcome": str(result.outcome),
+                "log_id": result.log_id,
+                "conversion": await run(queries.get_conversion, engine, conversion_id),
+            }
+        )
 
     async def list_received(request: Request) -> Response:
         limit, cursor = _page(request)
@@ -535,6 +556,7 @@ def create_api(
         ("/conversions", list_conversions, ["GET"]),
         ("/conversions.csv", export_conversions, ["GET"]),
         ("/conversions/{id:int}", get_conversion, ["GET"]),
+        ("/conversions/{id:int}/status", change_status, ["POST"]),
         ("/received-postbacks", list_received, ["GET"]),
         ("/received-postbacks/{id:int}/reprocess", reprocess, ["POST"]),
         ("/deliveries", list_deliveries, ["GET"]),

@@ -353,6 +353,20 @@ def build_openapi(base_url: str) -> dict[str, Any]:
             )
         },
         "/conversions/{id}": {"get": _operation("One conversion", parameters=[_path("id", _ID)])},
+        "/conversions/{id}/status": {
+            "post": _operation(
+                "Set a conversion's status by hand, by the postback rules (logged as MANUAL)",
+                parameters=[_path("id", _ID)],
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["status"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["lead", "sale", "rejected"]}
+                    },
+                },
+            )
+        },
         "/received-postbacks": {
             "get": _operation(
                 "The received-postback log, newest first",

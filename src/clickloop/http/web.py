@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from clickloop.http.webadplatforms import AdPlatformPages
+from clickloop.http.webclicks import ClickPages
 from clickloop.http.webcore import (
     HERE,
     Web,
@@ -53,6 +54,7 @@ def create_web(
     logs = LogPages(web)
     ads = AdPlatformPages(web)
     report_pages = ReportPages(web)
+    behind = ClickPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -93,6 +95,12 @@ def create_web(
         ("/reports/saved/{id:int}", report_pages.open_saved, ["GET"]),
         ("/reports/saved/{id:int}/rename", report_pages.rename, ["POST"]),
         ("/reports/saved/{id:int}/delete", report_pages.delete, ["POST"]),
+        ("/clicks", behind.clicks, ["GET"]),
+        ("/clicks/{subid}", behind.click, ["GET"]),
+        ("/conversions/{id:int}", behind.conversion, ["GET"]),
+        ("/conversions/{id:int}/status", behind.change_status, ["POST"]),
+        ("/conversions/upload", behind.upload, ["GET", "POST"]),
+        ("/deliveries/resend", logs.resend_selected, ["POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -207,9 +207,14 @@ def postback_builder(
     answer = (options.get("return") or "").strip()[:40]
     extra: list[str] = []
     if with_trainings:
-        for kind, words in sorted((network.get("status_trainings") or {}).items()):
+        trainings = sorted((network.get("status_trainings") or {}).items())
+        # A template's postback parameters often carry the same trainings: the saved ones
+        # (which may have been edited since) replace them rather than being added twice.
+        url = _without_params(url, {f"{kind}_status" for kind, _ in trainings})
+        for kind, words in trainings:
             extra.append(f"{kind}_status={quote(','.join(words), safe=',')}")
     if answer:
+        url = _without_params(url, {"return"})
         extra.append(f"return={quote(answer, safe='')}")
     final = url
     if extra:
@@ -223,6 +228,13 @@ def postback_builder(
         "with_trainings": with_trainings,
         "answer": answer,
     }
+
+
+def _without_params(url: str, names: set[str]) -> str:
+    """`url` without the query parameters named in `names` (compared in lower case)."""
+    base, mark, query = url.partition("?")
+    kept = [p for p in query.split("&") if p and p.partition("=")[0].lower() not in names]
+    return base + (mark + "&".join(kept) if kept else "")
 
 
 # --- settings -----------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class LogPages:
             "dashboard.html",
             section="dashboard",
             settings=settings,
+            zone=zone_of(settings),
             today=report.rows[-1],
             month=report.totals,
             health=health,
@@ -202,22 +203,39 @@ class LogPages:
         query = request.query_params
         states = [str(s) for s in DeliveryState]
         kinds = [str(k) for k in TargetKind]
+        targets = await web.run(self._target_names)
+        settings = await web.run(entities.get_settings, web.engine)
+        zone = zone_of(settings)
+        # One target as `kind:id` (the select's values); it narrows the target kind too.
+        target = params.choice(query, "target", [f"{k}:{i}" for k, i in targets])
+        target_kind, _, target_id = (target or "").partition(":")
+        day_from, day_to = params.day(query, "from"), params.day(query, "to")
         filters = {
             "state": params.choice(query, "state", states),
-            "target_kind": params.choice(query, "target_kind", kinds),
+            "target_kind": target_kind or params.choice(query, "target_kind", kinds),
+            "target_id": int(target_id) if target_id else None,
             "conversion_id": params.whole_number(query, "conversion_id"),
             "subid": params.text(query, "subid", max_length=64),
+            # Local days of the report time zone, as UTC bounds (the end day included).
+            "since": datetime.combine(day_from, time(), zone) if day_from else None,
+            "until": (
+                datetime.combine(day_to + timedelta(days=1), time(), zone) if day_to else None
+            ),
         }
-        settings = await web.run(entities.get_settings, web.engine)
         return await self._log_page(
             request,
             queries.list_deliveries,
             filters,
             "deliveries.html",
-            zone=zone_of(settings),
+            zone=zone,
             states=states,
             kinds=kinds,
-            targets=await web.run(self._target_names),
+            target=target,
+            day_from=day_from,
+            day_to=day_to,
+            back=request.url.path.removeprefix(request.scope.get("root_path", ""))
+            + (f"?{request.url.query}" if request.url.query else ""),
+            targets=targets,
             secrets=await web.secrets(),
         )
 
@@ -304,6 +322,27 @@ class LogPages:
         else:
             reason = resent.skipped.get(delivery_id, deliveries.NOT_RESENDABLE)
             session.flash(f"Delivery {delivery_id} was not queued: {reason}.", "error")
+        return self.web.redirect(request, session, back)
+
+    async def resend_selected(self, request: Request) -> Response:
+        """Send the deliveries ticked on the page again (as `clickloop deliveries resend`)."""
+        form = await request.form()
+        session = session_of(request)
+        back = safe_next(str(form.get("back", "")) or "/deliveries")
+        ids = [params.whole_number({"id": str(v)}, "id") for v in form.getlist("id")]
+        chosen = sorted({i for i in ids if i is not None})
+        if not chosen:
+            session.flash("Tick the deliveries to send again first.", "error")
+            return self.web.redirect(request, session, back)
+        rerender = form.get("rerender") == "1"
+        now = datetime.now(UTC)
+        resent = await self.web.run(
+            deliveries.resend, self.web.engine, chosen, now=now, rerender=rerender
+        )
+        done = "rendered again and queued" if rerender else "queued again"
+        message = f"{len(resent.queued)} of {len(chosen)} deliveries {done}"
+        skipped = "; ".join(f"{i}: {reason}" for i, reason in sorted(resent.skipped.items()))
+        session.flash(message + (f"; not queued: {skipped}." if skipped else "."))
         return self.web.redirect(request, session, back)
 
     async def resend_failed(self, request: Request) -> Response:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain.deliveries import DeliveryState, TargetKind
@@ -110,6 +110,11 @@ def s2s_health(engine: Engine) -> dict[str, Any]:
     ts, cp = t.traffic_sources, t.campaign_postbacks
     with reader_engine(engine).connect() as conn:
         states = outbox.count_by_state(conn)
+        d = t.deliveries.c
+        # Of the queued ones, those tried already and waiting for their next try.
+        retrying = conn.execute(
+            select(func.count()).where(d.state == str(DeliveryState.QUEUED), d.attempts > 0)
+        ).scalar_one()
         sources = conn.execute(
             select(
                 ts.c.id,
@@ -153,5 +158,6 @@ def s2s_health(engine: Engine) -> dict[str, Any]:
     ]
     return {
         "states": {state: states.get(str(state), 0) for state in DeliveryState},
+        "retrying": retrying,
         "alerts": alerts,
     }

@@ -508,6 +508,32 @@ def import_conversions(
             yield number, process_postback(conn, raw, rules, now=now)
 
 
+MANUAL_METHOD = "MANUAL"
+MANUAL_STATUSES = ("lead", "sale", "rejected")
+
+
+def change_status(
+    engine: Engine, conversion_id: int, status: str, *, user: str, now: datetime
+) -> PostbackResult:
+    """Set a conversion's status by hand (admin UI or API) as a postback would: the same rules
+    (a lead after a sale is stale, S2S as the targets' statuses say), logged with method
+    `MANUAL` and `from=<user>`."""
+    if status not in MANUAL_STATUSES:
+        raise InvalidInput("status", f"one of {', '.join(MANUAL_STATUSES)}")
+    c = t.conversions.c
+    with engine.begin() as conn:
+        found = conn.execute(select(c.subid, c.tid).where(c.id == conversion_id)).first()
+        if found is None:
+            raise NotFound("conversion", conversion_id)
+        # The training in the query makes the word mean its type whatever the saved trainings say.
+        params = {"subid": found.subid, "status": status, f"{status}_status": status}
+        params |= {"tid": found.tid} if found.tid else {}
+        raw = RawPostback(
+            received_at=now, method=MANUAL_METHOD, query=urlencode(params | {"from": user})
+        )
+        return process_postback(conn, raw, load_rules(conn), now=now)
+
+
 # --- conversion types ---------------------------------------------------------------------
 
 

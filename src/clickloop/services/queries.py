@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Select, String, Table, bindparam, select
+from sqlalchemy import Column, ColumnElement, Select, String, Table, and_, bindparam, or_, select
 from sqlalchemy.engine import Engine
 
 from clickloop.domain.clicks import new_subid, subid_time_ms
@@ -89,6 +89,46 @@ def get_click(engine: Engine, subid: str) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+def click_conditions(
+    *,
+    campaign_id: int | None = None,
+    traffic_source_id: int | None = None,
+    external_id: str | None = None,
+    country: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """The clicks log's filters (a subid is looked up directly, with `get_click`)."""
+    c = t.clicks.c
+    conditions: list[ColumnElement[bool]] = []
+    if campaign_id is not None:
+        conditions.append(c.campaign_id == campaign_id)
+    if traffic_source_id is not None:
+        conditions.append(c.traffic_source_id == traffic_source_id)
+    if external_id:
+        conditions.append(c.external_id == external_id)
+    if country:
+        conditions.append(c.country == country.upper())
+    if since is not None:
+        conditions.append(c.created_at >= since)
+    if until is not None:
+        conditions.append(c.created_at < until)
+    return conditions
+
+
+def search_clicks(
+    engine: Engine, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, **filters: Any
+) -> Page:
+    """The clicks log newest first (subids sort by time) under `click_conditions` filters;
+    a campaign alone, or nothing, is `list_clicks`."""
+    if not any(value for name, value in filters.items() if name != "campaign_id"):
+        return list_clicks(
+            engine, campaign_id=filters.get("campaign_id"), limit=limit, cursor=cursor
+        )
+    conditions = click_conditions(**filters)
+    return _page(engine, t.clicks, t.clicks.c.subid, conditions, limit, cursor)
+
+
 def conversion_conditions(
     *,
     campaign_id: int | None = None,
@@ -115,9 +155,45 @@ def conversion_conditions(
 def list_conversions(
     engine: Engine, *, limit: int = DEFAULT_LIMIT, cursor: str | None = None, **filters: Any
 ) -> Page:
-    return _page(
-        engine, t.conversions, t.conversions.c.id, conversion_conditions(**filters), limit, cursor
+    """Newest first by conversion time (the time shown; a postback's `date` can put it before
+    older ids), then by id; the cursor is the last row's `<time>_<id>`."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput("limit", f"from 1 to {MAX_LIMIT}")
+    c = t.conversions.c
+    conditions = conversion_conditions(**filters)
+    if cursor is not None:
+        moment, last_id = _time_cursor(cursor)
+        conditions.append(
+            or_(c.converted_at < moment, and_(c.converted_at == moment, c.id < last_id))
+        )
+    query = (
+        select(t.conversions)
+        .where(*conditions)
+        .order_by(c.converted_at.desc(), c.id.desc())
+        .limit(limit + 1)
     )
+    with reader_engine(engine).connect() as conn:
+        items = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(items) > limit
+    items = items[:limit]
+    last = items[-1] if more else None
+    return Page(
+        items=items,
+        next_cursor=f"{last['converted_at'].isoformat()}_{last['id']}" if last else None,
+    )
+
+
+def _time_cursor(cursor: str) -> tuple[datetime, int]:
+    moment, _, key = cursor.partition("_")
+    try:
+        when = datetime.fromisoformat(moment) if len(moment) <= 40 else None
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not (key.isascii() and key.isdigit()):
+        raise InvalidInput("cursor", "not a cursor from a previous page")
+    if len(key) > 10 or int(key) > MAX_ID:
+        raise InvalidInput("cursor", "not a cursor from a previous page")
+    return when, int(key)
 
 
 def iter_conversions(engine: Engine, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -165,6 +241,19 @@ def list_received_postbacks(
     return _page(engine, t.received_postbacks, t.received_postbacks.c.id, conditions, limit, cursor)
 
 
+def conversion_history(engine: Engine, subid: str, conversion_id: int) -> list[dict[str, Any]]:
+    """The received postbacks that created or changed a conversion (or repeated it), oldest
+    first; looked up by the click's subid, which the log is indexed by."""
+    c = t.received_postbacks.c
+    query = (
+        select(t.received_postbacks)
+        .where(c.subid == subid, c.conversion_id == conversion_id)
+        .order_by(c.id)
+    )
+    with reader_engine(engine).connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
 # A delivery with the subid of the click whose conversion triggered it (SPEC §4: the log names it
 # even when the URL has no {subid}).
 _DELIVERY_ROWS = select(t.deliveries, t.conversions.c.subid).select_from(
@@ -179,10 +268,14 @@ def list_deliveries(
     conversion_id: int | None = None,
     target_kind: str | None = None,
     subid: str | None = None,
+    target_id: int | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
     cursor: str | None = None,
 ) -> Page:
-    """Deliveries newest first, each with its triggering `subid`, under the given filters."""
+    """Deliveries newest first, each with its triggering `subid`, under the given filters
+    (`target_id` with `target_kind`; `since`/`until` on the time a delivery was queued)."""
     c = t.deliveries.c
     conditions: list[ColumnElement[bool]] = []
     if state:
@@ -193,6 +286,12 @@ def list_deliveries(
         conditions.append(c.target_kind == target_kind)
     if subid:
         conditions.append(t.conversions.c.subid == subid)
+    if target_id is not None:
+        conditions.append(c.target_id == target_id)
+    if since is not None:
+        conditions.append(c.created_at >= since)
+    if until is not None:
+        conditions.append(c.created_at < until)
     return _page(engine, t.deliveries, c.id, conditions, limit, cursor, rows=_DELIVERY_ROWS)
 
 

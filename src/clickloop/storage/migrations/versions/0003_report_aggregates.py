@@ -48,7 +48,6 @@ def upgrade() -> None:
         batch.create_index(
             "ix_clicks_campaign_id_visitor_created_at", ["campaign_id", "visitor", "created_at"]
         )
-    op.create_index("ix_conversions_converted_at", "conversions", ["converted_at"])
     for name, dimensions in CUBES.items():
         _create_cube(name, dimensions)
     op.create_table(
@@ -67,7 +66,6 @@ def downgrade() -> None:
     op.drop_table("saved_reports")
     for name in CUBES:
         op.drop_table(f"report_{name}")
-    op.drop_index("ix_conversions_converted_at", "conversions")
     with op.batch_alter_table("clicks") as batch:
         batch.drop_index("ix_clicks_campaign_id_visitor_created_at")
         batch.drop_column("visitor")
