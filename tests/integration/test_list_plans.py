@@ -44,12 +44,12 @@ LISTS: list[tuple[str, Callable[..., queries.Page], dict[str, Any], str]] = [
         {"campaign_id": 1},
         "ix_clicks_campaign_id_subid",
     ),
-    ("conversions", queries.list_conversions, {}, "SCAN conversions"),
+    ("conversions", queries.list_conversions, {}, "ix_conversions_converted_at_id"),
     (
         "conversions of a campaign",
         queries.list_conversions,
         {"campaign_id": 1},
-        "ix_conversions_campaign_id_id",
+        "ix_conversions_campaign_id_converted_at",
     ),
     ("received postbacks", queries.list_received_postbacks, {}, "SCAN received_postbacks"),
     (

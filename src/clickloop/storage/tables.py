@@ -261,7 +261,6 @@ conversions = Table(
     Column("updated_at", utc_datetime(), nullable=False),
     UniqueConstraint("subid", "tid"),
     Index("ix_conversions_campaign_id_converted_at", "campaign_id", "converted_at"),
-    Index("ix_conversions_campaign_id_id", "campaign_id", "id"),  # a campaign's conversions list
     Index("ix_conversions_converted_at_id", "converted_at", "id"),  # the list, newest first
 )
 

@@ -30,7 +30,6 @@ FK = "fk_conversions_subid_clicks"
 LIST_INDEX = "ix_clicks_campaign_id_subid"
 VISITOR_INDEX = "ix_clicks_campaign_id_visitor_created_at"  # from 0003, made again
 STATE_INDEX = "ix_deliveries_state_id"
-CONVERSIONS_INDEX = "ix_conversions_campaign_id_id"
 OLD = "clicks_unpartitioned"
 
 
@@ -40,7 +39,6 @@ def _bounds(day: date) -> tuple[str, str]:
 
 def upgrade() -> None:
     op.create_index(STATE_INDEX, "deliveries", ["state", "id"])
-    op.create_index(CONVERSIONS_INDEX, "conversions", ["campaign_id", "id"])
     with op.batch_alter_table("conversions") as batch:
         batch.drop_constraint(FK, type_="foreignkey")
     if op.get_bind().dialect.name != "postgresql":
@@ -83,7 +81,6 @@ def downgrade() -> None:
     """Back to one table (every partition's rows copied); the foreign key returns NOT VALID on
     PostgreSQL, as conversions of pruned clicks have no click."""
     op.drop_index(STATE_INDEX, "deliveries")
-    op.drop_index(CONVERSIONS_INDEX, "conversions")
     if op.get_bind().dialect.name != "postgresql":
         op.drop_index(LIST_INDEX, "clicks")
         with op.batch_alter_table("conversions") as batch:
