@@ -53,11 +53,7 @@ def list_clicks(
     than reading a page. A page read from recent days is whole when its clicks all carry ids
     made after the span's start (+ the skew): every older click's id is smaller."""
     key = t.clicks.c.subid
-    conditions: list[ColumnElement[bool]] = []
-    if campaign_id is not None:
-        conditions.append(t.clicks.c.campaign_id == campaign_id)
-    if since is not None:
-        conditions.append(t.clicks.c.created_at >= since)
+    conditions = click_conditions(campaign_id=campaign_id, since=since)
     if is_partitioned(engine):
         end = subid_time_ms(cursor) if cursor is not None else None
         latest = datetime.now(UTC) if end is None else datetime.fromtimestamp(end / 1000, UTC)
