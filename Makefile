@@ -3,7 +3,7 @@ VENV ?= .venv
 # The distribution's python3 if it will do (it runs clickloop ~20% faster than pyenv's build).
 PYTHON ?= $(shell sh tools/pick-python)
 
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 run: $(VENV)/.installed
 	$(VENV)/bin/clickloop init --demo
@@ -17,6 +17,10 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check src tests bench tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The report benchmark's extras (numpy, DuckDB); the benches themselves: docs/reports.md.
+bench: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[bench]"
 
 # `make run` installs the runtime only; `make test` adds the test tools.
 $(VENV)/.installed: pyproject.toml
