@@ -135,6 +135,7 @@ REQUIRED_SAMPLES = {
     "pixel_id": "123",
     "access_token": "token",
     "status": "sale",
+    "query": {"grouping": ["campaign"]},
 }
 
 
