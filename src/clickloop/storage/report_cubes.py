@@ -1,9 +1,9 @@
 """The report cubes on disk: read units (a click and its conversions), apply fact deltas as
 upserts, and rebuild a range from the raw tables. The rules are in domain/report_facts.py.
 
-The hot statements go to the driver (`exec_driver_sql`): a postback reads its unit twice and a
-click batch upserts a few dozen rows, where Core's per-statement work would cost more than
-SQLite's.
+The hot statements go to the driver (`_execute`: the sqlite3 cursor, or `exec_driver_sql`): a
+postback reads its unit twice and a click batch upserts a few dozen rows, where Core's
+per-statement work would cost more than the database's.
 """
 
 from __future__ import annotations
