@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clickloop.commands import backup, entities, output, records, settings_commands
+from clickloop.commands import (
+    adplatform_commands,
+    backup,
+    entities,
+    output,
+    records,
+    settings_commands,
+)
 from clickloop.commands.common import Handler
 from clickloop.commands.common import engine as _engine
 from clickloop.commands.common import now as _now
@@ -180,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_report_commands(command, commands)
 
     groups = entities.register(commands, command)
+    adplatform_commands.register(groups, command)
     for kind in ("traffic-sources", "affiliate-networks"):
         _add_template_options(command, groups[kind], kind)
     settings_commands.register(commands, command)

@@ -9,6 +9,8 @@ import http.cookiejar
 import io
 import json
 import re
+import subprocess
+import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -190,7 +192,7 @@ TIKTOK_SCHEMA = {
                 "additionalProperties": False,
                 "required": ["event", "event_time", "event_id", "user", "properties"],
                 "properties": {
-                    "event": {"const": "CompletePayment"},
+                    "event": {"const": "Purchase"},
                     "event_time": UNIX_SECONDS,
                     "event_id": EVENT_ID,
                     "user": {
@@ -338,6 +340,67 @@ def test_tiktok_events_api(
     assert TIKTOK_TOKEN not in server.log_path.read_text()
     cli = server.cli("deliveries", "list", "--subid", subid, "--attempts")
     assert cli.returncode == 0 and TIKTOK_TOKEN not in cli.stdout + cli.stderr
+
+
+def test_cli_sets_and_replaces_a_conversion_api_target(
+    api: Api, engine: Engine, receiver: Receiver, request: pytest.FixtureRequest
+) -> None:
+    """`traffic-sources conversion-api` makes a TikTok target from the shell, the token read
+    from stdin and never printed; a sale is POSTed as TikTok's Purchase event; run again it
+    replaces the target (a Meta one); `campaigns conversion-api` adds one; bad input is named."""
+    server: Server = request.getfixturevalue("server")
+    campaign = make_campaign(engine, "clitt")
+    entities.create_traffic_source(engine, name="TikTok shell", now=NOW)
+
+    def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "clickloop.cli", *args]
+        return subprocess.run(
+            command, env=server.env, input=stdin, capture_output=True, text=True, timeout=60
+        )
+
+    base = f"{receiver.base}/open_api/v1.3"
+    made = cli("traffic-sources", "conversion-api", "TikTok shell", "--platform", "tiktok",
+               "--pixel-id", "CQ1SHELL", "--access-token-stdin", "--event", "lead=Lead",
+               "--api-base", base, stdin=TIKTOK_TOKEN + "\n")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "TikTok Events API target set" in made.stdout
+    assert "Access-Token: ***" in made.stdout and TIKTOK_TOKEN not in made.stdout
+    source = entities.resolve_entity(engine, "traffic_sources", "TikTok shell")
+    api.call("PATCH", f"/campaigns/{campaign}", {"traffic_source_id": source})
+    wait_for_link(server, "clitt")
+    wait_for(lambda: api.call("GET", f"/campaigns/{campaign}")[1]["traffic_source_id"], "source")
+    sell(server, engine, click(server, "clitt", {"ttclid": "E.C.P.shell"}), payout="3")
+    wait_for(lambda: receiver.received, "the TikTok request")
+    [sent] = receiver.received
+    assert sent["headers"]["Access-Token"] == TIKTOK_TOKEN
+    event = json.loads(sent["body"])["data"][0]
+    assert (event["event"], event["user"]["ttclid"]) == ("Purchase", "E.C.P.shell")
+    assert "lead=Lead " in entities.get_entity(engine, "traffic_sources", source)["postback_body"]
+
+    replaced = cli("traffic-sources", "conversion-api", str(source), "--platform", "meta",
+                   "--pixel-id", "998877", "--access-token", META_TOKEN,
+                   "--test-event-code", "TEST42")  # fmt: skip
+    assert replaced.returncode == 0, replaced.stderr
+    assert "events?access_token=***" in replaced.stdout and META_TOKEN not in replaced.stdout
+    stored = entities.get_entity(engine, "traffic_sources", source)
+    assert stored["postback_url"].startswith("https://graph.facebook.com/v19.0/998877/events?")
+    assert '"test_event_code": "TEST42"' in stored["postback_body"]
+    assert stored["postback_headers"] == {}
+
+    added = cli("campaigns", "conversion-api", "clitt", "--platform", "meta", "--pixel-id", "55",
+                "--access-token-stdin", "--statuses", "sale", stdin=META_TOKEN)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    [postback] = entities.get_entity(engine, "campaigns", campaign)["postbacks"]
+    assert (postback["method"], postback["statuses"]) == ("POST", ["sale"])
+
+    bad = cli("traffic-sources", "conversion-api", str(source), "--platform", "meta",
+              "--pixel-id", "has space", "--access-token", "x")  # fmt: skip
+    assert (bad.returncode, bad.stderr.strip()) == (
+        1,
+        "error: pixel_id: required: letters, digits, _ or -",
+    )
+    missing = cli("traffic-sources", "conversion-api", str(source), "--platform", "x")
+    assert missing.returncode == 2 and "--platform" in missing.stderr
 
 
 def test_ad_platform_target_bad_input_is_422(api: Api, engine: Engine) -> None:

@@ -73,3 +73,29 @@ def test_an_outage_logs_its_start_a_count_every_window_and_its_end(
     ]
     repeats = RepeatFilter(window=10)  # the periodic line is not folded away in a window
     assert all(repeats.filter(r) for r in caplog.records)
+
+
+def test_each_disabled_target_is_logged_under_its_own_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Targets disabled within a window are distinct events: the RepeatFilter (which groups by
+    message template) let the first through and counted the others under its name."""
+    from clickloop.domain.deliveries import TargetKind
+    from clickloop.sender.dispatcher import report_disabled
+    from clickloop.storage.outbox import DisabledTarget
+
+    repeats = RepeatFilter(window=10)
+    caplog.handler.addFilter(repeats)
+    try:
+        with caplog.at_level(logging.WARNING, logger="clickloop.sender.dispatcher"):
+            report_disabled(
+                DisabledTarget(kind=TargetKind.TRAFFIC_SOURCE, id=n, reason="410 Gone")
+                for n in (1, 2, 3)
+            )
+    finally:
+        caplog.handler.removeFilter(repeats)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" disabled")[0] for line in lines] == [
+        f"S2S target {TargetKind.TRAFFIC_SOURCE} {n}" for n in (1, 2, 3)
+    ]
+    assert not any("more like this" in line for line in lines)

@@ -22,7 +22,10 @@ PLATFORMS = ("meta", "tiktok")
 DEFAULT_STATUSES = ("lead", "sale", "registration", "deposit")
 
 # Conversion type -> the platform's standard event; a type not listed is sent under its own
-# name (a custom event on both platforms).
+# name (a custom event on both platforms). Meta's standard events are those of its Pixel
+# reference (developers.facebook.com/docs/meta-pixel/reference); TikTok's are those of
+# ads.tiktok.com/help/article/supported-standard-events, where Purchase replaced
+# CompletePayment (now a reserved name that TikTok maps to Purchase: .../reserved-events).
 META_EVENTS = {
     "lead": "Lead",
     "sale": "Purchase",
@@ -31,9 +34,9 @@ META_EVENTS = {
 }
 TIKTOK_EVENTS = {
     "lead": "SubmitForm",
-    "sale": "CompletePayment",
+    "sale": "Purchase",
     "registration": "CompleteRegistration",
-    "deposit": "CompletePayment",
+    "deposit": "Purchase",
 }
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

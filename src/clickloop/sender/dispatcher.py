@@ -28,7 +28,7 @@ from clickloop.sender.ssrf import AddressPolicy, GuardedResolver, make_connector
 from clickloop.services.entities import read_config_version_in, read_settings
 from clickloop.storage import outbox
 from clickloop.storage.db import reader_engine, writer_engine
-from clickloop.storage.outbox import ClaimedDelivery
+from clickloop.storage.outbox import ClaimedDelivery, DisabledTarget
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +249,7 @@ class Dispatcher:
                     exclude_hosts=full,
                 )
         self._apply(changed)  # committed: the claims are sent under the settings read with them
-        for target in disabled:
-            TARGETS_DISABLED.inc()
-            log.warning("S2S target %s %d disabled: %s", target.kind, target.id, target.reason)
+        report_disabled(disabled)
         return claims
 
     def _maintain(self) -> None:
@@ -390,6 +388,21 @@ class Dispatcher:
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         await self._exchange(0, released)
+
+
+def report_disabled(disabled: Iterable[DisabledTarget]) -> None:
+    """One warning per target disabled. Each names its own target, so they carry `counted`:
+    the RepeatFilter, which groups by message template, would otherwise keep only the first
+    target disabled in a window and count the others under its name."""
+    for target in disabled:
+        TARGETS_DISABLED.inc()
+        log.warning(
+            "S2S target %s %d disabled: %s",
+            target.kind,
+            target.id,
+            target.reason,
+            extra={"counted": True},
+        )
 
 
 def _read_policy(cidrs: Iterable[object]) -> AddressPolicy:
