@@ -689,6 +689,7 @@ def _create_from_template(args: argparse.Namespace, settings: Settings) -> int:
         name=args.name,
     )
     print(f"created {args.kind} {new_id} from template {args.template}")
+    _warn_defect(catalog, args)
     if args.kind == "affiliate-networks":
         _print_network_postback_url(settings, new_id)
     return 0
@@ -724,7 +725,20 @@ def _reapply_template(args: argparse.Namespace, settings: Settings) -> int:
         dry_run=args.dry_run,
     )
     print(json.dumps({"changed": changed}, default=str, ensure_ascii=False))
+    if args.template:
+        _warn_defect(catalog, args)
     return 0
+
+
+def _warn_defect(catalog: Any, args: argparse.Namespace) -> None:
+    """A template flagged defective still makes its entity (the user may complete it), but the
+    user is told on stderr what will not work until then."""
+    find = catalog.traffic_source if args.kind == "traffic-sources" else catalog.affiliate_network
+    defect = find(args.template).defect
+    if defect:
+        print(
+            f"warning: template {args.template} cannot work as shipped: {defect}", file=sys.stderr
+        )
 
 
 def _add_postback_commands(command: Any, commands: Any) -> None:

@@ -175,3 +175,13 @@ def test_a_table_shows_hostile_values_as_text(run: Run, engine: Engine) -> None:
     table = ok(run, "offers", "list", "--format", "table")
     assert "[bold red]x[/] \\x1b[2J" in table
     assert "\x1b" not in table and "┃ name" in table
+
+
+def test_a_source_from_a_defective_template_is_made_with_a_warning(run: Run) -> None:
+    """The entity is made (the user may add the missing row), but stderr says what will not
+    work: Avazu's S2S sends {external_id}, which none of its rows captures."""
+    status, out, err = run("traffic-sources", "create", "--template", "avazu_com")
+    assert (status, out) == (0, "created traffic-sources 1 from template avazu_com\n")
+    assert err.startswith("warning: template avazu_com cannot work as shipped: the S2S URL")
+    assert run("traffic-sources", "create", "--template", "exoclick", "--field",
+               "goal_id=0123")[2] == ""  # fmt: skip

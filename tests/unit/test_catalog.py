@@ -517,3 +517,24 @@ def test_docs_report_the_count_of_sources_with_a_working_s2s_url() -> None:
     assert f"**{len(working)} of the traffic sources have a working S2S URL**" in docs
     assert f"**{len(CATALOG.affiliate_networks)} affiliate networks**" in docs
     assert f"{len(CHECKED_SOURCES)} sources were checked" in docs
+
+
+def test_uncaptured_click_fields_are_those_of_the_sources_flagged_for_it() -> None:
+    """The check the traffic source page warns with finds, among the shipped sources, exactly
+    the five whose S2S URL returns a click field that no row captures."""
+    from clickloop.catalog.templates import uncaptured_click_fields
+
+    found = {
+        source.key: uncaptured_click_fields(
+            (row.name for row in source.parameters), source.postback_url
+        )
+        for source in CATALOG.traffic_sources
+    }
+    assert {key: fields for key, fields in found.items() if fields} == {
+        "avazu_com": ("external_id",),
+        "bandaapps_com": ("external_id",),
+        "devilspwa_com": ("external_id", "creative_id"),
+        "popcash_net": ("external_id",),
+        "trident_media_agency_android_tenjin_moloko": ("external_id",),
+    }
+    assert uncaptured_click_fields(["external_id"], "https://s.test/?c={external_id:x}") == ()

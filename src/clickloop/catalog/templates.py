@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
@@ -690,6 +690,22 @@ def _match_template(
 
 def _placeholder_length(field: TemplateField) -> int:
     return -len(field.placeholder_in_url)  # the longest first: none hides inside another
+
+
+_MACRO_NAME = re.compile(r"\{([a-z][a-z0-9_]*)(?::[^{}]*)?\}")
+
+
+def uncaptured_click_fields(captured: Iterable[str], *texts: str | None) -> tuple[str, ...]:
+    """The click fields an S2S request sends back (`{external_id}`) that no parameter row of
+    the source captures (`captured`: the rows' field names): they render empty, so the source
+    would never recognise its click. In order of appearance, each once."""
+    rows = set(captured)
+    found: list[str] = []
+    for text in texts:
+        for name in _MACRO_NAME.findall(text or ""):
+            if name in CLICK_FIELDS and name not in rows and name not in found:
+                found.append(name)
+    return tuple(found)
 
 
 def source_secrets(template: TrafficSourceTemplate, postback_url: str | None) -> DeclaredSecrets:

@@ -89,6 +89,7 @@ def create_web(
         ("/deliveries/{id:int}/resend", logs.resend, ["POST"]),
         ("/targets/{kind}/{id:int}/enable", logs.enable_target, ["POST"]),
         ("/campaigns/{id:int}/ad-platform-postbacks", ads.add_campaign_postback, ["POST"]),
+        ("/traffic-sources/{id:int}/ad-platform-postback", ads.set_source_postback, ["POST"]),
         ("/exports/google-ads", ads.export_google_ads, ["GET"]),
         ("/reports", report_pages.reports, ["GET"]),
         ("/reports/saved", report_pages.save, ["POST"]),

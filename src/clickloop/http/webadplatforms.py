@@ -1,9 +1,11 @@
-"""Admin pages for the ad platforms: a Meta or TikTok conversion API target added to a campaign,
-and Google Ads' offline conversion import file downloaded."""
+"""Admin pages for the ad platforms: a Meta or TikTok conversion API target added to a campaign
+or made a traffic source's S2S target, and Google Ads' offline conversion import file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
@@ -19,23 +21,40 @@ _PRESET_FIELDS = ("platform", "pixel_id", "access_token", "test_event_code", "ev
 
 
 class AdPlatformPages:
-    """The campaign page's "Ad platform conversion API" form and the Google Ads export."""
+    """The "Ad platform conversion API" forms of the campaign and traffic source pages, and the
+    Google Ads export."""
 
     def __init__(self, web: Web) -> None:
         self.web = web
 
     async def add_campaign_postback(self, request: Request) -> Response:
-        campaign_id = int(request.path_params["id"])
+        return await self._apply(
+            request,
+            adplatforms.add_campaign_postback,
+            f"/campaigns/{int(request.path_params['id'])}",
+            "Conversion API postback added.",
+        )
+
+    async def set_source_postback(self, request: Request) -> Response:
+        return await self._apply(
+            request,
+            adplatforms.set_source_postback,
+            f"/traffic-sources/{int(request.path_params['id'])}",
+            "The S2S target is now the conversion API.",
+        )
+
+    async def _apply(
+        self, request: Request, use_case: Callable[..., Any], back: str, done: str
+    ) -> Response:
         session = session_of(request)
         form = await request.form()
         fields = {name: str(form.get(name, "")).strip() for name in _PRESET_FIELDS}
         fields["statuses"] = str(form.get("statuses", ""))
-        back = f"/campaigns/{campaign_id}"
         try:
             await self.web.run(
-                adplatforms.add_campaign_postback,
+                use_case,
                 self.web.engine,
-                campaign_id,
+                int(request.path_params["id"]),
                 fields,
                 now=datetime.now(UTC),
             )
@@ -43,7 +62,7 @@ class AdPlatformPages:
             session.flash(str(exc), "error")
             return self.web.redirect(request, session, back)
         await self.web.on_change()
-        return self.web.redirect(request, session, back, "Conversion API postback added.")
+        return self.web.redirect(request, session, back, done)
 
     async def export_google_ads(self, request: Request) -> Response:
         query = request.query_params

@@ -18,6 +18,7 @@ from clickloop.catalog.templates import (
     Catalog,
     Template,
     TrafficSourceTemplate,
+    uncaptured_click_fields,
 )
 from clickloop.domain.clicks import join_offer_params
 from clickloop.domain.costs import COST_MODELS
@@ -171,7 +172,13 @@ class EntityPages:
         source = form.entity
         types = await web.run(postbacks.list_conversion_types, web.engine)
         used_by = []
+        uncaptured: tuple[str, ...] = ()
         if source is not None:
+            uncaptured = uncaptured_click_fields(
+                (row["name"] for row in source["parameters"]),
+                source["postback_url"],
+                source["postback_body"],
+            )
             used_by = [
                 {**c, "link": campaign_link(web.base_url, c["alias"], source["parameters"])}
                 for c in await web.run(entities.list_rows, web.engine, "campaigns")
@@ -182,6 +189,7 @@ class EntityPages:
             session_of(request),
             "traffic_source_form.html",
             used_by=used_by,
+            uncaptured=uncaptured,
             status=422 if form.error else 200,
             section="traffic-sources",
             source=source,
