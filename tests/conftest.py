@@ -68,11 +68,12 @@ def pg_template() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty database URL: SQLite always, PostgreSQL when configured."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'clickloop.db'}"
+@contextmanager
+def new_database(kind: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated, empty database URL of `kind` ("sqlite" in `directory`, or "postgresql"
+    cloned from the session's template), dropped afterwards."""
+    if kind == "sqlite":
+        url = f"sqlite:///{directory / 'clickloop.db'}"
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
@@ -88,6 +89,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database URL: SQLite always, PostgreSQL when configured."""
+    with new_database(request.param, tmp_path, request) as url:
+        yield url
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     """An engine on a migrated database with default settings written."""
@@ -95,6 +103,35 @@ def engine(database_url: str) -> Iterator[Engine]:
     ensure_settings(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`database_url` shared by a module's tests: for tests that only read or are refused
+    (bad input), which need not pay a database and a server each."""
+    with new_database(request.param, tmp_path_factory.mktemp("db"), request) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_engine(module_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(module_database_url)
+    ensure_settings(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def module_server(
+    module_database_url: str, module_engine: Engine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """`server` shared by a module's tests (over `module_database_url`, default settings)."""
+    instance = server_on(module_database_url, tmp_path_factory.mktemp("server"), {})
+    instance.start()
+    yield instance
+    instance.stop()
 
 
 @contextmanager

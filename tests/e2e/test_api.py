@@ -189,11 +189,11 @@ def test_full_setup_through_the_api(api: Api, server: Server) -> None:
     ],
 )
 def test_bad_requests_get_clear_errors(
-    api: Api, method: str, path: str, payload: Any, status: int, code: str
+    module_api: Api, method: str, path: str, payload: Any, status: int, code: str
 ) -> None:
     """Every kind of bad request gets a stable code and a human message, never a 500."""
     raw = payload if isinstance(payload, bytes) else None
-    got_status, body = api.call(method, path, None if raw else payload, raw=raw)
+    got_status, body = module_api.call(method, path, None if raw else payload, raw=raw)
     assert (got_status, body["code"]) == (status, code), body
     assert body["message"]
 

@@ -10,11 +10,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import Engine
 
-from clickloop.services.tokens import create_token
-from tests.conftest import Server
-from tests.e2e.test_api import NOW, Api
+from tests.e2e.test_api import Api
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 LISTS = ("/clicks", "/conversions", "/conversions.csv", "/received-postbacks", "/deliveries")
@@ -39,9 +36,10 @@ PYTHON_TEXT = (
 )
 
 
-@pytest.fixture
-def api(server: Server, engine: Engine) -> Api:
-    return Api(server, create_token(engine, name="answers", now=NOW))
+@pytest.fixture(scope="module")
+def api(module_api: Api) -> Api:
+    """One server for the module: every request here is refused or only reads."""
+    return module_api
 
 
 def _document(api: Api) -> dict[str, Any]:

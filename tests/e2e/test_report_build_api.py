@@ -173,9 +173,11 @@ def test_a_report_over_http(api: Api, engine: Engine) -> None:
         ({"sort": [{"name": "clicks"}, {"name": "country"}]}, "sort[1].name"),
     ],
 )
-def test_bad_bodies_are_422_naming_the_field(api: Api, body: dict[str, Any], field: str) -> None:
+def test_bad_bodies_are_422_naming_the_field(
+    module_api: Api, body: dict[str, Any], field: str
+) -> None:
     """Each refusal names the field at fault, with a message a person can act on."""
-    status, answer = api.call("POST", "/reports/build", body)
+    status, answer = module_api.call("POST", "/reports/build", body)
     assert status == 422, answer
     assert answer["code"] == "invalid" and answer["field"] == field, answer
     assert "Traceback" not in answer["message"] and len(answer["message"]) < 2000

@@ -65,13 +65,13 @@ def test_saved_reports_round_trip(api: Api) -> None:
     ],
 )
 def test_a_bad_body_is_a_422_naming_the_field(
-    api: Api, body: dict[str, object], field: str
+    module_api: Api, body: dict[str, object], field: str
 ) -> None:
     """Nothing is stored from a body the builder would refuse, and the answer names the field."""
-    status, answer = api.call("POST", "/saved-reports", body)
+    status, answer = module_api.call("POST", "/saved-reports", body)
     assert status == 422, answer
     assert answer["field"] == field, answer
-    assert api.call("GET", "/saved-reports")[1]["items"] == []
+    assert module_api.call("GET", "/saved-reports")[1]["items"] == []
 
 
 def test_patch_refuses_a_bad_query_naming_the_field(api: Api) -> None:
