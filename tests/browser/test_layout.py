@@ -33,7 +33,10 @@ PAGE_WIDTH = "[document.scrollingElement.scrollWidth, window.innerWidth]"
 CONTRASTS = """() => {
   const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
   const lum = ([r, g, b]) => {
-    const c = [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    const c = [r, g, b].map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
     return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
   };
   const backdrop = (el) => {
@@ -161,7 +164,7 @@ def _seed(engine: Engine) -> dict[str, str]:
         "received": "/received-postbacks",
         "deliveries": "/deliveries",
         "delivery": f"/deliveries/{delivery.id}",
-        "reports": "/reports?preset=last_7_days&g=campaign&g=day&compare=1&apply=1",
+        "reports": "/reports?preset=last_7_days&g=campaign&compare=1&apply=1",
         "settings": "/settings",
         "not-found": "/campaigns/999999",
         "no-such-page": "/no-such-page",
@@ -206,7 +209,7 @@ SHOWN = ("dashboard", "clicks", "conversion", "deliveries", "reports", "settings
 def test_every_page_fits_a_phone_and_the_menu_reaches_every_section(
     admin: Server, engine: Engine, browser: Any
 ) -> None:
-    """At 390×844 no admin page is wider than the screen; the menu button shows every section
+    """At 390 by 844 no admin page is wider than the screen; the menu button shows every section
     link inside the screen, and each opens its page."""
     pages = _seed(engine)
     errors: list[str] = []
@@ -237,7 +240,7 @@ def test_every_page_fits_a_phone_and_the_menu_reaches_every_section(
         link = page.locator("nav.side a", has_text=label).first
         box = link.bounding_box()
         assert link.is_visible() and box is not None, label
-        assert 0 <= box["x"] and box["x"] + box["width"] <= PHONE["width"], label
+        assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], label
     assert page.evaluate(PAGE_WIDTH)[0] <= PHONE["width"]
     page.locator("nav.side a", has_text="Sent postbacks").click()
     assert page.url == f"{admin_url}/deliveries"
