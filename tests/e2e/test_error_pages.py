@@ -26,12 +26,12 @@ def _next_steps(page: str) -> list[str]:
 # (method, path, status, a phrase of the message, the first next step)
 ERRORS = [
     ("GET", "/no-such-page", 404, "no page at this address", "/admin/"),
-    ("GET", "/campaigns/999999", 404, "campaign not found: 999999.", "/admin/campaigns"),
+    ("GET", "/campaigns/999999", 404, "Campaign not found: 999999. It was removed", "/admin/campaigns"),
     ("GET", "/campaigns/abc", 404, "no page at this address", "/admin/campaigns"),
-    ("GET", "/offers/999999", 404, "offer not found", "/admin/offers"),
-    ("GET", "/deliveries/999999", 404, "delivery not found", "/admin/deliveries"),
-    ("GET", "/conversions/999999", 404, "conversion not found", "/admin/conversions"),
-    ("GET", "/reports/saved/999999", 404, "saved report not found", "/admin/reports"),
+    ("GET", "/offers/999999", 404, "Offer not found", "/admin/offers"),
+    ("GET", "/deliveries/999999", 404, "Delivery not found", "/admin/deliveries"),
+    ("GET", "/conversions/999999", 404, "Conversion not found", "/admin/conversions"),
+    ("GET", "/reports/saved/999999", 404, "Saved report not found", "/admin/reports"),
     ("GET", "/clicks?from=yesterday", 422, "filter", "/admin/clicks"),
     ("GET", "/deliveries/resend-failed", 405, "does not take a GET request", "/admin/deliveries"),
     ("POST", "/campaigns/new", 403, "Reload the page and retry", "/admin/campaigns"),

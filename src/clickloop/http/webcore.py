@@ -270,7 +270,9 @@ def guard(web: Web, handler: Handler) -> Handler:
             params.refuse_nul(request.query_params.multi_items())
             return await handler(request)
         except NotFound as exc:
-            return error_page(web, request, session, status=404, message=f"{exc}.")
+            found = str(exc)
+            message = f"{found[:1].upper()}{found[1:]}. It was removed, or the link is mistyped."
+            return error_page(web, request, session, status=404, message=message)
         except InvalidInput as exc:
             # A page's filter (form handlers catch what their forms can get wrong themselves).
             if request.method != "GET":
