@@ -280,5 +280,14 @@ def test_dark_mode_follows_the_system_and_stays_readable(
                 page.set_viewport_size(LAPTOP)
             elif name in SHOWN:
                 _shoot(page, f"{name}-laptop")
+    # Logged out: the log-in page and an error page without a session.
+    page.click("button:has-text('Log out')")
+    for scheme in ("dark", "light"):
+        page.emulate_media(color_scheme=scheme)
+        for path in ("/login", "/no-such-page"):
+            page.goto(admin_url + path)
+            low = [seen for seen in page.evaluate(CONTRASTS) if seen["ratio"] < 4.5]
+            if low:
+                unreadable[f"{scheme} {path}"] = low[:5]
     assert unreadable == {}
     assert errors == []

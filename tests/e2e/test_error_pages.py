@@ -26,7 +26,7 @@ def _next_steps(page: str) -> list[str]:
 # (method, path, status, a phrase of the message, the first next step)
 ERRORS = [
     ("GET", "/no-such-page", 404, "no page at this address", "/admin/"),
-    ("GET", "/campaigns/999999", 404, "Campaign not found: 999999. It was removed", "/admin/campaigns"),
+    ("GET", "/campaigns/999999", 404, "Campaign not found: 999999. It was", "/admin/campaigns"),
     ("GET", "/campaigns/abc", 404, "no page at this address", "/admin/campaigns"),
     ("GET", "/offers/999999", 404, "Offer not found", "/admin/offers"),
     ("GET", "/deliveries/999999", 404, "Delivery not found", "/admin/deliveries"),
