@@ -6,6 +6,7 @@ the pages in `webentities.py` and `weblogs.py`, form parsing in `webforms.py`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from clickloop.errors import StorageUnavailable
 from clickloop.http.webadplatforms import AdPlatformPages
 from clickloop.http.webclicks import ClickPages
 from clickloop.http.webcore import (
@@ -123,7 +126,9 @@ def unrouted(web: Web) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def answer(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 404
         session = web.session(request)
-        request.scope["clickloop_user"] = await signed_in_user(web, session)
+        # Without a database the bare page, which needs none.
+        with contextlib.suppress(StorageUnavailable, SQLAlchemyError):
+            request.scope["clickloop_user"] = await signed_in_user(web, session)
         if status == 405:
             message = (
                 f"This address does not take a {request.method} request: open the page from "
