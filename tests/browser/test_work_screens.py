@@ -92,7 +92,7 @@ def test_conversion_click_manual_sale_and_upload(
     page.click("button:has-text('Change status')")
     main = page.inner_text("main")
     assert "Status set to sale" in main and "MANUAL" in main and "from=admin%3Aadmin" in main
-    s2s = page.locator("h2:has-text('Sent postbacks') + .table-wrap").inner_text()
+    s2s = page.locator("h2:has-text('Sent postbacks') + .table-scroll").inner_text()
     assert "new" in s2s and "SECRET123" not in s2s and "crm.example" in s2s
     _shoot_everywhere(page, "33-conversion-sold")
 

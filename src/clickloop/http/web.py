@@ -6,6 +6,7 @@ the pages in `webentities.py` and `weblogs.py`, form parsing in `webforms.py`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -13,12 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from clickloop.errors import StorageUnavailable
 from clickloop.http.webadplatforms import AdPlatformPages
 from clickloop.http.webclicks import ClickPages
 from clickloop.http.webcore import (
@@ -29,8 +33,10 @@ from clickloop.http.webcore import (
     safe_next,
     same_token,
     session_of,
+    signed_in_user,
 )
 from clickloop.http.webentities import EntityPages
+from clickloop.http.weberrors import error_page
 from clickloop.http.weblogs import LogPages
 from clickloop.http.webreports import ReportPages
 from clickloop.services import login_throttle, sessions, users
@@ -104,17 +110,42 @@ def create_web(
         ("/deliveries/resend", logs.resend_selected, ["POST"]),
     ]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return HTMLResponse("<!doctype html><title>Not found</title><p>Not found.", 404)
-
     return Starlette(
         routes=[
             Route("/login", pages.login, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         + [Route(path, guard(web, handler), methods=methods) for path, handler, methods in guarded],
-        exception_handlers={404: not_found},
+        exception_handlers={404: unrouted(web), 405: unrouted(web)},
     )
+
+
+def unrouted(web: Web) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The error page of an address no route takes (404) and of a method a route does not take
+    (405, keeping its `Allow`), in the admin's layout for a logged-in user."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        session = web.session(request)
+        # Without a database the bare page, which needs none.
+        with contextlib.suppress(StorageUnavailable, SQLAlchemyError):
+            request.scope["clickloop_user"] = await signed_in_user(web, session)
+        if status == 405:
+            message = (
+                f"This address does not take a {request.method} request: open the page from "
+                "the menu and use its buttons and forms."
+            )
+        else:
+            message = (
+                "There is no page at this address. Check the link, or start again from the "
+                "dashboard."
+            )
+        response = error_page(web, request, session, status=status, message=message)
+        if isinstance(exc, HTTPException) and exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    return answer
 
 
 class AuthPages:

@@ -33,7 +33,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_headers, mask_secrets
 from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
 from clickloop.http import params
-from clickloop.services import entities, masking, sessions
+from clickloop.http.weberrors import error_page, page_path
+from clickloop.services import entities, masking, sessions, users
 from clickloop.services.report_query import zone_named
 from clickloop.services.sessions import SESSION_DAYS
 
@@ -251,63 +252,67 @@ def guard(web: Web, handler: Handler) -> Handler:
 
     async def guarded(request: Request) -> Response:
         session = web.session(request)
-        user = None
-        session_id = session.data.get("sid")
-        if isinstance(session_id, str):
-            user = await web.run(
-                sessions.session_user, web.engine, session_id, now=datetime.now(UTC)
-            )
+        user = await signed_in_user(web, session)
         if user is None:
             target = request.url.path.removeprefix(request.scope.get("root_path", ""))
             if request.method == "GET" and request.url.query:
                 target += "?" + request.url.query
             query = urlencode({"next": target}) if target not in ("", "/") else ""
             return web.redirect(request, session, "/login" + (f"?{query}" if query else ""))
+        request.scope["clickloop_user"] = user
         if request.method == "POST":
             form = await request.form()
             if not same_token(str(form.get("csrf", "")), session.data.get("csrf")):
                 return refused(web, request, session)
-        request.scope["clickloop_user"] = user
         request.scope["clickloop_session"] = session
         try:
             # The API's rule: PostgreSQL text cannot hold NUL, so no lookup ever gets one.
             params.refuse_nul(request.query_params.multi_items())
             return await handler(request)
         except NotFound as exc:
-            return web.render(request, session, "error.html", status=404, message=str(exc))
+            found = str(exc)
+            message = f"{found[:1].upper()}{found[1:]}. It was removed, or the link is mistyped."
+            return error_page(web, request, session, status=404, message=message)
         except InvalidInput as exc:
             # A page's filter (form handlers catch what their forms can get wrong themselves).
             if request.method != "GET":
-                message = f"The value of “{exc.field}” is invalid: {exc.reason}."
-                return web.render(request, session, "error.html", status=422, message=message)
-            return web.render(
+                message = (
+                    f"The value of “{exc.field}” is invalid: {exc.reason}. Go back to the form, "
+                    "correct it and send it again."
+                )
+                return error_page(web, request, session, status=422, message=message)
+            return error_page(
+                web,
                 request,
                 session,
-                "error.html",
                 status=422,
                 message=f"The filter “{exc.field}” is invalid: {exc.reason}. Change it and "
                 "filter again, or show this page without filters.",
-                back=request.url.path.removeprefix(request.scope.get("root_path", "")),
+                back=(page_path(request), "Show this page without filters"),
             )
         except DataError:
             log.warning(
                 "admin %s %s: value refused by the database", request.method, request.url.path
             )
-            return web.render(
+            return error_page(
+                web,
                 request,
                 session,
-                "error.html",
                 status=422,
-                message="A value in this request cannot be stored or searched for.",
+                message="A value in this request cannot be stored or searched for (too long, "
+                "or characters the database does not take). Change it and try again.",
             )
         except (StorageUnavailable, SQLAlchemyError) as exc:
             log.warning("admin %s %s: storage error: %s", request.method, request.url.path, exc)
-            return web.render(
+            again = request.method == "GET"
+            return error_page(
+                web,
                 request,
                 session,
-                "error.html",
                 status=503,
-                message="The database is unavailable right now. Try again in a moment.",
+                message="The database is unavailable right now. "
+                + ("Try again in a moment." if again else "Send the form again in a moment."),
+                again=again,
             )
 
     return guarded
@@ -317,11 +322,22 @@ def same_token(given: str, expected: Any) -> bool:
     return isinstance(expected, str) and bool(expected) and hmac.compare_digest(given, expected)
 
 
+async def signed_in_user(web: Web, session: Session) -> users.User | None:
+    """The user of the session's live server-side session, or None (not logged in)."""
+    session_id = session.data.get("sid")
+    if not isinstance(session_id, str):
+        return None
+    user: users.User | None = await web.run(
+        sessions.session_user, web.engine, session_id, now=datetime.now(UTC)
+    )
+    return user
+
+
 def refused(web: Web, request: Request, session: Session) -> Response:
-    return web.render(
+    return error_page(
+        web,
         request,
         session,
-        "error.html",
         status=403,
         message="This form expired or did not come from this site. Reload the page and retry.",
     )
