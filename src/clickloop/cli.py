@@ -324,6 +324,15 @@ def app_factory() -> Any:
             await run_until_cancelled(app.engine, limits=limits)
 
         background += (dispatch,)
+    if settings.rates_auto_update:
+        from clickloop.services.rate_updates import run_scheduled_updates
+
+        async def update_rates(app: Any) -> None:
+            await run_scheduled_updates(
+                app.engine, url=settings.rates_url, timeout=settings.rates_timeout_seconds
+            )
+
+        background += (update_rates,)
     return create_app(settings, engine, background=background, log_filter=_masked_logs())
 
 
@@ -732,7 +741,9 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
     refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
     refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")
-    refresh.add_argument("--url", help="where to download the ECB daily file from")
+    refresh.add_argument(
+        "--url", help="where to download the ECB daily file from (default: the rates_url setting)"
+    )
     manual = command("set", _rates_set, "set a rate by hand: units of CODE per 1 EUR", rates)
     manual.add_argument("code")
     manual.add_argument("per_eur")
@@ -883,11 +894,15 @@ def _import_conversions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rates_update(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.rates import ECB_DAILY_URL, update_rates
+    from clickloop.services.rate_updates import update_now
+    from clickloop.services.rates import update_rates
 
-    rows = update_rates(
-        _ready_engine(settings), now=_now(), url=args.url or ECB_DAILY_URL, offline=args.offline
-    )
+    engine = _ready_engine(settings)
+    if args.offline:
+        rows = update_rates(engine, now=_now(), offline=True)
+    else:
+        url, timeout = args.url or settings.rates_url, settings.rates_timeout_seconds
+        rows = update_now(engine, now=_now(), url=url, timeout=timeout)
     as_of = rows[0].as_of if rows else "-"
     print(f"stored {len(rows)} ECB rates for {as_of} (rates set by hand were kept)")
     return 0
