@@ -144,26 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     command("rotate", _postback_key_rotate, "replace the postback key (old URLs stop working)", key)
 
     token = commands.add_parser("token", help="admin API tokens").add_subparsers(metavar="ACTION")
-    command(
-        "create", _token_create, "create a token and print it (shown only once)", token
-    ).add_argument("name")
+    created = command("create", _token_create, "create a token and print it (shown once)", token)
+    created.add_argument("name")
+    created.add_argument("--role", default="admin", help=ROLE_HELP)
     output.add_format_option(command("list", _token_list, "list tokens, never their values", token))
     command("revoke", _token_revoke, "revoke a token by id", token).add_argument("id", type=int)
-
-    user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
-    for name, handler, text in (
-        ("create", _user_create, "create a web UI user (password prompted)"),
-        ("password", _user_password, "set a user's password (password prompted)"),
-    ):
-        action = command(name, handler, text, user)
-        action.add_argument("username")
-        action.add_argument(
-            "--password-stdin", action="store_true", help="read the password from stdin"
-        )
-
-    command(
-        "remove", _user_remove, "remove a web UI user and end their sessions", user
-    ).add_argument("username")
+    _add_user_commands(command, commands)
 
     importer = command(
         "import",
@@ -524,7 +510,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import create_token
 
-    print(create_token(_ready_engine(settings), name=args.name, now=_now()))
+    print(create_token(_ready_engine(settings), name=args.name, now=_now(), role=args.role))
     return 0
 
 
@@ -532,7 +518,8 @@ def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import list_tokens
 
     rows = list_tokens(_ready_engine(settings))
-    output.print_rows(args, rows, ("id", "name", "created_at", "last_used_at"), empty="no tokens")
+    columns = ("id", "name", "role", "created_at", "last_used_at")
+    output.print_rows(args, rows, columns, empty="no tokens")
     return 0
 
 
@@ -541,6 +528,75 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
     revoke_token(_ready_engine(settings), args.id)
     print(f"token {args.id} revoked")
+    return 0
+
+
+ROLE_HELP = "admin (may change everything, the default) or analyst (reads, changes nothing)"
+
+
+def _add_user_commands(command: Any, commands: Any) -> None:
+    user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
+    for name, handler, text in (
+        ("create", _user_create, "create a web UI user (password prompted)"),
+        ("password", _user_password, "reset a user's password (prompted); ends their sessions"),
+    ):
+        action = command(name, handler, text, user)
+        action.add_argument("username")
+        action.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+        if name == "create":
+            action.add_argument("--role", default="admin", help=ROLE_HELP)
+    output.add_format_option(command("list", _user_list, "list users, roles and states", user))
+    for name, handler, text in (
+        ("disable", _user_disable, "stop a user logging in and end their sessions at once"),
+        ("enable", _user_enable, "let a disabled user log in again"),
+        ("remove", _user_remove, "remove a web UI user and end their sessions"),
+    ):
+        command(name, handler, text, user).add_argument("username")
+    role = command("role", _user_role, "make a user an admin or an analyst", user)
+    role.add_argument("username")
+    role.add_argument("role", help=ROLE_HELP)
+
+
+def _user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from clickloop.services.users import list_users
+
+    rows = [
+        {**asdict(row), "state": "disabled" if row.disabled_at else "active"}
+        for row in list_users(_ready_engine(settings), now=_now())
+    ]
+    columns = ("id", "username", "role", "state", "sessions", "created_at", "disabled_at")
+    output.print_rows(args, rows, columns, empty="no users")
+    return 0
+
+
+def _user_disable(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import disable_user, find_user
+
+    engine = _ready_engine(settings)
+    disable_user(engine, find_user(engine, args.username).id, now=_now())
+    print(f"user {args.username} disabled; their sessions ended")
+    return 0
+
+
+def _user_enable(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import enable_user, find_user
+
+    engine = _ready_engine(settings)
+    enable_user(engine, find_user(engine, args.username).id)
+    print(f"user {args.username} enabled")
+    return 0
+
+
+def _user_role(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import find_user, set_role
+
+    engine = _ready_engine(settings)
+    set_role(engine, find_user(engine, args.username).id, args.role)
+    print(f"user {args.username} is now {args.role.strip().lower()}")
     return 0
 
 
@@ -566,7 +622,9 @@ def _read_password(args: argparse.Namespace) -> str:
 def _user_create(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.users import create_user
 
-    user_id = create_user(_ready_engine(settings), args.username, _read_password(args), now=_now())
+    engine = _ready_engine(settings)
+    password = _read_password(args)
+    user_id = create_user(engine, args.username, password, now=_now(), role=args.role)
     print(f"user {args.username} created (id {user_id}); log in at {settings.base_url}/admin/")
     return 0
 

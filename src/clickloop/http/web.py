@@ -37,6 +37,9 @@ from clickloop.services import login_throttle, sessions, users
 
 log = logging.getLogger(__name__)
 
+# The only changes a read-only user (analyst) may make: to their own login.
+SELF_SERVICE = frozenset({"/logout", "/settings/password"})
+
 # --- the app ------------------------------------------------------------------------------
 
 
@@ -111,7 +114,10 @@ def create_web(
             Route("/login", pages.login, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        + [Route(path, guard(web, handler), methods=methods) for path, handler, methods in guarded],
+        + [
+            Route(path, guard(web, handler, self_service=path in SELF_SERVICE), methods=methods)
+            for path, handler, methods in guarded
+        ],
         exception_handlers={404: not_found},
     )
 
