@@ -32,8 +32,11 @@ from clickloop.http.webcore import (
 )
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weblogs import LogPages
+from clickloop.http.webrates import RatePages
 from clickloop.http.webreports import ReportPages
+from clickloop.http.webusers import UserPages
 from clickloop.services import login_throttle, sessions, users
+from clickloop.services.rate_updates import UpdateSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,24 @@ def create_web(
     base_url: str,
     data_dir: Path,
     on_change: Callable[[], Awaitable[None]],
+    rates: UpdateSettings | None = None,
 ) -> Starlette:
     """The admin UI as a Starlette app; mount it at /admin."""
-    web = Web(engine=engine, base_url=base_url.rstrip("/"), data_dir=data_dir, on_change=on_change)
+    web = Web(
+        engine=engine,
+        base_url=base_url.rstrip("/"),
+        data_dir=data_dir,
+        on_change=on_change,
+        rates=rates or UpdateSettings(),
+    )
     pages = AuthPages(web)
     setup = EntityPages(web)
     logs = LogPages(web)
     ads = AdPlatformPages(web)
     report_pages = ReportPages(web)
     behind = ClickPages(web)
+    money = RatePages(web)
+    people = UserPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -104,6 +116,15 @@ def create_web(
         ("/conversions/{id:int}/status", behind.change_status, ["POST"]),
         ("/conversions/upload", behind.upload, ["GET", "POST"]),
         ("/deliveries/resend", logs.resend_selected, ["POST"]),
+        ("/rates", money.rates, ["GET"]),
+        ("/rates", money.set_rate, ["POST"]),
+        ("/rates/update", money.update_now, ["POST"]),
+        ("/users", people.users, ["GET"]),
+        ("/users", people.create, ["POST"]),
+        ("/users/{id:int}/disable", people.disable, ["POST"]),
+        ("/users/{id:int}/enable", people.enable, ["POST"]),
+        ("/users/{id:int}/role", people.change_role, ["POST"]),
+        ("/users/{id:int}/password", people.reset_password, ["POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

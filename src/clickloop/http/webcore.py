@@ -35,6 +35,7 @@ from clickloop.domain.secrets import NO_SECRETS, DeclaredSecrets, mask_headers, 
 from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
 from clickloop.http import params
 from clickloop.services import entities, masking, sessions
+from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.report_query import zone_named
 from clickloop.services.sessions import SESSION_DAYS
 
@@ -105,6 +106,7 @@ class Web:
     base_url: str
     data_dir: Path
     on_change: Callable[[], Awaitable[None]]
+    rates: UpdateSettings = field(default_factory=UpdateSettings)
     env: Environment = field(init=False)
     _serializer: URLSafeTimedSerializer | None = field(init=False, default=None)
 

@@ -37,6 +37,16 @@ _ROW_ID = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateSettings:
+    """Where the ECB file is read from, how long a download may take, and whether `serve`
+    updates the rates by itself every day."""
+
+    url: str = rates.ECB_DAILY_URL
+    timeout: float = rates.DOWNLOAD_TIMEOUT
+    daily: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateStatus:
     """How the ECB updates went: the last success (and the date of its rates), the last failure
     and its reason, and when the next scheduled one is due."""
