@@ -30,7 +30,7 @@ class RatePages:
             section="rates",
             rates=rows,
             origins=ORIGINS,
-            status=await web.run(rate_updates.read_status, web.engine),
+            update=await web.run(rate_updates.read_status, web.engine),
             schedule=web.rates,
             currency=settings["currency"],
             zone=zone_of(settings),
