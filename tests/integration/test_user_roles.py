@@ -77,7 +77,8 @@ def test_the_last_active_admin_stays(engine: Engine) -> None:
 
 
 def test_two_admins_disabling_each_other_at_once_leave_one(database_url: str) -> None:
-    """Two admins, each disabled by a concurrent transaction: exactly one of them succeeds."""
+    """Two admins, each disabled by a concurrent transaction, round after round: exactly one
+    of them succeeds every time."""
     engines = [make_engine(database_url) for _ in range(2)]
     ids = [users.create_user(engines[0], name, PASSWORD, now=NOW) for name in ("a", "b")]
     barrier = threading.Barrier(2)
@@ -90,11 +91,16 @@ def test_two_admins_disabling_each_other_at_once_leave_one(database_url: str) ->
             return False
         return True
 
+    outcomes = []
     try:
         with ThreadPoolExecutor(2) as pool:
-            done = list(pool.map(disable, zip(engines, ids, strict=True)))
-        active = [u for u in users.list_users(engines[0], now=NOW) if u.disabled_at is None]
+            for _ in range(30):
+                for user_id in ids:
+                    users.enable_user(engines[0], user_id)
+                done = list(pool.map(disable, zip(engines, ids, strict=True)))
+                active = [u for u in users.list_users(engines[0], now=NOW) if not u.disabled_at]
+                outcomes.append((sorted(done), len(active)))
     finally:
         for engine in engines:
             engine.dispose()
-    assert sorted(done) == [False, True] and len(active) == 1
+    assert all(done == [False, True] and active == 1 for done, active in outcomes), outcomes
