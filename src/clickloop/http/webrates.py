@@ -20,6 +20,9 @@ class RatePages:
         self.web = web
 
     async def rates(self, request: Request) -> Response:
+        """The page (GET), or a rate set by hand (POST)."""
+        if request.method == "POST":
+            return await self._set_rate(request)
         web = self.web
         settings = await web.run(entities.get_settings, web.engine)
         rows = await web.run(rates.list_rates, web.engine)
@@ -37,7 +40,7 @@ class RatePages:
             error=None,
         )
 
-    async def set_rate(self, request: Request) -> Response:
+    async def _set_rate(self, request: Request) -> Response:
         web = self.web
         session = session_of(request)
         form = await request.form()

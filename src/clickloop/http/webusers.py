@@ -20,6 +20,9 @@ class UserPages:
         self.web = web
 
     async def users(self, request: Request) -> Response:
+        """The list (GET), or a user added (POST)."""
+        if request.method == "POST":
+            return await self._create(request)
         web = self.web
         rows = await web.run(users.list_users, web.engine, now=datetime.now(UTC))
         return web.render(
@@ -32,7 +35,7 @@ class UserPages:
             me=request.scope["clickloop_user"],
         )
 
-    async def create(self, request: Request) -> Response:
+    async def _create(self, request: Request) -> Response:
         form = await request.form()
         username = str(form.get("username", "")).strip()
         return await self._act(
