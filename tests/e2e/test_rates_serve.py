@@ -38,6 +38,7 @@ def ecb_url() -> Iterator[str]:
 @pytest.fixture
 def server_env(ecb_url: str, request: pytest.FixtureRequest) -> dict[str, str]:
     path = getattr(request, "param", "/daily.xml")
+    ECB_REQUESTS.clear()  # before the server starts: its workers fetch at once
     return {
         "CLICKLOOP_WORKERS": "2",
         "CLICKLOOP_RATES_AUTO_UPDATE": "on",
@@ -67,7 +68,6 @@ def admin(server: Server, engine: Engine) -> Browserless:
 def test_serve_updates_the_rates_once_among_its_workers(server: Server, engine: Engine) -> None:
     """Started with two workers, serve stores the ECB rates fetched by one of them; the
     dashboard and the rates page show the success."""
-    ECB_REQUESTS.clear()
     status = wait_for_attempt(engine)
     assert status.rates_as_of == "2026-11-02" and not status.failing
     with engine.connect() as conn:
