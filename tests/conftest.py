@@ -234,6 +234,8 @@ def server_on(database_url: str, tmp_path: Path, env: dict[str, str]) -> Server:
             "CLICKLOOP_DATA_DIR": str(tmp_path / "data"),
             "CLICKLOOP_PORT": str(port),
             "CLICKLOOP_LOG_LEVEL": "warning",
+            # No test reaches the internet; tests of the daily update turn it on with a local URL.
+            "CLICKLOOP_RATES_AUTO_UPDATE": "off",
             **env,
         },
         log_path=tmp_path / "server.log",

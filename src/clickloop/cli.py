@@ -151,26 +151,12 @@ def _parser() -> argparse.ArgumentParser:
     command("rotate", _postback_key_rotate, "replace the postback key (old URLs stop working)", key)
 
     token = commands.add_parser("token", help="admin API tokens").add_subparsers(metavar="ACTION")
-    command(
-        "create", _token_create, "create a token and print it (shown only once)", token
-    ).add_argument("name")
+    created = command("create", _token_create, "create a token and print it (shown once)", token)
+    created.add_argument("name")
+    created.add_argument("--role", default="admin", help=ROLE_HELP)
     output.add_format_option(command("list", _token_list, "list tokens, never their values", token))
     command("revoke", _token_revoke, "revoke a token by id", token).add_argument("id", type=int)
-
-    user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
-    for name, handler, text in (
-        ("create", _user_create, "create a web UI user (password prompted)"),
-        ("password", _user_password, "set a user's password (password prompted)"),
-    ):
-        action = command(name, handler, text, user)
-        action.add_argument("username")
-        action.add_argument(
-            "--password-stdin", action="store_true", help="read the password from stdin"
-        )
-
-    command(
-        "remove", _user_remove, "remove a web UI user and end their sessions", user
-    ).add_argument("username")
+    _add_user_commands(command, commands)
 
     importer = command(
         "import",
@@ -332,6 +318,15 @@ def app_factory() -> Any:
             await run_until_cancelled(app.engine, limits=limits)
 
         background += (dispatch,)
+    if settings.rates_auto_update:
+        from clickloop.services.rate_updates import run_scheduled_updates
+
+        async def update_rates(app: Any) -> None:
+            await run_scheduled_updates(
+                app.engine, url=settings.rates_url, timeout=settings.rates_timeout_seconds
+            )
+
+        background += (update_rates,)
     return create_app(settings, engine, background=background, log_filter=_masked_logs())
 
 
@@ -523,7 +518,7 @@ def _import(args: argparse.Namespace, settings: Settings) -> int:
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import create_token
 
-    print(create_token(_ready_engine(settings), name=args.name, now=_now()))
+    print(create_token(_ready_engine(settings), name=args.name, now=_now(), role=args.role))
     return 0
 
 
@@ -531,7 +526,8 @@ def _token_list(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.tokens import list_tokens
 
     rows = list_tokens(_ready_engine(settings))
-    output.print_rows(args, rows, ("id", "name", "created_at", "last_used_at"), empty="no tokens")
+    columns = ("id", "name", "role", "created_at", "last_used_at")
+    output.print_rows(args, rows, columns, empty="no tokens")
     return 0
 
 
@@ -540,6 +536,75 @@ def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
     revoke_token(_ready_engine(settings), args.id)
     print(f"token {args.id} revoked")
+    return 0
+
+
+ROLE_HELP = "admin (may change everything, the default) or analyst (reads, changes nothing)"
+
+
+def _add_user_commands(command: Any, commands: Any) -> None:
+    user = commands.add_parser("user", help="web UI users").add_subparsers(metavar="ACTION")
+    for name, handler, text in (
+        ("create", _user_create, "create a web UI user (password prompted)"),
+        ("password", _user_password, "reset a user's password (prompted); ends their sessions"),
+    ):
+        action = command(name, handler, text, user)
+        action.add_argument("username")
+        action.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+        if name == "create":
+            action.add_argument("--role", default="admin", help=ROLE_HELP)
+    output.add_format_option(command("list", _user_list, "list users, roles and states", user))
+    for name, handler, text in (
+        ("disable", _user_disable, "stop a user logging in and end their sessions at once"),
+        ("enable", _user_enable, "let a disabled user log in again"),
+        ("remove", _user_remove, "remove a web UI user and end their sessions"),
+    ):
+        command(name, handler, text, user).add_argument("username")
+    role = command("role", _user_role, "make a user an admin or an analyst", user)
+    role.add_argument("username")
+    role.add_argument("role", help=ROLE_HELP)
+
+
+def _user_list(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
+    from clickloop.services.users import list_users
+
+    rows = [
+        {**asdict(row), "state": "disabled" if row.disabled_at else "active"}
+        for row in list_users(_ready_engine(settings), now=_now())
+    ]
+    columns = ("id", "username", "role", "state", "sessions", "created_at", "disabled_at")
+    output.print_rows(args, rows, columns, empty="no users")
+    return 0
+
+
+def _user_disable(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import disable_user, find_user
+
+    engine = _ready_engine(settings)
+    disable_user(engine, find_user(engine, args.username).id, now=_now())
+    print(f"user {args.username} disabled; their sessions ended")
+    return 0
+
+
+def _user_enable(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import enable_user, find_user
+
+    engine = _ready_engine(settings)
+    enable_user(engine, find_user(engine, args.username).id)
+    print(f"user {args.username} enabled")
+    return 0
+
+
+def _user_role(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services.users import find_user, set_role
+
+    engine = _ready_engine(settings)
+    set_role(engine, find_user(engine, args.username).id, args.role)
+    print(f"user {args.username} is now {args.role.strip().lower()}")
     return 0
 
 
@@ -565,7 +630,9 @@ def _read_password(args: argparse.Namespace) -> str:
 def _user_create(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.services.users import create_user
 
-    user_id = create_user(_ready_engine(settings), args.username, _read_password(args), now=_now())
+    engine = _ready_engine(settings)
+    password = _read_password(args)
+    user_id = create_user(engine, args.username, password, now=_now(), role=args.role)
     print(f"user {args.username} created (id {user_id}); log in at {settings.base_url}/admin/")
     return 0
 
@@ -754,7 +821,9 @@ def _add_postback_commands(command: Any, commands: Any) -> None:
     rates = commands.add_parser("rates", help="exchange rates").add_subparsers(metavar="ACTION")
     refresh = command("update", _rates_update, "store the ECB daily reference rates", rates)
     refresh.add_argument("--offline", action="store_true", help="use the rates bundled offline")
-    refresh.add_argument("--url", help="where to download the ECB daily file from")
+    refresh.add_argument(
+        "--url", help="where to download the ECB daily file from (default: the rates_url setting)"
+    )
     manual = command("set", _rates_set, "set a rate by hand: units of CODE per 1 EUR", rates)
     manual.add_argument("code")
     manual.add_argument("per_eur")
@@ -905,11 +974,15 @@ def _import_conversions(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rates_update(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.rates import ECB_DAILY_URL, update_rates
+    from clickloop.services.rate_updates import update_now
+    from clickloop.services.rates import update_rates
 
-    rows = update_rates(
-        _ready_engine(settings), now=_now(), url=args.url or ECB_DAILY_URL, offline=args.offline
-    )
+    engine = _ready_engine(settings)
+    if args.offline:
+        rows = update_rates(engine, now=_now(), offline=True)
+    else:
+        url, timeout = args.url or settings.rates_url, settings.rates_timeout_seconds
+        rows = update_now(engine, now=_now(), url=url, timeout=timeout)
     as_of = rows[0].as_of if rows else "-"
     print(f"stored {len(rows)} ECB rates for {as_of} (rates set by hand were kept)")
     return 0

@@ -61,6 +61,11 @@ class Settings:
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = False
+    # Exchange rates: `serve` updates them from this ECB-format file (XML, CSV or its zip) once
+    # a day when on, keeping the rates in force when it fails; seconds a download may take.
+    rates_auto_update: bool = True
+    rates_url: str = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
+    rates_timeout_seconds: int = 30
     # /metrics answers only `Authorization: Bearer <this>`; empty: /metrics is off (403).
     metrics_token: str = ""
 

@@ -64,6 +64,7 @@ def test_change_password_needs_the_current_one_and_ends_sessions(engine: Engine)
 
 def test_sessions_end_on_logout_removal_and_expiry(engine: Engine) -> None:
     """A session ends when ended, when its user is removed, and 14 days after it began."""
+    users.create_user(engine, "root", "correct horse", now=NOW)  # alice is not the last admin
     user_id = users.create_user(engine, "alice", "correct horse", now=NOW)
     ended, removed = (sessions.open_session(engine, user_id, now=NOW) for _ in range(2))
     sessions.end_session(engine, ended)

@@ -6,6 +6,7 @@ Rates are "units of the currency per 1 EUR" (the ECB convention); amounts are De
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -148,6 +149,38 @@ def parse_ecb_csv(text: str) -> tuple[date, dict[str, Decimal]]:
     if not rates:
         raise ValueError("not an ECB rates file: no rates")
     return as_of, rates
+
+
+def parse_ecb_xml(text: str) -> tuple[date, dict[str, Decimal]]:
+    """The ECB daily reference-rate XML (`eurofxref-daily.xml`): its first dated `Cube`.
+
+    Returns the date and "units per 1 EUR" per currency; raises ValueError when the text is not
+    such a file. The ECB's file declares no DTD, so one (entity expansion bombs) is refused.
+    """
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise ValueError("not an ECB rates file: it declares a DTD")
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"not an ECB rates file: {exc}") from exc
+    dated = next(
+        (e for e in root.iter() if _local_name(e.tag) == "Cube" and "time" in e.attrib), None
+    )
+    if dated is None:
+        raise ValueError("not an ECB rates file: no dated Cube element")
+    as_of = _ecb_date(dated.attrib["time"].strip())
+    rates: dict[str, Decimal] = {}
+    for cube in dated:
+        name, cell = cube.attrib.get("currency", "").strip(), cube.attrib.get("rate", "").strip()
+        if _CODE.fullmatch(name) and _AMOUNT.fullmatch(cell) and Decimal(cell) > 0:
+            rates[name.upper()] = Decimal(cell)
+    if not rates:
+        raise ValueError("not an ECB rates file: no rates")
+    return as_of, rates
+
+
+def _local_name(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
 
 
 def _ecb_date(text: str) -> date:

@@ -6,6 +6,7 @@ traffic source's template declares secret (parameter names such as `t`, and the 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -116,6 +117,20 @@ def mask_secrets(text: str, declared: DeclaredSecrets = NO_SECRETS) -> str:
     text = _TELEGRAM_BOT.sub(lambda m: f"{m['lead']}bot{MASK}", text)
     text = _QUERY_PARAM.sub(lambda m: _mask_query_param(m, declared), text)
     return _JSON_MEMBER.sub(lambda m: _mask_json_member(m, declared), text)
+
+
+def secret_values(text: str, declared: DeclaredSecrets = NO_SECRETS) -> set[str]:
+    """The credentials `mask_secrets` would hide in `text`, as literal values (to hide them
+    wherever else they appear, e.g. in a form field that shows the URL for editing)."""
+    masked = mask_secrets(text, declared)
+    if masked == text:
+        return set()
+    matcher = difflib.SequenceMatcher(None, text, masked, autojunk=False)
+    return {
+        text[i1:i2]
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag in ("replace", "delete") and MASK.startswith(masked[j1:j2]) and i2 > i1
+    }
 
 
 def mask_headers(

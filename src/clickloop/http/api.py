@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from clickloop.domain.deliveries import DeliveryState
 from clickloop.domain.postbacks import Outcome
-from clickloop.domain.secrets import DeclaredSecrets
+from clickloop.domain.secrets import MASK, DeclaredSecrets
 from clickloop.errors import (
     ClickloopError,
     Conflict,
@@ -51,6 +51,7 @@ from clickloop.services import (
     reports,
     saved_reports,
     tokens,
+    users,
 )
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,13 @@ MAX_BODY_BYTES = 1024 * 1024
 BODY_SCHEMA = "clickloop.body_schema"  # the scope key where _guard leaves the body's schema
 ACTOR = "clickloop.actor"  # the scope key where _guard leaves who is asking (for the log)
 TOKEN_ID = "clickloop.token_id"  # the scope key where _guard leaves the caller's token id
+ROLE = "clickloop.role"  # the scope key where _guard leaves the token's role
+# Operations that read although their method is not GET: an analyst's token may call them.
+READS_BY_POST = frozenset({("POST", "/reports/build")})
+READ_ONLY = (
+    "this token is read-only (analyst): it reads reports and logs but changes nothing; "
+    "use an admin's token for this request"
+)
 ENTITY_TABLES = {
     "traffic-sources": "traffic_sources",
     "affiliate-networks": "affiliate_networks",
@@ -107,9 +115,12 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> Re
     return Json(body, status_code=status)
 
 
-def _guard(engine: Engine, handler: Handler, operation: dict[str, Any]) -> Handler:
-    """Token auth, the operation's query parameters checked, and the one place errors become
-    responses. The operation (from the OpenAPI document) also gives `_json_body` its schema."""
+def _guard(
+    engine: Engine, handler: Handler, operation: dict[str, Any], *, changes: bool
+) -> Handler:
+    """Token auth, a read-only (analyst) token refused where the operation `changes` anything,
+    the operation's query parameters checked, and the one place errors become responses. The
+    operation (from the OpenAPI document) also gives `_json_body` its schema."""
     known = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
     body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
 
@@ -124,13 +135,22 @@ def _guard(engine: Engine, handler: Handler, operation: dict[str, Any]) -> Handl
             )
             if valid is None:
                 return _error(401, "unauthorized", "unknown or revoked token")
-            request.scope[ACTOR] = f"API token {valid}"
+            if changes and not valid.can_change:
+                log.warning(
+                    "API %s %s refused: token %d is read-only",
+                    request.method,
+                    request.url.path,
+                    valid.id,
+                )
+                return _error(403, "read_only", READ_ONLY)
+            request.scope[ACTOR] = f"API token {valid.id}"
+            request.scope[ROLE] = valid.role
             # Refused up front: PostgreSQL text cannot hold NUL, and a CSV export would meet
             # the error only after its answer had started.
             params.refuse_nul(request.query_params.multi_items())
             params.refuse_unknown(request.query_params.keys(), known)
             request.scope[BODY_SCHEMA] = body.get("schema", {})
-            request.scope[TOKEN_ID] = valid
+            request.scope[TOKEN_ID] = valid.id
             return await handler(request)
         except ApiError as exc:
             return _error(exc.status, exc.code, exc.message)
@@ -262,7 +282,13 @@ def create_api(
         return Json(await shown(table_name, entity_id))
 
     async def get_settings(request: Request) -> Response:
-        return Json(_public_settings(await run(entities.get_settings, engine), base_url))
+        public = _public_settings(await run(entities.get_settings, engine), base_url)
+        if request.scope[ROLE] != users.ADMIN:
+            # A read-only token sees the postback URL's shape, not its key.
+            key = public["postback_key"]
+            public["postback_key"] = MASK
+            public["postback_url"] = public["postback_url"].replace(key, MASK)
+        return Json(public)
 
     async def patch_settings(request: Request) -> Response:
         changes = await _json_body(request)
@@ -592,7 +618,10 @@ def create_api(
     for path, handler, methods in routes:
         spec = document["paths"][re.sub(r"{(\w+):\w+}", r"{\1}", path)]
         for method in methods:
-            by_path.setdefault(path, {})[method] = _guard(engine, handler, spec[method.lower()])
+            changes = method != "GET" and (method, path) not in READS_BY_POST
+            by_path.setdefault(path, {})[method] = _guard(
+                engine, handler, spec[method.lower()], changes=changes
+            )
     return Starlette(
         routes=[Route("/openapi.json", openapi, methods=["GET"])]
         + [

@@ -30,6 +30,7 @@ from clickloop.services.config import TrackerConfig, load_config
 from clickloop.services.demo import DEMO_OFFER_PATH
 from clickloop.services.entities import read_config_version, read_config_version_in
 from clickloop.services.masking import log_secrets
+from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
@@ -93,6 +94,11 @@ class ClickloopApp:
             base_url=settings.base_url,
             data_dir=settings.data_dir,
             on_change=self.reload_config,
+            rates=UpdateSettings(
+                url=settings.rates_url,
+                timeout=settings.rates_timeout_seconds,
+                daily=settings.rates_auto_update,
+            ),
         )
         self.metrics = MetricsEndpoint(engine, token=settings.metrics_token)
         self._background = background

@@ -237,6 +237,7 @@ def _operation(
     }
     for status, meaning in (
         ("401", "missing or unknown token"),
+        ("403", "a read-only (analyst) token asked for a change"),
         ("404", "not found"),
         ("409", "conflict"),
         ("422", "invalid input"),

@@ -38,10 +38,16 @@ from clickloop.http.webcore import (
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weberrors import error_page
 from clickloop.http.weblogs import LogPages
+from clickloop.http.webrates import RatePages
 from clickloop.http.webreports import ReportPages
+from clickloop.http.webusers import UserPages
 from clickloop.services import login_throttle, sessions, users
+from clickloop.services.rate_updates import UpdateSettings
 
 log = logging.getLogger(__name__)
+
+# The only changes a read-only user (analyst) may make: to their own login.
+SELF_SERVICE = frozenset({"/logout", "/settings/password"})
 
 # --- the app ------------------------------------------------------------------------------
 
@@ -52,15 +58,24 @@ def create_web(
     base_url: str,
     data_dir: Path,
     on_change: Callable[[], Awaitable[None]],
+    rates: UpdateSettings | None = None,
 ) -> Starlette:
     """The admin UI as a Starlette app; mount it at /admin."""
-    web = Web(engine=engine, base_url=base_url.rstrip("/"), data_dir=data_dir, on_change=on_change)
+    web = Web(
+        engine=engine,
+        base_url=base_url.rstrip("/"),
+        data_dir=data_dir,
+        on_change=on_change,
+        rates=rates or UpdateSettings(),
+    )
     pages = AuthPages(web)
     setup = EntityPages(web)
     logs = LogPages(web)
     ads = AdPlatformPages(web)
     report_pages = ReportPages(web)
     behind = ClickPages(web)
+    money = RatePages(web)
+    people = UserPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
@@ -108,6 +123,13 @@ def create_web(
         ("/conversions/{id:int}/status", behind.change_status, ["POST"]),
         ("/conversions/upload", behind.upload, ["GET", "POST"]),
         ("/deliveries/resend", logs.resend_selected, ["POST"]),
+        ("/rates", money.rates, ["GET", "POST"]),
+        ("/rates/update", money.update_now, ["POST"]),
+        ("/users", people.users, ["GET", "POST"]),
+        ("/users/{id:int}/disable", people.disable, ["POST"]),
+        ("/users/{id:int}/enable", people.enable, ["POST"]),
+        ("/users/{id:int}/role", people.change_role, ["POST"]),
+        ("/users/{id:int}/password", people.reset_password, ["POST"]),
     ]
 
     return Starlette(
@@ -115,7 +137,10 @@ def create_web(
             Route("/login", pages.login, methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
-        + [Route(path, guard(web, handler), methods=methods) for path, handler, methods in guarded],
+        + [
+            Route(path, guard(web, handler, self_service=path in SELF_SERVICE), methods=methods)
+            for path, handler, methods in guarded
+        ],
         exception_handlers={404: unrouted(web), 405: unrouted(web)},
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import html
 import logging
 import os
 import secrets
@@ -35,6 +36,7 @@ from clickloop.errors import InvalidInput, NotFound, StorageUnavailable
 from clickloop.http import params
 from clickloop.http.weberrors import error_page, page_path
 from clickloop.services import entities, masking, sessions, users
+from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.report_query import zone_named
 from clickloop.services.sessions import SESSION_DAYS
 
@@ -45,6 +47,7 @@ COOKIE = "clickloop_admin"
 SECRET_FILE = "web-session.key"
 OUTCOMES = ("accepted", "updated", "duplicate", "ignored")
 PAGE_SIZE = 50
+HIDDEN = "clickloop_hidden"  # the scope key of the secret values a read-only user never sees
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -104,6 +107,7 @@ class Web:
     base_url: str
     data_dir: Path
     on_change: Callable[[], Awaitable[None]]
+    rates: UpdateSettings = field(default_factory=UpdateSettings)
     env: Environment = field(init=False)
     _serializer: URLSafeTimedSerializer | None = field(init=False, default=None)
 
@@ -183,6 +187,10 @@ class Web:
             section=context.pop("section", ""),
             **context,
         )
+        hidden: DeclaredSecrets | None = request.scope.get(HIDDEN)
+        if hidden is not None:
+            # A read-only user's page: every stored secret value goes, wherever it is shown.
+            body = hidden.mask_values(body)
         response = HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
         return self.save(request, response, session)
 
@@ -247,8 +255,21 @@ def _num(value: Any) -> str:
 # --- auth ---------------------------------------------------------------------------------
 
 
-def guard(web: Web, handler: Handler) -> Handler:
-    """Log-in check, CSRF check on POST, and the one place errors become pages."""
+def hidden_from_analysts(engine: Engine, data_dir: Path) -> DeclaredSecrets:
+    """The stored secret values, as they are and as HTML shows them."""
+    hidden = masking.hidden_values(engine, data_dir)
+    return DeclaredSecrets(values=hidden.values | {html.escape(v) for v in hidden.values})
+
+
+READ_ONLY_MESSAGE = (
+    "Your account is read-only (analyst): it sees reports and logs but changes nothing. "
+    "Ask an admin to make this change, or to make you an admin on the Users page."
+)
+
+
+def guard(web: Web, handler: Handler, *, self_service: bool = False) -> Handler:
+    """Log-in check, the analyst's refusal of every change (but `self_service` ones: logging
+    out, one's own password), CSRF check on POST, and the one place errors become pages."""
 
     async def guarded(request: Request) -> Response:
         session = web.session(request)
@@ -260,11 +281,21 @@ def guard(web: Web, handler: Handler) -> Handler:
             query = urlencode({"next": target}) if target not in ("", "/") else ""
             return web.redirect(request, session, "/login" + (f"?{query}" if query else ""))
         request.scope["clickloop_user"] = user
+        if request.method not in ("GET", "HEAD") and not user.can_change and not self_service:
+            log.warning(
+                "admin %s %s refused: user %r is read-only",
+                request.method,
+                request.url.path,
+                user.username,
+            )
+            return error_page(web, request, session, status=403, message=READ_ONLY_MESSAGE)
         if request.method == "POST":
             form = await request.form()
             if not same_token(str(form.get("csrf", "")), session.data.get("csrf")):
                 return refused(web, request, session)
         request.scope["clickloop_session"] = session
+        if not user.can_change:
+            request.scope[HIDDEN] = await web.run(hidden_from_analysts, web.engine, web.data_dir)
         try:
             # The API's rule: PostgreSQL text cannot hold NUL, so no lookup ever gets one.
             params.refuse_nul(request.query_params.multi_items())

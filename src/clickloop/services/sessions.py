@@ -1,5 +1,6 @@
-"""Admin UI sessions, kept server-side: logging out, a new password or removing the user ends
-them at once, whatever cookies were saved. The cookie holds a random id; the table its SHA-256.
+"""Admin UI sessions, kept server-side: logging out, a new password, disabling or removing the
+user ends them at once, whatever cookies were saved. The cookie holds a random id; the table
+its SHA-256.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ def session_user(engine: Engine, session_id: str, *, now: datetime) -> User | No
     s, u = t.admin_sessions.c, t.users.c
     with engine.connect() as conn:
         row = conn.execute(
-            select(u.id, u.username)
+            select(u.id, u.username, u.role)
             .join(t.admin_sessions, s.user_id == u.id)
-            .where(s.id_hash == _hash(session_id), s.expires_at > now)
+            .where(s.id_hash == _hash(session_id), s.expires_at > now, u.disabled_at.is_(None))
         ).first()
-    return None if row is None else User(id=row.id, username=row.username)
+    return None if row is None else User(id=row.id, username=row.username, role=row.role)
 
 
 def end_session(engine: Engine, session_id: str) -> None:

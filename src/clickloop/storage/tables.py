@@ -335,6 +335,8 @@ users = Table(
     Column("username", String(100), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
     Column("created_at", utc_datetime(), nullable=False),
+    Column("role", String(16), nullable=False, server_default="admin"),  # admin | analyst
+    Column("disabled_at", utc_datetime()),  # set: the user cannot log in
 )
 
 # A logged-in admin browser: its cookie holds the random session id, the table its SHA-256.
@@ -366,6 +368,21 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", utc_datetime(), nullable=False),
     Column("last_used_at", utc_datetime()),
+    Column("role", String(16), nullable=False, server_default="admin"),  # admin | analyst
+)
+
+# One row (id 1): when `serve` next fetches the ECB rates, and how the last attempts went. The
+# row is the coordinator: a process fetches only after moving `next_attempt_at` forward itself.
+rate_updates = Table(
+    "rate_updates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("next_attempt_at", utc_datetime(), nullable=False),
+    Column("attempted_at", utc_datetime()),
+    Column("succeeded_at", utc_datetime()),
+    Column("rates_as_of", String(10)),  # the date of the rates the last success stored
+    Column("failed_at", utc_datetime()),
+    Column("failure", Text),
 )
 
 # --- report aggregates -----------------------------------------------------------------------
