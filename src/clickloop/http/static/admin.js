@@ -1,18 +1,28 @@
 // clickloop admin: copy buttons, add-a-row buttons, confirmations. No framework.
 "use strict";
 document.addEventListener("click", (event) => {
-  const copy = event.target.closest("[data-copy]");
+  const copy = event.target.closest("[data-copy], [data-copy-text]");
   if (copy) {
-    const field = document.getElementById(copy.dataset.copy);
+    const field = copy.dataset.copy ? document.getElementById(copy.dataset.copy) : null;
+    const text = field ? field.value : copy.dataset.copyText;
     const label = copy.dataset.label || (copy.dataset.label = copy.textContent);
-    const done = () => { copy.textContent = "Copied"; setTimeout(() => { copy.textContent = label; }, 1500); };
-    // The clipboard API needs a secure context; plain-HTTP installs fall back to a selection copy.
+    const done = (word) => { copy.textContent = word; setTimeout(() => { copy.textContent = label; }, 1500); };
+    // A selection copy needs no permission: used on plain HTTP and whenever the clipboard API
+    // is refused (a browser that denies clipboard-write to the page).
+    const bySelection = () => {
+      const area = field || Object.assign(document.createElement("textarea"), { value: text, readOnly: true });
+      if (!field) { area.className = "offscreen"; document.body.appendChild(area); }
+      area.select();
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (error) { ok = false; }
+      if (!field) area.remove();
+      done(ok ? "Copied" : "Press Ctrl+C");
+      if (!ok && field) field.focus();
+    };
     if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(field.value).then(done, () => { field.select(); document.execCommand("copy"); done(); });
+      navigator.clipboard.writeText(text).then(() => done("Copied"), bySelection);
     } else {
-      field.select();
-      document.execCommand("copy");
-      done();
+      bySelection();
     }
     return;
   }
