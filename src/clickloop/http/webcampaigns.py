@@ -76,7 +76,7 @@ class CampaignPages:
         params.refuse_unknown(query.keys(), LIST_FILTERS)
         order = params.choice(query, "order", ("asc", "desc"))
         sort = params.choice(query, "sort", SORTS) or "clicks"
-        by_words = sort in ("name", "status", "traffic_source")
+        by_words = sort in campaigns.WORD_SORTS
         board = await web.run(
             campaigns.campaign_board,
             web.engine,
@@ -354,7 +354,7 @@ def _sort_url(kept: dict[str, str], name: str, board: campaigns.Board) -> str:
     if board.sort == name:
         order = "asc" if board.descending else "desc"
     else:
-        order = "asc" if name in ("name", "status", "traffic_source") else "desc"
+        order = "asc" if name in campaigns.WORD_SORTS else "desc"
     return _with(kept, sort=name, order=order)
 
 

@@ -49,7 +49,8 @@ FIGURES = (
     "epc",
     "cpa",
 )
-SORTS = ("name", "status", "traffic_source", *FIGURES)
+WORD_SORTS = ("name", "status", "traffic_source")  # A to Z by default; figures most first
+SORTS = (*WORD_SORTS, *FIGURES)
 STATES = ("active", "paused", "archived")
 STATUSES = ("active", "paused")
 # Health of an S2S target: its latest deliveries, newest first (an index range, never a scan).
@@ -338,6 +339,22 @@ def link_of(engine: Engine, campaign: Mapping[str, Any], *, default_base: str) -
         source = entities.get_entity(engine, "traffic_sources", campaign["traffic_source_id"])
         parameters = source["parameters"]
     return campaign_link(link_base(settings, campaign), campaign["alias"], parameters)
+
+
+def links_by_id(engine: Engine, *, default_base: str) -> dict[int, str]:
+    """Every campaign's link, on its tracking domain, by campaign id."""
+    settings = entities.get_settings(engine) | {"default_base": default_base}
+    with reader_engine(engine).connect() as conn:
+        sources = _names(conn, t.traffic_sources)
+        rows = _campaigns(conn)
+    return {
+        row["id"]: campaign_link(
+            link_base(settings, row),
+            row["alias"],
+            sources.get(row["traffic_source_id"], ("", []))[1],
+        )
+        for row in rows
+    }
 
 
 # --- changes ------------------------------------------------------------------------------
