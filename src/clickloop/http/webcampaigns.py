@@ -76,15 +76,18 @@ class CampaignPages:
         params.refuse_unknown(query.keys(), LIST_FILTERS)
         order = params.choice(query, "order", ("asc", "desc"))
         sort = params.choice(query, "sort", SORTS) or "clicks"
+        period = params.choice(query, "period", PERIODS)
+        # The form carries the shown dates along; they count only for a custom period.
+        custom = period in (None, "custom")
         by_words = sort in campaigns.WORD_SORTS
         board = await web.run(
             campaigns.campaign_board,
             web.engine,
             default_base=web.base_url,
             now=datetime.now(UTC),
-            period=params.choice(query, "period", PERIODS),
-            date_from=params.day(query, "from"),
-            date_to=params.day(query, "to"),
+            period=period,
+            date_from=params.day(query, "from") if custom else None,
+            date_to=params.day(query, "to") if custom else None,
             search=params.text(query, "q") or "",
             traffic_source_id=params.whole_number(query, "source"),
             network_id=params.whole_number(query, "network"),
@@ -93,6 +96,8 @@ class CampaignPages:
             descending=(order or ("asc" if by_words else "desc")) == "desc",
         )
         kept = {k: v for k, v in query.items() if k in LIST_FILTERS and v}
+        if not custom:
+            kept = {k: v for k, v in kept.items() if k not in ("from", "to")}
         return web.render(
             request,
             session_of(request),

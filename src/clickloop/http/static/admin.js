@@ -7,22 +7,22 @@ document.addEventListener("click", (event) => {
     const text = field ? field.value : copy.dataset.copyText;
     const label = copy.dataset.label || (copy.dataset.label = copy.textContent);
     const done = (word) => { copy.textContent = word; setTimeout(() => { copy.textContent = label; }, 1500); };
-    // A selection copy needs no permission: used on plain HTTP and whenever the clipboard API
-    // is refused (a browser that denies clipboard-write to the page).
-    const bySelection = () => {
-      const area = field || Object.assign(document.createElement("textarea"), { value: text, readOnly: true });
-      if (!field) { area.className = "offscreen"; document.body.appendChild(area); }
-      area.select();
-      let ok = false;
-      try { ok = document.execCommand("copy"); } catch (error) { ok = false; }
-      if (!field) area.remove();
-      done(ok ? "Copied" : "Press Ctrl+C");
-      if (!ok && field) field.focus();
-    };
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(text).then(() => done("Copied"), bySelection);
+    // The copy command first: it needs no clipboard permission (plain HTTP, a browser that
+    // refuses or never answers the clipboard API's prompt); its copy event puts the text on
+    // the clipboard. The clipboard API only when the command fails.
+    const put = (clip) => { clip.clipboardData.setData("text/plain", text); clip.preventDefault(); };
+    document.addEventListener("copy", put, { once: true });
+    let copied = false;
+    try { copied = document.execCommand("copy"); } catch (error) { copied = false; }
+    document.removeEventListener("copy", put);
+    if (field) field.select();
+    if (copied) {
+      done("Copied");
+    } else if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(() => done("Copied"), () => done("Press Ctrl+C"));
     } else {
-      bySelection();
+      done("Press Ctrl+C");
+      if (field) field.focus();
     }
     return;
   }

@@ -20,8 +20,10 @@ document.addEventListener("click", (event) => {
 });
 const period = document.getElementById("period");
 if (period) {
+  // Hidden dates are disabled too, so that a preset's form does not send them.
   const toggle = () => document.querySelectorAll("#campaign-filters .custom-date").forEach((label) => {
     label.hidden = period.value !== "custom";
+    label.querySelector("input").disabled = label.hidden;
   });
   period.addEventListener("change", toggle);
   toggle();
