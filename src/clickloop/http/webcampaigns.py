@@ -18,9 +18,8 @@ from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.http import params, webforms
 from clickloop.http.webcore import Web, names_by_id, session_of, zone_of
 from clickloop.http.webreports import state_url
-from clickloop.services import campaigns, entities, postbacks, report_builder
-from clickloop.services.campaigns import FIGURES, PERIODS, SORTS, STATES, Period
-from clickloop.services.report_query import DimensionFilter, ReportQuery
+from clickloop.services import campaigns, entities, postbacks
+from clickloop.services.campaigns import PERIODS, SORTS, STATES, Period
 
 # Column headings of the figures (the list's and the campaign page's day table).
 HEADINGS = {
@@ -208,29 +207,14 @@ class CampaignPages:
         campaign = await web.run(entities.get_entity, web.engine, "campaigns", campaign_id)
         settings = await web.run(entities.get_settings, web.engine)
         zone = str(settings["timezone"])
-        today = datetime.now(UTC).astimezone(zone_of(settings)).date()
-        period = campaigns.resolve_period(
-            params.choice(query, "period", PERIODS),
-            today=today,
-            timezone=zone,
+        period, days = await web.run(
+            campaigns.campaign_days,
+            web.engine,
+            campaign_id,
+            now=datetime.now(UTC),
+            period=params.choice(query, "period", PERIODS),
             date_from=params.day(query, "from"),
             date_to=params.day(query, "to"),
-        )
-        days = await web.run(
-            report_builder.run_report,
-            web.engine,
-            ReportQuery(
-                date_from=period.date_from,
-                date_to=period.date_to,
-                timezone=zone,
-                grouping=("day",),
-                metrics=FIGURES,
-                filters=(
-                    DimensionFilter(name="campaign", operator="equals", values=(str(campaign_id),)),
-                ),
-                limit=1000,
-            ),
-            settings=settings,
         )
         source = None
         if campaign["traffic_source_id"] is not None:

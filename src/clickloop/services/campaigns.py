@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from clickloop.errors import InvalidInput, NotFound
 from clickloop.services import entities
-from clickloop.services.report_builder import run_report
+from clickloop.services.report_builder import ReportResult, run_report
 from clickloop.services.report_metrics import Value, metric
 from clickloop.services.report_query import (
     DEFAULT_PRESET,
@@ -245,6 +245,37 @@ def campaign_board(
             "state": state,
         },
     )
+
+
+def campaign_days(
+    engine: Engine,
+    campaign_id: int,
+    *,
+    now: datetime,
+    period: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    statement_timeout: float = 0,
+) -> tuple[Period, ReportResult]:
+    """A campaign's figures by day over a period of the list's (days without traffic left
+    out), in the settings' time zone: the campaign page's report."""
+    settings = entities.get_settings(engine)
+    timezone = str(settings["timezone"])
+    today = now.astimezone(zone_named(timezone, "timezone")).date()
+    span = resolve_period(
+        period, today=today, timezone=timezone, date_from=date_from, date_to=date_to
+    )
+    query = ReportQuery(
+        date_from=span.date_from,
+        date_to=span.date_to,
+        timezone=timezone,
+        grouping=("day",),
+        metrics=FIGURES,
+        filters=(DimensionFilter(name="campaign", operator="equals", values=(str(campaign_id),)),),
+        limit=MAX_LIMIT,
+    )
+    result = run_report(engine, query, settings=settings, statement_timeout=statement_timeout)
+    return span, result
 
 
 def _sort_key(sort: str, descending: bool) -> Any:
