@@ -480,7 +480,7 @@ def test_admin_ui_adds_a_conversion_api_and_downloads_the_google_file(
     token, _ = csrf("/login")
     login = {"csrf": token, "username": "admin", "password": "correct horse battery"}
     opener.open(f"{server.base_url}/admin/login", urllib.parse.urlencode(login).encode(), 10)
-    token, page = csrf(f"/campaigns/{campaign}")
+    token, page = csrf(f"/campaigns/{campaign}/edit")
     assert "Ad platform conversion API" in page
     form = {
         "csrf": token,
@@ -498,7 +498,7 @@ def test_admin_ui_adds_a_conversion_api_and_downloads_the_google_file(
     assert postback["url"] == "https://business-api.tiktok.com/open_api/v1.3/event/track/"
 
     # Saving the campaign form as the page shows it keeps the target's body and headers.
-    token, page = csrf(f"/campaigns/{campaign}")
+    token, page = csrf(f"/campaigns/{campaign}/edit")
     assert 'name="pb_headers"' in page
     stored = entities.get_entity(engine, "campaigns", campaign)
     before, offer = stored["postbacks"], stored["offers"][0]["offer_id"]

@@ -134,6 +134,7 @@ REQUIRED_SAMPLES = {
     "access_token": "token",
     "status": "sale",
     "query": {"grouping": ["campaign"]},
+    "ids": [1],
 }
 
 

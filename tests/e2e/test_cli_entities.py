@@ -12,8 +12,8 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from clickloop.cli import main
-from clickloop.http.webcore import campaign_link
 from clickloop.services import entities
+from clickloop.services.campaigns import campaign_link
 from clickloop.services.postbacks import import_conversions
 from clickloop.storage import tables as t
 from tests.integration.test_outbox import CLICK_TIME
@@ -126,6 +126,7 @@ def test_settings_show_and_set_every_changeable_setting(run: Run, engine: Engine
         ("s2s_disable_after_hours", "24"),
         ("ignored_answer_status", "400"),
         ("report_marked_dimensions", "sub_id_1,keyword"),
+        ("tracking_domains", "https://Go.example.com/, https://t.example.net"),
     ]:
         ok(run, "settings", "set", key, value)
     ok(run, "settings", "set", "aliases", '{"cid": "subid"}')
@@ -139,6 +140,7 @@ def test_settings_show_and_set_every_changeable_setting(run: Run, engine: Engine
         "s2s_disable_after_hours": 24,
         "ignored_answer_status": 400,
         "report_marked_dimensions": ["sub_id_1", "keyword"],
+        "tracking_domains": ["https://go.example.com", "https://t.example.net"],
     }
     assert ok(run, "settings", "set", "allowed_networks", "") == "allowed_networks = []\n"
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from clickloop.services import entities
+from clickloop.services import campaigns, entities
 from clickloop.storage import tables as t
 from tests.conftest import Server
 
@@ -146,7 +146,7 @@ def test_unknown_and_paused_links_answer_404_and_record_nothing(
     """A link that does not exist or is paused is a 404 with a short page."""
     campaign = make_campaign(engine, alias="paused-one")
     wait_for_link(server, "paused-one")
-    entities.set_campaign_status(engine, campaign, "paused")
+    campaigns.set_status(engine, [campaign], "paused")
     wait_for_link(server, "paused-one", status=404)
     for target in ("/paused-one?clickid=1", "/nothing-here", "/a/b/c"):
         status, headers, body = request(server, "GET", target)

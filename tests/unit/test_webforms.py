@@ -7,8 +7,8 @@ from starlette.datastructures import FormData
 
 from clickloop.errors import InvalidInput
 from clickloop.http import webforms
-from clickloop.http.webcore import campaign_link
 from clickloop.services import entities
+from clickloop.services.campaigns import campaign_link
 
 
 def test_campaign_rows_drop_blank_rows_and_default_the_weight() -> None:
@@ -107,6 +107,7 @@ def test_settings_text_round_trips() -> None:
         "aliases": {"clickid": "subid", "type": "status"},
         "status_trainings": {"sale": ["approved", "paid"]},
         "allowed_networks": ["10.0.0.0/8"],
+        "tracking_domains": ["https://go.example.com", "https://t.example.net:8443"],
         "ignored_answer_status": 200,
     }
     form = FormData(list(webforms.settings_text(stored).items()))

@@ -1,6 +1,7 @@
 """`clickloop offers|campaigns|traffic-sources|affiliate-networks add|list|show|edit|remove`
-(and `campaigns pause|resume|link`): the UI's entity pages for a shell, over the same services
-(services/entities.py) with the same checks and messages.
+(and `campaigns pause|resume|archive|restore|clone|link`): the UI's entity pages for a shell,
+over the same services (services/entities.py, services/campaigns.py) with the same checks and
+messages.
 
 An entity is named by its name (a campaign also by its alias) or its id. `edit` changes only the
 options given; a repeatable option given once or more replaces the whole list (an empty value,
@@ -143,6 +144,12 @@ KINDS = (
             Option("--cost", "cost_value", "the cost model's amount, e.g. 0.05"),
             Option("--status", "status", "active or paused", choices=("active", "paused")),
             Option(
+                "--tracking-domain",
+                "tracking_domain",
+                "the base URL of its link, one of the tracking_domains setting ('' for the "
+                "default)",
+            ),
+            Option(
                 "--postback",
                 "postbacks",
                 "an S2S postback URL of the campaign's own (macros allowed); repeatable",
@@ -233,10 +240,24 @@ def register(commands: Any, command: Callable[..., Any]) -> dict[str, Any]:
         for action in (listing, show, add, edit, remove):
             action.set_defaults(kind=kind)
     campaigns = groups["campaigns"]
+    listing = campaigns.choices["list"]
+    listing.add_argument(
+        "--archived", action="store_true", help="list the archived campaigns (hidden otherwise)"
+    )
     for name, status in (("pause", "paused"), ("resume", "active")):
-        action = command(name, _set_status, f"set a campaign {status}", campaigns)
-        action.add_argument("key", type=text, metavar="NAME")
+        action = command(name, _set_status, f"set campaigns {status}", campaigns)
+        action.add_argument("keys", type=text, metavar="NAME", nargs="+")
         action.set_defaults(status=status)
+    archive = command(
+        "archive", _archive, "hide campaigns from the list; their links answer 404", campaigns
+    )
+    archive.add_argument("keys", type=text, metavar="NAME", nargs="+")
+    restore = command("restore", _restore, "bring archived campaigns back, paused", campaigns)
+    restore.add_argument("keys", type=text, metavar="NAME", nargs="+")
+    clone = command("clone", _clone, "copy a campaign with its offers and S2S postbacks", campaigns)
+    clone.add_argument("key", type=text, metavar="NAME")
+    clone.add_argument("--name", type=text, dest="new_name", help="default: NAME (copy)")
+    clone.add_argument("--alias", type=text, dest="new_alias", help="default: ALIAS-copy")
     link = command("link", _link, "print the link to give the campaign's traffic source", campaigns)
     link.add_argument("key", type=text, metavar="NAME")
     return groups
@@ -275,7 +296,11 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
     engine = ready_engine(settings)
     declared = declared_secrets(engine, settings.data_dir)
     kind: Kind = args.kind
-    rows = [shown_entity(kind.table, row, declared) for row in list_rows(engine, kind.table)]
+    rows = list_rows(engine, kind.table)
+    if kind.table == "campaigns":
+        archived = getattr(args, "archived", False)
+        rows = [row for row in rows if (row["archived_at"] is not None) == archived]
+    rows = [shown_entity(kind.table, row, declared) for row in rows]
     output.print_rows(args, rows, kind.columns, empty=f"no {kind.noun}s yet")
     return 0
 
@@ -348,14 +373,53 @@ def _remove(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _set_status(args: argparse.Namespace, settings: Settings) -> int:
-    from clickloop.services.entities import resolve_entity, set_campaign_status
+    from clickloop.services import campaigns
 
     engine = ready_engine(settings)
-    campaign_id = resolve_entity(engine, "campaigns", args.key)
-    set_campaign_status(engine, campaign_id, args.status)
-    effect = "its link answers 404" if args.status == "paused" else "its link counts clicks"
-    print(f"campaign {campaign_id} {args.status}: {effect}")
+    ids = _resolve_all(engine, args.keys)
+    changed = campaigns.set_status(engine, ids, args.status)
+    effect = "their links answer 404" if args.status == "paused" else "their links count clicks"
+    print(f"{changed} of {len(ids)} campaign(s) set {args.status}: {effect}")
     return 0
+
+
+def _archive(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services import campaigns
+
+    engine = ready_engine(settings)
+    ids = _resolve_all(engine, args.keys)
+    changed = campaigns.archive(engine, ids, now=now())
+    print(f"{changed} of {len(ids)} campaign(s) archived: their links answer 404, data kept")
+    return 0
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services import campaigns
+
+    engine = ready_engine(settings)
+    ids = _resolve_all(engine, args.keys)
+    changed = campaigns.restore(engine, ids)
+    print(f"{changed} of {len(ids)} campaign(s) restored, paused: resume them to count clicks")
+    return 0
+
+
+def _clone(args: argparse.Namespace, settings: Settings) -> int:
+    from clickloop.services import campaigns
+    from clickloop.services.entities import get_entity, resolve_entity
+
+    engine = ready_engine(settings)
+    source_id = resolve_entity(engine, "campaigns", args.key)
+    new_id = campaigns.clone(engine, source_id, now=now(), name=args.new_name, alias=args.new_alias)
+    copy = get_entity(engine, "campaigns", new_id)
+    print(f"created campaign {new_id}: {copy['name']} (a copy of campaign {source_id})")
+    print(f"link: {campaign_link(engine, settings, copy)}")
+    return 0
+
+
+def _resolve_all(engine: Any, keys: Sequence[str]) -> list[int]:
+    from clickloop.services.entities import resolve_entity
+
+    return [resolve_entity(engine, "campaigns", key) for key in keys]
 
 
 def _link(args: argparse.Namespace, settings: Settings) -> int:
@@ -368,12 +432,8 @@ def _link(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def campaign_link(engine: Any, settings: Settings, campaign: dict[str, Any]) -> str:
-    """The link the UI shows: the source's parameters with their macros left for it to fill."""
-    from clickloop.http.webcore import campaign_link as link
-    from clickloop.services.entities import get_entity
+    """The link the UI shows: on the campaign's tracking domain, the source's parameters with
+    their macros left for it to fill."""
+    from clickloop.services.campaigns import link_of
 
-    parameters: list[dict[str, str]] = []
-    if campaign["traffic_source_id"] is not None:
-        source = get_entity(engine, "traffic_sources", campaign["traffic_source_id"])
-        parameters = source["parameters"]
-    return link(settings.base_url, campaign["alias"], parameters)
+    return link_of(engine, campaign, default_base=settings.base_url)

@@ -40,6 +40,7 @@ from clickloop.http.csvexport import CONVERSION_CSV_COLUMNS, REPORT_CSV_COLUMNS,
 from clickloop.http.openapi import build_openapi, check_body
 from clickloop.services import (
     adplatforms,
+    campaigns,
     deliveries,
     entities,
     exports,
@@ -249,13 +250,71 @@ def create_api(
 
     async def shown(table_name: str, entity_id: int) -> dict[str, Any]:
         row = await run(entities.get_entity, engine, table_name, entity_id)
-        return masking.shown_entity(table_name, row, await declared())
+        shown_row = masking.shown_entity(table_name, row, await declared())
+        if table_name == "campaigns":
+            shown_row["link"] = await run(campaigns.link_of, engine, row, default_base=base_url)
+        return shown_row
 
     async def list_entities(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
         rows = await run(entities.list_rows, engine, table_name)
         secrets = await declared()
-        return Json({"items": [masking.shown_entity(table_name, row, secrets) for row in rows]})
+        items = [masking.shown_entity(table_name, row, secrets) for row in rows]
+        if table_name == "campaigns":
+            links = await run(campaigns.links_by_id, engine, default_base=base_url)
+            for item in items:
+                item["link"] = links[item["id"]]
+        return Json({"items": items})
+
+    async def campaign_stats(request: Request) -> Response:
+        query = request.query_params
+        sort = params.choice(query, "sort", campaigns.SORTS) or "clicks"
+        order = params.choice(query, "order", ("asc", "desc"))
+        board = await run(
+            campaigns.campaign_board,
+            engine,
+            default_base=base_url,
+            now=datetime.now(UTC),
+            period=params.choice(query, "period", campaigns.PERIODS),
+            date_from=params.day(query, "from"),
+            date_to=params.day(query, "to"),
+            search=params.text(query, "search") or "",
+            traffic_source_id=params.whole_number(query, "traffic_source_id"),
+            network_id=params.whole_number(query, "network_id"),
+            state=params.choice(query, "state", campaigns.STATES),
+            sort=sort,
+            descending=(order or ("asc" if sort in campaigns.WORD_SORTS else "desc")) == "desc",
+            statement_timeout=report_timeout,
+        )
+        return Json(board.as_dict())
+
+    async def campaigns_status(request: Request) -> Response:
+        body = await _json_body(request)
+        changed = await run(campaigns.set_status, engine, body["ids"], body["status"])
+        await on_change()
+        return Json({"changed": changed})
+
+    async def clone_campaign(request: Request) -> Response:
+        body = await _json_body(request) if (await request.body()).strip() else {}
+        new_id = await run(
+            campaigns.clone,
+            engine,
+            _path_id(request),
+            now=datetime.now(UTC),
+            name=body.get("name"),
+            alias=body.get("alias"),
+        )
+        await on_change()
+        return Json(await shown("campaigns", new_id), status_code=201)
+
+    async def archive_campaign(request: Request) -> Response:
+        campaign_id = _path_id(request)
+        if request.url.path.endswith("/archive"):
+            await run(campaigns.archive, engine, [campaign_id], now=datetime.now(UTC))
+        else:
+            await run(campaigns.restore, engine, [campaign_id])
+        await on_change()
+        return Json(await shown("campaigns", campaign_id))
 
     async def create_entity(request: Request) -> Response:
         table_name = ENTITY_TABLES[request.url.path.rstrip("/").rsplit("/", 1)[-1]]
@@ -441,15 +500,18 @@ def create_api(
     async def report(request: Request) -> Response:
         query = request.query_params
         settings = await run(entities.get_settings, engine)
-        today = datetime.now(UTC).date()
+        timezone = params.text(query, "timezone", max_length=64) or settings["timezone"]
+        today = datetime.now(report_query.zone_named(timezone, "timezone")).date()
+        # The same default range as the builder, the report page and the campaign list.
+        first, last = report_query.preset_range(report_query.DEFAULT_PRESET, today)
         as_csv = params.choice(query, "format", ("json", "csv")) == "csv"
         built = await run(
             reports.build_report,
             engine,
             group_by=params.choice(query, "group_by", reports.GROUPS) or "day",
-            date_from=params.day(query, "from") or today.replace(day=1),
-            date_to=params.day(query, "to") or today,
-            timezone=params.text(query, "timezone", max_length=64) or settings["timezone"],
+            date_from=params.day(query, "from") or first,
+            date_to=params.day(query, "to") or last,
+            timezone=timezone,
             currency=settings["currency"],
             campaign_id=params.whole_number(query, "campaign_id"),
             statement_timeout=report_timeout,
@@ -590,6 +652,11 @@ def create_api(
         ("/deliveries/{id:int}", get_delivery, ["GET"]),
         ("/deliveries/{id:int}/resend", resend, ["POST"]),
         ("/reports", report, ["GET"]),
+        ("/campaigns/stats", campaign_stats, ["GET"]),
+        ("/campaigns/status", campaigns_status, ["POST"]),
+        ("/campaigns/{id:int}/clone", clone_campaign, ["POST"]),
+        ("/campaigns/{id:int}/archive", archive_campaign, ["POST"]),
+        ("/campaigns/{id:int}/restore", archive_campaign, ["POST"]),
         ("/campaigns/{id:int}/ad-platform-postbacks", add_ad_platform_postback, ["POST"]),
         ("/traffic-sources/{id:int}/ad-platform-postback", set_ad_platform_postback, ["PUT"]),
         ("/exports/google-ads", export_google_ads, ["GET"]),

@@ -11,6 +11,7 @@ from typing import Any
 
 from clickloop.domain.deliveries import DeliveryState
 from clickloop.errors import InvalidInput
+from clickloop.services.campaigns import PERIODS, SORTS, STATES
 from clickloop.services.queries import MAX_LIMIT
 from clickloop.services.report_query import QUERY_SCHEMA
 from clickloop.services.reports import GROUPS
@@ -86,6 +87,7 @@ _RESEND_BODY = {
         }
     },
 }
+_PERIOD_HELP = "default last_7_days, in the settings' time zone; custom takes from and to"
 _PAGE = {
     "type": "object",
     "required": ["items", "next_cursor"],
@@ -157,6 +159,10 @@ ENTITY_SCHEMAS: dict[str, dict[str, Any]] = {
             "cost_model": {"type": "string", "enum": ["none", "cpc", "cpc_param"]},
             "cost_value": _MONEY,
             "status": {"type": "string", "enum": ["active", "paused"]},
+            "tracking_domain": {
+                "type": ["string", "null"],
+                "description": "one of the tracking_domains setting; null: the default",
+            },
             "offers": {
                 "type": "array",
                 "items": {
@@ -312,6 +318,11 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                         "allowed_networks": {"type": "array", "items": _TEXT},
                         "ignored_answer_status": {"type": "integer"},
                         "s2s_disable_after_hours": {"type": "integer"},
+                        "tracking_domains": {
+                            "type": "array",
+                            "items": _TEXT,
+                            "description": "base URLs of campaign links; the first is the default",
+                        },
                     },
                 },
             ),
@@ -418,6 +429,68 @@ def build_openapi(base_url: str) -> dict[str, Any]:
                 parameters=[_path("id", _ID)],
                 body=_RESEND_BODY,
                 body_required=False,
+            )
+        },
+        "/campaigns/stats": {
+            "get": _operation(
+                "The campaign list with each campaign's figures for a period (docs/ui.md)",
+                parameters=[
+                    _query("period", {"type": "string", "enum": list(PERIODS)}, _PERIOD_HELP),
+                    _query("from", {"type": "string", "format": "date"}, "with period=custom"),
+                    _query("to", {"type": "string", "format": "date"}, "with period=custom"),
+                    _query("search", _TEXT, "text the name or alias contains"),
+                    _query("traffic_source_id", _ID),
+                    _query("network_id", _ID, "an affiliate network of the campaign's offers"),
+                    _query(
+                        "state",
+                        {"type": "string", "enum": list(STATES)},
+                        "default: active and paused (archived ones only when asked)",
+                    ),
+                    _query("sort", {"type": "string", "enum": list(SORTS)}),
+                    _query("order", {"type": "string", "enum": ["asc", "desc"]}),
+                ],
+            )
+        },
+        "/campaigns/status": {
+            "post": _operation(
+                "Pause or resume several campaigns at once (all or none)",
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["ids", "status"],
+                    "properties": {
+                        "ids": {"type": "array", "items": _ID, "minItems": 1},
+                        "status": {"type": "string", "enum": ["active", "paused"]},
+                    },
+                },
+            )
+        },
+        "/campaigns/{id}/clone": {
+            "post": _operation(
+                "Copy a campaign with its offers, weights and S2S postbacks",
+                parameters=[_path("id", _ID)],
+                body={
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "description": "default: NAME (copy)"},
+                        "alias": {"type": "string", "description": "default: ALIAS-copy"},
+                    },
+                },
+                body_required=False,
+                ok=201,
+            )
+        },
+        "/campaigns/{id}/archive": {
+            "post": _operation(
+                "Archive a campaign: paused, hidden from the list, its link answers 404",
+                parameters=[_path("id", _ID)],
+            )
+        },
+        "/campaigns/{id}/restore": {
+            "post": _operation(
+                "Restore an archived campaign (it comes back paused)",
+                parameters=[_path("id", _ID)],
             )
         },
         "/campaigns/{id}/ad-platform-postbacks": {

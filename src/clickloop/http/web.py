@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from clickloop.errors import StorageUnavailable
 from clickloop.http.webadplatforms import AdPlatformPages
+from clickloop.http.webcampaigns import CampaignPages
 from clickloop.http.webclicks import ClickPages
 from clickloop.http.webcore import (
     HERE,
@@ -76,13 +77,20 @@ def create_web(
     behind = ClickPages(web)
     money = RatePages(web)
     people = UserPages(web)
+    campaign_pages = CampaignPages(web)
     guarded = [
         ("/", logs.dashboard, ["GET"]),
         ("/logout", pages.logout, ["POST"]),
-        ("/campaigns", setup.campaigns, ["GET"]),
-        ("/campaigns/new", setup.campaign_form, ["GET", "POST"]),
-        ("/campaigns/{id:int}", setup.campaign_form, ["GET", "POST"]),
-        ("/campaigns/{id:int}/status", setup.campaign_status, ["POST"]),
+        ("/campaigns", campaign_pages.campaigns, ["GET"]),
+        ("/campaigns/bulk", campaign_pages.bulk, ["POST"]),
+        ("/campaigns/new", campaign_pages.form, ["GET", "POST"]),
+        ("/campaigns/{id:int}", campaign_pages.page, ["GET"]),
+        ("/campaigns/{id:int}", campaign_pages.form, ["POST"]),
+        ("/campaigns/{id:int}/edit", campaign_pages.form, ["GET", "POST"]),
+        ("/campaigns/{id:int}/status", campaign_pages.one_action, ["POST"]),
+        ("/campaigns/{id:int}/archive", campaign_pages.one_action, ["POST"]),
+        ("/campaigns/{id:int}/restore", campaign_pages.one_action, ["POST"]),
+        ("/campaigns/{id:int}/clone", campaign_pages.clone, ["POST"]),
         ("/traffic-sources", setup.traffic_sources, ["GET"]),
         ("/traffic-sources/new", setup.traffic_source_form, ["GET", "POST"]),
         ("/traffic-sources/{id:int}", setup.traffic_source_form, ["GET", "POST"]),

@@ -15,13 +15,13 @@ import html
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, available_timezones
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -119,6 +119,8 @@ class Web:
             lstrip_blocks=True,
         )
         self.env.filters["money"] = _money
+        self.env.filters["amount"] = amount
+        self.env.filters["percent"] = percent
         self.env.filters["num"] = _num
         self.env.filters["mask"] = _mask
         self.env.filters["mask_headers"] = _mask_headers
@@ -232,6 +234,29 @@ def _money(value: Any) -> str:
         return ""
     amount = Decimal(str(value))
     return f"{amount:,.2f}"
+
+
+CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "RUB": "₽"}
+
+
+def amount(value: Any, currency: str, places: int = 2) -> str:
+    """Money as a buyer reads it: the currency's sign (or code), thousands separators, a real
+    minus: `$1,234.50`, `-€3.10`, `CHF 12.00`; a dash for none."""
+    if value is None or value == "":
+        return "—"
+    number = Decimal(str(value))
+    sign = CURRENCY_SIGNS.get(currency)
+    digits = f"{abs(number):,.{places}f}"
+    shown = f"{sign}{digits}" if sign else f"{currency} {digits}"
+    return f"-{shown}" if number < 0 and digits.strip("0.,") else shown
+
+
+def percent(value: Any) -> str:
+    """A ratio in percent with separators (`1,250.00%`, `-100.00%`); a dash for none."""
+    if value is None or value == "":
+        return "—"
+    number = Decimal(str(value))
+    return ("-" if number < 0 else "") + f"{abs(number):,.2f}%"
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str:
@@ -397,12 +422,6 @@ def zone_of(settings: dict[str, Any]) -> ZoneInfo:
 
 def names_by_id(web: Web, table_name: str) -> dict[int, str]:
     return {row["id"]: row["name"] for row in entities.list_rows(web.engine, table_name)}
-
-
-def campaign_link(base_url: str, alias: str, parameters: Iterable[dict[str, str]]) -> str:
-    """The link to give the traffic source: its macros stay raw for the source to fill."""
-    query = "&".join(f"{quote(p['param'], safe='')}={p['macro']}" for p in parameters)
-    return f"{base_url}/{alias}" + (f"?{query}" if query else "")
 
 
 def bar_chart(values: list[Decimal | int], labels: list[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData
@@ -21,19 +21,16 @@ from clickloop.catalog.templates import (
     uncaptured_click_fields,
 )
 from clickloop.domain.clicks import join_offer_params
-from clickloop.domain.costs import COST_MODELS
 from clickloop.errors import ClickloopError, Conflict, InvalidInput, NotFound
-from clickloop.http import params, webforms
+from clickloop.http import webforms
 from clickloop.http.webcore import (
     Session,
     Web,
-    campaign_link,
     names_by_id,
     session_of,
-    zone_of,
     zones,
 )
-from clickloop.services import entities, postbacks, reports, sessions, templates, tokens, users
+from clickloop.services import campaigns, entities, postbacks, sessions, templates, tokens, users
 
 
 class EntityPages:
@@ -41,114 +38,6 @@ class EntityPages:
 
     def __init__(self, web: Web) -> None:
         self.web = web
-
-    # -- campaigns -----------------------------------------------------------------------
-
-    async def campaigns(self, request: Request) -> Response:
-        web = self.web
-        days = int(params.choice(request.query_params, "days", ("1", "7", "30")) or 7)
-        settings = await web.run(entities.get_settings, web.engine)
-        today = datetime.now(zone_of(settings)).date()
-        report = await web.run(
-            reports.build_report,
-            web.engine,
-            group_by="campaign",
-            date_from=today - timedelta(days=days - 1),
-            date_to=today,
-            timezone=settings["timezone"],
-            currency=settings["currency"],
-        )
-        figures = {row.key: row for row in report.rows}
-        rows = await web.run(entities.list_rows, web.engine, "campaigns")
-        sources = await web.run(names_by_id, web, "traffic_sources")
-        return web.render(
-            request,
-            session_of(request),
-            "campaigns.html",
-            section="campaigns",
-            campaigns=rows,
-            figures=figures,
-            empty=reports.ReportRow(key="", label=""),
-            sources=sources,
-            days=days,
-            settings=settings,
-        )
-
-    async def campaign_status(self, request: Request) -> Response:
-        """Pause or resume a campaign from the list: its link answers 404 while paused."""
-        campaign_id = int(request.path_params["id"])
-        status = str((await request.form()).get("status", ""))
-        session = session_of(request)
-        try:
-            await self.web.run(entities.set_campaign_status, self.web.engine, campaign_id, status)
-        except InvalidInput as exc:
-            session.flash(exc.reason, "error")
-            return self.web.redirect(request, session, "/campaigns")
-        await self.web.on_change()
-        verb = "paused: its link answers 404" if status == "paused" else "active again"
-        return self.web.redirect(request, session, "/campaigns", f"Campaign {verb}.")
-
-    async def campaign_form(self, request: Request) -> Response:
-        web = self.web
-        session = session_of(request)
-        campaign_id: int | None = request.path_params.get("id")
-        error: str | None = None
-        values: dict[str, Any] = {}
-        if request.method == "POST":
-            form = await request.form()
-            try:
-                values = webforms.campaign(form)
-                if campaign_id is None:
-                    campaign_id = await web.run(
-                        entities.create_campaign, web.engine, now=datetime.now(UTC), **values
-                    )
-                    message = "Campaign created."
-                else:
-                    await web.run(
-                        entities.update_entity,
-                        web.engine,
-                        "campaigns",
-                        campaign_id,
-                        values,
-                        now=datetime.now(UTC),
-                    )
-                    message = "Campaign saved."
-                await web.on_change()
-                return web.redirect(request, session, f"/campaigns/{campaign_id}", message)
-            except (InvalidInput, Conflict, NotFound) as exc:
-                error = str(exc)
-                values = webforms.campaign_echo(form)
-        campaign = (
-            await web.run(entities.get_entity, web.engine, "campaigns", campaign_id)
-            if campaign_id
-            else None
-        )
-        if campaign is not None and not values:
-            values = campaign
-        sources = await web.run(entities.list_rows, web.engine, "traffic_sources")
-        offers = await web.run(entities.list_rows, web.engine, "offers")
-        types = await web.run(postbacks.list_conversion_types, web.engine)
-        link = None
-        if campaign is not None:
-            source = next((s for s in sources if s["id"] == campaign["traffic_source_id"]), None)
-            link = campaign_link(
-                web.base_url, campaign["alias"], source["parameters"] if source else []
-            )
-        return web.render(
-            request,
-            session,
-            "campaign_form.html",
-            status=422 if error else 200,
-            section="campaigns",
-            campaign=campaign,
-            values=values,
-            sources=sources,
-            offers=offers,
-            types=types,
-            link=link,
-            error=error,
-            cost_models=COST_MODELS,
-        )
 
     # -- traffic sources -----------------------------------------------------------------
 
@@ -179,10 +68,17 @@ class EntityPages:
                 source["postback_url"],
                 source["postback_body"],
             )
+            settings = await web.run(entities.get_settings, web.engine)
+            links = settings | {"default_base": web.base_url}
             used_by = [
-                {**c, "link": campaign_link(web.base_url, c["alias"], source["parameters"])}
+                {
+                    **c,
+                    "link": campaigns.campaign_link(
+                        campaigns.link_base(links, c), c["alias"], source["parameters"]
+                    ),
+                }
                 for c in await web.run(entities.list_rows, web.engine, "campaigns")
-                if c["traffic_source_id"] == source["id"]
+                if c["traffic_source_id"] == source["id"] and c["archived_at"] is None
             ]
         return web.render(
             request,
@@ -472,6 +368,7 @@ class EntityPages:
             new_token=new_token,
             api_tokens=await web.run(tokens.list_tokens, web.engine),
             api_url=f"{web.base_url}/api/v1",
+            default_base=web.base_url,
             timezones=sorted(zones()),
         )
 

@@ -78,6 +78,7 @@ def campaign(form: FormData) -> dict[str, Any]:
         "cost_model": _text(form, "cost_model") or "none",
         "cost_value": _text(form, "cost_value") or "0",
         "status": _text(form, "status") or "active",
+        "tracking_domain": _text(form, "tracking_domain") or None,
         "offers": offers,
         "postbacks": _postbacks(form),
     }
@@ -122,6 +123,7 @@ def campaign_echo(form: FormData) -> dict[str, Any]:
         "cost_model": _text(form, "cost_model"),
         "cost_value": _text(form, "cost_value"),
         "status": _text(form, "status"),
+        "tracking_domain": _text(form, "tracking_domain") or None,
         "offers": [
             {"offer_id": _int_or_none(row["offer_id"]), "weight": row["offer_weight"]}
             for row in _rows(form, "offer_id", "offer_weight")
@@ -254,7 +256,7 @@ def settings(form: FormData) -> dict[str, Any]:
         if not sep:
             raise InvalidInput("status_trainings", f"one `type=word,word` per line, not {line!r}")
         trainings[kind] = words.split(",")
-    return {
+    changes = {
         "currency": _text(form, "currency"),
         "timezone": _text(form, "timezone") or "UTC",
         "aliases": aliases,
@@ -262,6 +264,9 @@ def settings(form: FormData) -> dict[str, Any]:
         "allowed_networks": _lines(_text(form, "allowed_networks")),
         "ignored_answer_status": _int_or_none(_text(form, "ignored_answer_status") or "200"),
     }
+    if "tracking_domains" in form:
+        changes["tracking_domains"] = _lines(_text(form, "tracking_domains"))
+    return changes
 
 
 def settings_text(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -274,5 +279,6 @@ def settings_text(settings: Mapping[str, Any]) -> dict[str, str]:
             f"{k}={','.join(v)}" for k, v in sorted(settings["status_trainings"].items())
         ),
         "allowed_networks": "\n".join(settings["allowed_networks"]),
+        "tracking_domains": "\n".join(settings["tracking_domains"]),
         "ignored_answer_status": str(settings["ignored_answer_status"]),
     }

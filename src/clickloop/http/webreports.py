@@ -33,7 +33,14 @@ from clickloop.services.report_query import (
 
 LIMITS = (25, 50, 100, 500)
 # Column headings where the metric's name is an abbreviation.
-HEADINGS = {"cr": "CR %", "roi": "ROI %", "epc": "EPC", "cpc": "CPC", "cpa": "CPA"}
+HEADINGS = {
+    "cr": "CR %",
+    "roi": "ROI %",
+    "projected_roi": "projected ROI %",
+    "epc": "EPC",
+    "cpc": "CPC",
+    "cpa": "CPA",
+}
 DEFAULT_QUERY: dict[str, Any] = {"range": {"preset": "last_7_days"}, "grouping": ["day"]}
 # What a row's drill-down groups by next when the form does not say.
 DRILL_ORDER = ("campaign", "offer", "traffic_source", "country", "device_type", "os", "day")

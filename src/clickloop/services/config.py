@@ -89,7 +89,8 @@ def load_config(engine: Engine) -> TrackerConfig:
                 id=row.id,
                 name=row.name,
                 alias=row.alias,
-                active=row.status == "active",
+                # Archived or paused: the link answers 404 (nothing recorded).
+                active=row.status == "active" and row.archived_at is None,
                 traffic_source_id=row.traffic_source_id,
                 cost_model=row.cost_model,
                 cost_value=row.cost_value,

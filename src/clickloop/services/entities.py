@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import delete, insert, select, update
@@ -48,6 +49,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "ignored_answer_status": 200,  # HTTP status of an ignored postback's answer
     # high-cardinality click fields kept in the report_marked aggregate (docs/reports.md)
     "report_marked_dimensions": [],
+    # public base URLs campaign links are built with; the first is the default (empty: the
+    # server's public URL)
+    "tracking_domains": [],
     "config_version": 0,
 }
 
@@ -122,6 +126,8 @@ def update_settings(
         before = read_settings(conn)
         if "currency" in changes:
             check_currency_change(conn, before["currency"], changes["currency"])
+        if "tracking_domains" in changes:
+            _check_domains_in_use(conn, changes["tracking_domains"])
         for key, value in changes.items():
             write_setting(conn, key, value)
         bump_config_version(conn)
@@ -151,6 +157,24 @@ def check_currency_change(conn: Connection, current: str, wanted: str) -> None:
             "currency",
             f"stays {current}: conversions and costs are stored in {current}, and changing the "
             f"currency would show those amounts as {wanted} without converting them",
+        )
+
+
+def _check_domains_in_use(conn: Connection, kept: Sequence[str]) -> None:
+    """Refuse to drop a tracking domain a campaign's link is built with: its link, already
+    given to a traffic source, would silently change on every page."""
+    k = t.campaigns.c
+    used = conn.execute(
+        select(k.tracking_domain, k.name)
+        .where(k.tracking_domain.is_not(None), k.tracking_domain.not_in(list(kept) or [""]))
+        .order_by(k.id)
+        .limit(1)
+    ).first()
+    if used is not None:
+        raise InvalidInput(
+            "tracking_domains",
+            f"{used.tracking_domain} is the tracking domain of campaign {used.name!r}: "
+            "give it another one first",
         )
 
 
@@ -245,6 +269,7 @@ def _campaign_values(
     cost_model: str = "none",
     cost_value: Decimal | str | int = Decimal(0),
     status: str = "active",
+    tracking_domain: str | None = None,
 ) -> dict[str, Any]:
     if not isinstance(alias, str) or not ALIAS_PATTERN.match(alias):
         raise InvalidInput("alias", "1-64 letters, digits, '-' or '_', not a reserved word")
@@ -261,6 +286,9 @@ def _campaign_values(
         "cost_model": cost_model,
         "cost_value": _money("cost_value", cost_value),
         "status": status,
+        "tracking_domain": base_url("tracking_domain", tracking_domain)
+        if tracking_domain
+        else None,
     }
 
 
@@ -313,6 +341,7 @@ def add_campaign(
     values = _campaign_values(**fields) | {"created_at": now}
     if values["traffic_source_id"] is not None:
         _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
+    _require_domain(conn, values["tracking_domain"])
     campaign_id = _insert_in(conn, t.campaigns, values, "campaign", values["alias"])
     _write_campaign_offers(conn, campaign_id, offers)
     _write_campaign_postbacks(conn, campaign_id, postbacks, now)
@@ -450,10 +479,14 @@ def change_entity(
         raise NotFound(kind, entity_id)
     stored = {name: value for name, value in row._mapping.items() if name in accepted}
     values = validator(**(stored | {k: v for k, v in changes.items() if k in accepted}))
+    if table_name == "campaigns" and row.archived_at is not None and values["status"] == "active":
+        raise InvalidInput("status", "the campaign is archived: restore it first")
     if values.get("affiliate_network_id") is not None:
         _require(conn, t.affiliate_networks, values["affiliate_network_id"], "affiliate network")
     if values.get("traffic_source_id") is not None:
         _require(conn, t.traffic_sources, values["traffic_source_id"], "traffic source")
+    if values.get("tracking_domain") != stored.get("tracking_domain"):
+        _require_domain(conn, values.get("tracking_domain"))
     offers = offer_pairs(changes["offers"]) if "offers" in changes else None
     postbacks = None
     if "postbacks" in changes:
@@ -511,18 +544,6 @@ def offer_pairs(offers: Any) -> list[tuple[int, int]]:
         else:
             raise InvalidInput("offers", "a list of {offer_id, weight}")
     return pairs
-
-
-def set_campaign_status(engine: Engine, campaign_id: int, status: str) -> None:
-    if status not in ("active", "paused"):
-        raise InvalidInput("status", "active or paused")
-    with engine.begin() as conn:
-        changed = conn.execute(
-            update(t.campaigns).where(t.campaigns.c.id == campaign_id).values(status=status)
-        )
-        if changed.rowcount == 0:
-            raise NotFound("campaign", campaign_id)
-        bump_config_version(conn)
 
 
 def list_rows(engine: Engine, table_name: str) -> list[dict[str, Any]]:
@@ -635,6 +656,52 @@ def _insert_in(conn: Connection, table: Any, values: dict[str, Any], kind: str, 
 def _require(conn: Connection, table: Any, row_id: int, kind: str) -> None:
     if conn.execute(select(table.c.id).where(table.c.id == row_id)).first() is None:
         raise NotFound(kind, row_id)
+
+
+def _require_domain(conn: Connection, domain: str | None) -> None:
+    """A campaign's tracking domain is one of the settings' (None: the default one)."""
+    if domain is None:
+        return
+    known = read_settings(conn)["tracking_domains"]
+    if domain not in known:
+        listed = ", ".join(known) if known else "none yet: add it under Settings first"
+        raise InvalidInput("tracking_domain", f"one of the tracking domains ({listed})")
+
+
+def base_url(field: str, value: Any) -> str:
+    """A public base URL links are built with: http(s)://host[:port], no path, query, user or
+    fragment (the tracker answers campaign links at the root); normalised to lower case
+    without a trailing slash."""
+    reason = "an http(s) URL of a host, like https://track.example.com (no path)"
+    if not isinstance(value, str) or len(value.strip()) > 200:
+        raise InvalidInput(field, reason)
+    text = value.strip().rstrip("/")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(field, f"{reason}, not {text[:100]!r}") from exc
+    host = parts.hostname or ""
+    if (
+        parts.scheme.lower() not in ("http", "https")
+        or not (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or _is_address(host))
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or text.endswith(":")
+    ):
+        raise InvalidInput(field, f"{reason}, not {text[:100]!r}")
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme.lower()}://{shown_host}" + (f":{port}" if port is not None else "")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _name(value: str) -> str:
@@ -849,7 +916,20 @@ def _marked(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+MAX_TRACKING_DOMAINS = 20
+
+
+def _tracking_domains(value: Any) -> list[str]:
+    field = "tracking_domains"
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list | tuple) or len(value) > MAX_TRACKING_DOMAINS:
+        raise InvalidInput(field, f"a list of at most {MAX_TRACKING_DOMAINS} base URLs")
+    return list(dict.fromkeys(base_url(field, item) for item in value))
+
+
 _SETTING_VALIDATORS: dict[str, Any] = {
+    "tracking_domains": _tracking_domains,
     "report_marked_dimensions": _marked,
     "currency": _currency,
     "timezone": _timezone,

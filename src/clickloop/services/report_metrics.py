@@ -120,6 +120,22 @@ _FIXED: dict[str, Metric] = {
             sql=lambda c: c["revenue"] - c["cost"],
             value=lambda b: money(b["revenue"] - b["cost"]),
         ),
+        # As if every pending lead were confirmed: a campaign with leads only is not at -100 %.
+        Metric(
+            name="projected_profit",
+            kind="money",
+            bases=("revenue", "m:lead", "cost"),
+            sql=lambda c: c["revenue"] + c["m:lead"] - c["cost"],
+            value=lambda b: money(b["revenue"] + b["m:lead"] - b["cost"]),
+        ),
+        _ratio(
+            "projected_roi",
+            ("revenue", "m:lead"),
+            ("cost",),
+            minus=("cost",),
+            scale=Decimal(100),
+            places="0.01",
+        ),
         _ratio("cr", ("conversions",), ("clicks",), scale=Decimal(100), places="0.01"),
         _ratio("approval_rate", ("n:sale",), _APPROVALS, scale=Decimal(100), places="0.01"),
         _ratio("roi", ("revenue",), ("cost",), minus=("cost",), scale=Decimal(100), places="0.01"),

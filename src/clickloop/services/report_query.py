@@ -65,6 +65,8 @@ METRICS = (
     "cost",
     "profit",
     "roi",
+    "projected_profit",
+    "projected_roi",
     "epc",
     "cpc",
     "cpa",
@@ -93,6 +95,8 @@ DIMENSION_OPERATORS = (
 METRIC_OPERATORS = ("gt", "lt", "between")
 LIST_OPERATORS = ("in_list", "not_in_list")
 PRESETS = ("today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month")
+# The range a report, the campaign list or GET /reports shows when none is asked for.
+DEFAULT_PRESET = "last_7_days"
 ATTRIBUTIONS = ("conversion_time", "click_time")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -360,7 +364,7 @@ def _dates(span: Mapping[str, Any], today: date) -> tuple[date, date]:
             raise InvalidInput(f"range.{given[0]}", "give either a preset or from and to")
         return preset_range(preset, today)
     if not given:
-        return preset_range("last_7_days", today)
+        return preset_range(DEFAULT_PRESET, today)
     if len(given) == 1:
         missing = "to" if given == ["from"] else "from"
         raise InvalidInput(f"range.{missing}", "required with range." + given[0])

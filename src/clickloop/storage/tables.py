@@ -150,6 +150,10 @@ campaigns = Table(
     Column("cost_value", Money, nullable=False, default=Decimal(0)),
     Column("status", String(16), nullable=False, default="active"),  # active | paused
     Column("created_at", utc_datetime(), nullable=False),
+    # Archived: hidden from the campaign list, its link answers 404; its data stays.
+    Column("archived_at", utc_datetime()),
+    # The base URL of its link, one of the tracking_domains setting; NULL: the default one.
+    Column("tracking_domain", String(200)),
 )
 
 campaign_offers = Table(
@@ -311,6 +315,8 @@ deliveries = Table(
     Column("delivered_at", utc_datetime()),
     Index("ix_deliveries_state_attempts_next_attempt_at", "state", "attempts", "next_attempt_at"),
     Index("ix_deliveries_state_id", "state", "id"),  # the deliveries list of a state
+    # a target's latest deliveries and failures (its health on the campaign page)
+    Index("ix_deliveries_target_kind_target_id_id", "target_kind", "target_id", "id"),
 )
 
 delivery_attempts = Table(

@@ -1,18 +1,28 @@
 // clickloop admin: copy buttons, add-a-row buttons, confirmations. No framework.
 "use strict";
 document.addEventListener("click", (event) => {
-  const copy = event.target.closest("[data-copy]");
+  const copy = event.target.closest("[data-copy], [data-copy-text]");
   if (copy) {
-    const field = document.getElementById(copy.dataset.copy);
+    const field = copy.dataset.copy ? document.getElementById(copy.dataset.copy) : null;
+    const text = field ? field.value : copy.dataset.copyText;
     const label = copy.dataset.label || (copy.dataset.label = copy.textContent);
-    const done = () => { copy.textContent = "Copied"; setTimeout(() => { copy.textContent = label; }, 1500); };
-    // The clipboard API needs a secure context; plain-HTTP installs fall back to a selection copy.
-    if (navigator.clipboard && window.isSecureContext) {
-      navigator.clipboard.writeText(field.value).then(done, () => { field.select(); document.execCommand("copy"); done(); });
+    const done = (word) => { copy.textContent = word; setTimeout(() => { copy.textContent = label; }, 1500); };
+    // The copy command first: it needs no clipboard permission (plain HTTP, a browser that
+    // refuses or never answers the clipboard API's prompt); its copy event puts the text on
+    // the clipboard. The clipboard API only when the command fails.
+    const put = (clip) => { clip.clipboardData.setData("text/plain", text); clip.preventDefault(); };
+    document.addEventListener("copy", put, { once: true });
+    let copied = false;
+    try { copied = document.execCommand("copy"); } catch (error) { copied = false; }
+    document.removeEventListener("copy", put);
+    if (field) field.select();
+    if (copied) {
+      done("Copied");
+    } else if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(() => done("Copied"), () => done("Press Ctrl+C"));
     } else {
-      field.select();
-      document.execCommand("copy");
-      done();
+      done("Press Ctrl+C");
+      if (field) field.focus();
     }
     return;
   }
