@@ -45,6 +45,12 @@ CLICK_FIELDS = (
     *sorted({name for dims in CUBES.values() for name in dims}),
 )
 CONVERSION_FIELDS = ("type", "payout", "cost", "converted_at")
+# What makes new clicks alike (new_clicks_facts): the fields besides their time, cost and
+# uniqueness.
+_SIGNATURE_FIELDS = tuple(
+    name for name in CLICK_FIELDS if name not in ("created_at", "cost", "is_unique")
+)
+_NO_COST = Decimal(0)
 
 Key = tuple[str, tuple[Any, ...]]  # (cube, (hour, base..., dimensions..., fact))
 Facts = dict[Key, list[Any]]  # -> [n, u, m]
@@ -96,21 +102,38 @@ def unit_facts(
 
 
 def new_clicks_facts(clicks: Iterable[Mapping[str, Any]], marked: Collection[str]) -> Facts:
-    """The facts of new clicks (no conversions yet): alike clicks are counted together first, so
-    a batch costs one small tuple per click, not a pass over every cube."""
-    fields = (*CLICK_FIELDS[1:], *marked)
-    alike: dict[tuple[Any, ...], list[Any]] = {}
+    """The facts of new clicks (no conversions yet): clicks alike but for their cost and whether
+    they are unique are counted together first, so a batch costs one small tuple per click, not
+    a pass over every cube per click. A new click's facts are linear in both (n, u = n if unique,
+    m = its cost), so a group's facts are those of at most three units: one click costing the
+    group's total (unique if any is), the group's other unique clicks and its other clicks, both
+    at no cost."""
+    fields = (*_SIGNATURE_FIELDS, *marked)
+    alike: dict[tuple[Any, ...], list[Any]] = {}  # -> [a click, clicks, unique ones, cost]
     for click in clicks:
-        get = click.get
-        signature = (hour_of(click["created_at"]), *(get(name) for name in fields))
+        signature = (hour_of(click["created_at"]), *map(click.get, fields))
+        cost = click.get("cost")
+        unique = 1 if click.get("is_unique") else 0
         found = alike.get(signature)
         if found is None:
-            alike[signature] = [click, 1]
+            alike[signature] = [click, 1, unique, Decimal(0) if cost is None else cost]
         else:
             found[1] += 1
+            found[2] += unique
+            if cost is not None:
+                found[3] += cost
     facts: Facts = {}
-    for click, weight in alike.values():
-        unit_facts(click, (), marked, facts, weight=weight)
+    for click, count, unique, cost in alike.values():
+        first_unique = unique > 0  # the unit that carries the cost
+        units = (
+            (first_unique, cost, 1),
+            (True, _NO_COST, unique - 1 if first_unique else 0),
+            (False, _NO_COST, count - unique - (0 if first_unique else 1)),
+        )
+        for is_unique, unit_cost, weight in units:
+            if weight > 0:
+                unit = {**click, "is_unique": is_unique, "cost": unit_cost}
+                unit_facts(unit, (), marked, facts, weight=weight)
     return facts
 
 

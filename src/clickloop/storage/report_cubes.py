@@ -3,13 +3,17 @@ upserts, and rebuild a range from the raw tables. The rules are in domain/report
 
 The hot statements go to the driver (`_execute`: the sqlite3 cursor, or `exec_driver_sql`): a
 postback reads its unit twice and a click batch upserts a few dozen rows, where Core's
-per-statement work would cost more than the database's.
+per-statement work would cost more than the database's. A click batch's statements come in a
+few fixed sizes (`_sizes`): sqlite3 and psycopg keep prepared statements by their text, and a
+text per batch size pushed them out of their caches (a new prepare cost more than a run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
+import operator
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,10 +30,11 @@ from clickloop.storage.conversions import column_processors, sqlite_cursor
 
 MARKED_SETTING = "report_marked_dimensions"
 _IN_CHUNK = 500  # subids per IN list
-_UPSERT_CHUNK = 400  # rows per multi-row upsert
-_EXISTS_CHUNK = 200  # visitors per uniqueness query (SQLite allows 500 compound SELECTs)
+_UPSERT_CHUNK = 256  # rows per multi-row upsert at most (a power of two: `_sizes`)
+_EXISTS_CHUNK = 128  # visitors per uniqueness query (SQLite allows 500 compound SELECTs)
 UNIQUE_WINDOW = timedelta(hours=24)
 MARKED_TTL = 2.0
+_CREATED_AT = operator.itemgetter("created_at")
 _marked_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
 
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
@@ -137,36 +142,44 @@ def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """A click is unique when its visitor did not click its campaign in the 24 hours before
     (a batch's own clicks in time order; clicks committed by other processes at the same
     moment are not seen, so a visitor's first clicks there may both count)."""
-    pairs = sorted({(row["campaign_id"], row["visitor"]) for row in rows if row.get("visitor")})
-    since = min(row["created_at"] for row in rows) - UNIQUE_WINDOW
+    ordered = sorted(rows, key=_CREATED_AT)
+    keys = [(row["campaign_id"], row.get("visitor")) for row in ordered]
+    pairs = list({key for key in keys if key[1]})
+    since = ordered[0]["created_at"] - UNIQUE_WINDOW
     seen: set[tuple[Any, Any]] = set()
     bind = column_processors(t.clicks, conn.dialect)["created_at"][0]
     bound_since = bind(since) if bind is not None else since
     for start in range(0, len(pairs), _EXISTS_CHUNK):
         chunk = pairs[start : start + _EXISTS_CHUNK]
+        # Padded with its last pair to a power of two: a few statement texts for all batches.
+        chunk += chunk[-1:] * (_padded(len(chunk)) - len(chunk))
         sql = _seen_sql(conn.dialect.name, len(chunk))
         params = tuple(v for pair in chunk for v in (*pair, bound_since))
         seen.update(chunk[int(index)] for (index,) in _execute(conn, sql, params))
-    for row in sorted(rows, key=lambda row: row["created_at"]):
-        pair = (row["campaign_id"], row.get("visitor"))
-        row["is_unique"] = pair not in seen
-        if pair[1]:
-            seen.add(pair)
+    for row, key in zip(ordered, keys, strict=True):
+        if key in seen:
+            row["is_unique"] = False
+        else:
+            row["is_unique"] = True
+            if key[1]:
+                seen.add(key)
 
 
 def apply(conn: Connection, facts: rf.Facts) -> None:
-    """Add `facts` to the cubes: one multi-row upsert per cube and chunk, keys sorted so two
-    transactions lock shared rows in the same order (PostgreSQL)."""
+    """Add `facts` to the cubes: multi-row upserts per cube of power-of-two sizes (`_sizes`),
+    keys sorted so two transactions lock shared rows in the same order (PostgreSQL)."""
     by_cube: dict[str, list[tuple[Any, ...]]] = {}
     for (cube, key), (n, u, m) in facts.items():
         by_cube.setdefault(cube, []).append((*key, n, u, _micros(m)))
+    dialect = conn.dialect.name
     for cube in sorted(by_cube):
         rows = sorted(by_cube[cube])
         table = cube_table(cube)
-        for start in range(0, len(rows), _UPSERT_CHUNK):
-            chunk = rows[start : start + _UPSERT_CHUNK]
-            sql = _upsert_sql(conn.dialect.name, table.name, _columns(table), len(chunk))
-            _execute(conn, sql, tuple(value for row in chunk for value in row))
+        start = 0
+        for size in _sizes(len(rows), _UPSERT_CHUNK):
+            sql = _upsert_sql(dialect, table.name, _columns(table), size)
+            _execute(conn, sql, tuple(itertools.chain.from_iterable(rows[start : start + size])))
+            start += size
 
 
 def rebuild(
@@ -248,8 +261,26 @@ def _all_tables() -> list[Table]:
     return [*t.report_cubes.values(), t.report_marked]
 
 
+@functools.cache
 def _columns(table: Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.columns)
+
+
+def _sizes(count: int, most: int) -> list[int]:
+    """`count` as a sum of powers of two up to `most` (a power of two), largest first: 37 is
+    32 + 4 + 1. A multi-row upsert cannot be padded (PostgreSQL refuses a key twice)."""
+    sizes = [most] * (count // most)
+    rest = count % most
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
+
+
+def _padded(count: int) -> int:
+    """The power of two at or above `count`."""
+    return 1 << (count - 1).bit_length()
 
 
 def _micros(amount: Decimal | int) -> int:
