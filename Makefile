@@ -9,8 +9,9 @@ run: $(VENV)/.installed
 	$(VENV)/bin/clickloop init --demo
 	$(VENV)/bin/clickloop serve
 
+# One test process per core: most of the suite waits on servers, browsers and databases.
 test: $(VENV)/.test-installed lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n auto
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench tools
