@@ -72,15 +72,16 @@ METRICS = (
     "cpa",
 )
 TYPED_METRIC = re.compile(r"^(conversions|revenue):([a-z][a-z0-9_]{0,63})$")
+# Profit and ROI right after clicks: on a phone the first columns are the ones in view.
 DEFAULT_METRICS = (
     "clicks",
-    "unique_clicks",
-    "conversions",
-    "cr",
-    "revenue",
-    "cost",
     "profit",
     "roi",
+    "conversions",
+    "revenue",
+    "cost",
+    "unique_clicks",
+    "cr",
     "epc",
 )
 DIMENSION_OPERATORS = (
