@@ -76,7 +76,8 @@ Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (clic
 def cube_table(name: str) -> Table:
     if name == rf.MARKED:
         return t.report_marked
-    return t.report_cubes.get(name) or t.report_daily_cubes[name]
+    hourly = t.report_cubes.get(name)
+    return hourly if hourly is not None else t.report_daily_cubes[name]
 
 
 def marked_dimensions(conn: Connection) -> tuple[str, ...]:
@@ -101,9 +102,7 @@ def _report_settings(conn: Connection) -> tuple[tuple[str, ...], DailyZone]:
         return cached[1], cached[2]
     s = t.settings.c
     values = dict(
-        conn.execute(select(s.key, s.value).where(s.key.in_([MARKED_SETTING, DAILY_SETTING])))
-        .tuples()
-        .all()
+        conn.execute(select(s.key, s.value).where(s.key.in_([MARKED_SETTING, DAILY_SETTING]))).all()
     )
     value = values.get(MARKED_SETTING)
     names = tuple(n for n in value if n in rf.MARKABLE) if isinstance(value, list) else ()
@@ -274,9 +273,7 @@ def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
     s = t.settings.c
     with engine.connect() as conn:
         values = dict(
-            conn.execute(select(s.key, s.value).where(s.key.in_(["timezone", DAILY_SETTING])))
-            .tuples()
-            .all()
+            conn.execute(select(s.key, s.value).where(s.key.in_(["timezone", DAILY_SETTING]))).all()
         )
     wanted = values.get("timezone")
     target = daily_zone_of({"timezone": wanted if isinstance(wanted, str) else "UTC"})
