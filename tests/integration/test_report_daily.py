@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from clickloop.services import entities
 from clickloop.services.report_builder import run_report
 from clickloop.services.report_query import known_types, parse_query
+from clickloop.services.reports import build_report
 from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 
@@ -97,6 +98,17 @@ def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaig
         ("2026-03-11", 4),
     ]
     assert report(engine, "UTC", ["day"])[0] == "aggregates:campaigns"
+    # The dashboard and the campaign list pass only the currency: the zone comes from the base.
+    shown = build_report(
+        engine,
+        group_by="day",
+        date_from=date(2026, 3, 10),
+        date_to=date(2026, 3, 11),
+        timezone="UTC",
+        currency="USD",
+    )
+    assert shown.source == "aggregates:campaigns"
+    assert [(row.key, row.clicks) for row in shown.rows] == [("2026-03-10", 3), ("2026-03-11", 3)]
 
 
 def test_a_half_hour_zone_reads_daily_cubes_or_raw(engine: Engine, campaign: int) -> None:

@@ -31,7 +31,7 @@ from clickloop.services.report_query import (
 )
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
-from clickloop.storage.report_cubes import DAILY_SETTING, daily_zone_of
+from clickloop.storage.report_cubes import stored_daily_zone
 
 PATHS = ("auto", "raw", "aggregates", "hourly")
 # The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
@@ -139,9 +139,9 @@ def run_report(
     path: str = "auto",
 ) -> ReportResult:
     """Run `query` (built by report_query.parse_query or directly) with the tracker `settings`
-    (currency, report_marked_dimensions, report_daily_zone). `path` forces "raw", "aggregates"
-    (the smallest cube, daily or hourly) or "hourly" (tests compare them); `statement_timeout`
-    (seconds, 0: the engine's own) bounds each statement."""
+    (currency, report_marked_dimensions); the daily cubes' zone is read from the database.
+    `path` forces "raw", "aggregates" (the smallest cube, daily or hourly) or "hourly" (tests
+    compare them); `statement_timeout` (seconds, 0: the engine's own) bounds each statement."""
     if path not in PATHS:
         raise ValueError(path)
     zone = zone_named(query.timezone, "range.timezone")
@@ -150,13 +150,6 @@ def run_report(
     previous_win = sql.window(*previous_range, zone) if previous_range else None
     marked = tuple(settings.get("report_marked_dimensions") or ())
     windows = [win] if previous_win is None else [win, previous_win]
-    cube = None
-    if path != "raw":
-        days = daily_zone_of(settings.get(DAILY_SETTING))
-        daily = days.ready and days.timezone == query.timezone and path != "hourly"
-        cube = _pick_cube(query, windows, marked, daily=daily)
-    if path in ("aggregates", "hourly") and cube is None:
-        raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
     metrics = [metric(name) for name in query.metrics]
     wanted = {m.name: m for m in metrics}
     for rule in query.metric_filters:
@@ -165,8 +158,16 @@ def run_report(
         if key.name not in query.grouping:
             wanted.setdefault(key.name, metric(key.name))
     bases = sorted({base for m in wanted.values() for base in m.bases})
-    plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
     with report_connection(engine, statement_timeout) as conn:
+        cube = None
+        if path != "raw":
+            # Read in the report's own transaction: the zone and readiness the cubes have then.
+            days = stored_daily_zone(conn)
+            daily = days.ready and days.timezone == query.timezone and path != "hourly"
+            cube = _pick_cube(query, windows, marked, daily=daily)
+        if path in ("aggregates", "hourly") and cube is None:
+            raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
+        plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
         rows, all_totals, total_rows = plan.page(conn, win)
         totals = all_totals if query.totals else None
         if previous_win is not None:

@@ -90,6 +90,13 @@ def daily_zone(conn: Connection) -> DailyZone:
     return _report_settings(conn)[1]
 
 
+def stored_daily_zone(conn: Connection) -> DailyZone:
+    """The `report_daily_zone` setting as stored now (no cache: a report reads it in its own
+    transaction, so it sees the daily cubes and their state from the same moment)."""
+    s = t.settings.c
+    return daily_zone_of(conn.execute(select(s.value).where(s.key == DAILY_SETTING)).scalar())
+
+
 def _report_settings(conn: Connection) -> tuple[tuple[str, ...], DailyZone]:
     """The writers' settings, read at most every MARKED_TTL seconds per database: a query per
     click batch cost more than the batch's facts. A change made elsewhere shows within that
