@@ -58,6 +58,8 @@ CLICK_FIELDS = (
     *sorted({name for dims in CUBES.values() for name in dims}),
 )
 CONVERSION_FIELDS = ("type", "payout", "cost", "converted_at")
+# The distinct dimension tuples of the cubes: each click's values for them are read once.
+_DIMENSION_SETS = tuple(sorted({*CUBES.values(), *(dims for _, dims in DAILY_CUBES.values())}))
 
 Key = tuple[str, tuple[Any, ...]]  # (cube, (hour or day, base..., dimensions..., fact))
 Facts = dict[Key, list[Any]]  # -> [n, u, m]
@@ -118,11 +120,12 @@ def unit_facts(
         rows.append((created, f"ct:{kind}", 1, 0, payout))
         rows.append((conversion["converted_at"], f"vt:{kind}", 1, 0, payout))
     base = tuple(click.get(name) or 0 for name in BASE_DIMENSIONS)
+    texts = {dims: tuple(_text(click.get(name)) for name in dims) for dims in _DIMENSION_SETS}
     if hours is not None or days is None:
         hourly = [(hour_of(at), fact, n, u, m) for at, fact, n, u, m in rows]
         if hours is not None:
             hourly = [row for row in hourly if row[0] in hours]
-        groups = [(cube, (*base, *_texts(click, dims))) for cube, dims in CUBES.items()]
+        groups = [(cube, (*base, *texts[dims])) for cube, dims in CUBES.items()]
         groups += [(MARKED, (*base, name, _text(click.get(name)))) for name in marked]
         _add(facts, groups, hourly)
     if days is not None or hours is None:
@@ -130,7 +133,7 @@ def unit_facts(
         if days is not None:
             daily = [row for row in daily if row[0] in days]
         groups = [
-            (cube, (*(base if entities else ()), *_texts(click, dims)))
+            (cube, (*(base if entities else ()), *texts[dims]))
             for cube, (entities, dims) in DAILY_CUBES.items()
         ]
         _add(facts, groups, daily)
@@ -192,7 +195,3 @@ def difference(after: Facts, before: Facts) -> Facts:
 
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _texts(click: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(_text(click.get(name)) for name in names)
