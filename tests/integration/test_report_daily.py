@@ -73,7 +73,7 @@ def report(engine: Engine, zone: str, grouping: list[str], **more: Any) -> tuple
 
 
 def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: int) -> None:
-    assert report(engine, "UTC", ["day"])[0] == "aggregates:daily_country_totals"
+    assert report(engine, "UTC", ["day"])[0] == "aggregates:daily_device_totals"
     assert report(engine, "UTC", ["campaign"])[0] == "aggregates:daily_campaigns"
     assert report(engine, "UTC", ["country"])[0] == "aggregates:daily_country_totals"
     assert report(engine, "UTC", ["device_type", "week"])[0] == "aggregates:daily_device_totals"
@@ -89,10 +89,10 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
 def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaign: int) -> None:
     entities.update_settings(engine, {"timezone": "Europe/Berlin"})
     assert report(engine, "Europe/Berlin", ["day"])[0] == "aggregates:campaigns"
-    assert report(engine, "UTC", ["day"])[0] == "aggregates:daily_country_totals"
+    assert report(engine, "UTC", ["day"])[0] == "aggregates:daily_device_totals"
     report_cubes.rebuild(engine, hourly=False)
     source, rows = report(engine, "Europe/Berlin", ["day"])
-    assert source == "aggregates:daily_country_totals"
+    assert source == "aggregates:daily_device_totals"
     assert [(row["dimensions"]["day"], row["metrics"]["clicks"]) for row in rows] == [
         ("2026-03-10", 2),
         ("2026-03-11", 4),
@@ -117,6 +117,6 @@ def test_a_half_hour_zone_reads_daily_cubes_or_raw(engine: Engine, campaign: int
     entities.update_settings(engine, {"timezone": "Asia/Kolkata"})
     report_cubes.rebuild(engine)
     source, rows = report(engine, "Asia/Kolkata", ["day"])
-    assert source == "aggregates:daily_country_totals"
+    assert source == "aggregates:daily_device_totals"
     assert [row["dimensions"]["day"] for row in rows] == ["2026-03-11"]
     assert date.fromisoformat(rows[0]["dimensions"]["day"]).day == 11

@@ -37,9 +37,9 @@ PATHS = ("auto", "raw", "aggregates", "hourly")
 # The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
 # a report reads the first that holds its dimensions.
 DAILY_BY_SIZE = (
-    "daily_country_totals",
-    "daily_language_totals",
     "daily_device_totals",
+    "daily_language_totals",
+    "daily_country_totals",
     "daily_campaigns",
     "daily_devices",
     "daily_languages",
