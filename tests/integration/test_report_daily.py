@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
@@ -120,3 +120,28 @@ def test_a_half_hour_zone_reads_daily_cubes_or_raw(engine: Engine, campaign: int
     assert source == "aggregates:daily_device_totals"
     assert [row["dimensions"]["day"] for row in rows] == ["2026-03-11"]
     assert date.fromisoformat(rows[0]["dimensions"]["day"]).day == 11
+
+
+def test_a_new_zone_keeps_the_days_of_pruned_clicks(engine: Engine, campaign: int) -> None:
+    """Moving the daily cubes to another whole-hour zone sums the hourly cubes, which keep the
+    history of clicks `prune` removed."""
+    with engine.begin() as conn:
+        conn.execute(delete(t.clicks))
+    entities.update_settings(engine, {"timezone": "Europe/Berlin"})
+    report_cubes.rebuild(engine, hourly=False)
+    query = parse_query(
+        {
+            "range": {"from": "2026-03-09", "to": "2026-03-12", "timezone": "Europe/Berlin"},
+            "grouping": ["day"],
+            "metrics": ["clicks"],
+        },
+        now=NOW,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
+    answer = run_report(engine, query, settings=entities.get_settings(engine))
+    assert answer.source == "aggregates:daily_device_totals"
+    assert [(row.dimensions["day"], row.values["clicks"]) for row in answer.rows] == [
+        ("2026-03-10", 2),
+        ("2026-03-11", 4),
+    ]

@@ -243,22 +243,29 @@ def rebuild(
     """Recompute the cubes from the raw tables for the hours from `since` to `until` (default:
     the first and the last click or conversion), one hour per transaction, so the server keeps
     writing meanwhile; then the daily cubes, one local day per transaction, in the zone of the
-    `timezone` setting (every day when that moves them to another zone or they were not ready).
-    `hourly=False` recomputes only the daily cubes. Returns the number of clicks counted."""
-    c, v = t.clicks.c, t.conversions.c
+    `timezone` setting, for the same days (every day of the raw tables and the hourly cubes
+    when that moves them to another zone or they were not ready). `hourly=False` recomputes
+    only the daily cubes. Returns the number of clicks counted."""
+    c, v, h = t.clicks.c, t.conversions.c, t.report_cubes["campaigns"].c
     with engine.connect() as conn:
         clicked = conn.execute(select(func.min(c.created_at), func.max(c.created_at))).one()
         converted = conn.execute(select(func.min(v.converted_at), func.max(v.converted_at))).one()
+        kept = conn.execute(select(func.min(h.hour), func.max(h.hour))).one()
     starts = [moment for moment in (clicked[0], converted[0]) if moment is not None]
     ends = [moment for moment in (clicked[1], converted[1]) if moment is not None]
     zone, every_day = _daily_target(engine)
-    if not starts:
-        _write_daily_zone(engine, DailyZone(zone.key, True))
-        return 0
-    end = until or max(ends)
-    hours = range(rf.hour_of(since or min(starts)), rf.hour_of(end) + 1) if hourly else range(0)
-    first = min(starts) if every_day or since is None else since
-    days = range(rf.day_of(first, zone), rf.day_of(max(ends) if every_day else end, zone) + 1)
+    hours = range(0)
+    if hourly and starts:
+        hours = range(rf.hour_of(since or min(starts)), rf.hour_of(until or max(ends)) + 1)
+    # The daily cubes span the hourly ones too: they hold the days whose raw clicks were pruned.
+    if kept[0] is not None:
+        starts.append(datetime.fromtimestamp(kept[0] * 3600, UTC))
+        ends.append(datetime.fromtimestamp(kept[1] * 3600, UTC))
+    days = range(0)
+    if starts:
+        first = min(starts) if every_day or since is None else since
+        last = max(ends) if every_day or until is None else until
+        days = range(rf.day_of(first, zone), rf.day_of(last, zone) + 1)
     total = len(hours) + len(days)
     clicks = 0
     for done, hour in enumerate(hours, start=1):
