@@ -113,12 +113,19 @@ CANDIDATES: list[tuple[str, tuple[str, ...], str]] = [
     ("creative_id", ("creative_id",), "hour"),
     ("ad_campaign_id", ("ad_campaign_id",), "hour"),
     ("source (placement)", ("source",), "hour"),
+    ("daily_campaigns", (), "day"),
+    ("daily_countries", ("country",), "day"),
+    ("daily_devices", ("device_type", "os", "browser"), "day"),
+    ("daily_languages", ("language",), "day"),
+    ("daily_country_totals", ("country",), "day, totals"),
+    ("daily_device_totals", ("device_type", "os", "browser"), "day, totals"),
+    ("daily_language_totals", ("language",), "day, totals"),
 ]  # fmt: skip
 BASE = ("campaign_id", "traffic_source_id", "offer_id")
 
 
 def _bucket(column: str, bucket: str) -> str:
-    seconds = 3600 if bucket == "hour" else 86400
+    seconds = 3600 if bucket == "hour" else 86400  # "day" or "day, totals"
     return f"(epoch({column})::BIGINT // {seconds})"
 
 
@@ -126,8 +133,10 @@ def cube_size(
     con: duckdb.DuckDBPyConnection, dims: tuple[str, ...], bucket: str
 ) -> tuple[int, int]:
     """(rows of the `clicks` fact, all rows with the ct:/vt: conversion facts) of a cube with
-    `dims` at `bucket` granularity: distinct key combinations, as the cube would store them."""
-    keys = ", ".join(f"c.{name}" for name in (*BASE, *dims))
+    `dims` at `bucket` granularity: distinct key combinations, as the cube would store them.
+    A "totals" bucket drops the campaign, source and offer."""
+    base = () if bucket.endswith("totals") else BASE
+    keys = ", ".join(f"c.{name}" for name in (*base, *dims))
     clicks = con.execute(
         f"SELECT count(*) FROM (SELECT DISTINCT {_bucket('c.created_at', bucket)}, {keys}"
         " FROM clicks c)"

@@ -882,6 +882,12 @@ def _add_report_commands(command: Any, commands: Any) -> None:
     rebuild.add_argument(
         "--from", dest="since", type=_day, help="from this day on, UTC (default: everything)"
     )
+    rebuild.add_argument(
+        "--daily",
+        action="store_true",
+        help="only the daily aggregates, in the timezone setting's zone (after an upgrade or a "
+        "change of the timezone setting)",
+    )
 
 
 def _reports_rebuild(args: argparse.Namespace, settings: Settings) -> int:
@@ -892,13 +898,16 @@ def _reports_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     engine = _ready_engine(settings)
     since = datetime.combine(args.since, datetime.min.time(), UTC) if args.since else None
     with Progress(transient=True) as progress:
-        task = progress.add_task("rebuilding hours", total=None)
+        task = progress.add_task("rebuilding hours and days", total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        clicks = rebuild(engine, since=since, progress=advance)
-    print(f"rebuilt the report aggregates from {clicks} clicks")
+        clicks = rebuild(engine, since=since, progress=advance, hourly=not args.daily)
+    if args.daily:
+        print("rebuilt the daily report aggregates")
+    else:
+        print(f"rebuilt the report aggregates from {clicks} clicks")
     return 0
 
 

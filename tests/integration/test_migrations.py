@@ -148,3 +148,28 @@ def test_upgrade_to_partitions_keeps_every_click(empty_engine: Engine) -> None:
                 assert click["subid"] in conn.exec_driver_sql(where).scalars().all()
     with engine.connect() as conn:
         assert _differences(conn) == []
+
+
+def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) -> None:
+    """0009 keeps the daily cubes in the report zone of then, not ready when clicks are
+    stored (they start empty: `clickloop reports rebuild --daily` fills them)."""
+    engine = empty_engine
+    upgrade(engine, "0008_campaign_work_screen")
+    now = datetime.now(UTC).replace(microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(insert(t.settings), {"key": "timezone", "value": "Europe/Berlin"})
+        conn.execute(insert(t.clicks), {"subid": "c1", "created_at": now, "campaign_id": 1})
+    upgrade(engine)
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
+        ).scalar()
+    assert value == {"timezone": "Europe/Berlin", "ready": False}
+
+
+def test_daily_cubes_of_a_new_database_are_ready_in_utc(engine: Engine) -> None:
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
+        ).scalar()
+    assert value == {"timezone": "UTC", "ready": True}

@@ -1,6 +1,7 @@
 """The report cubes stay equal to what the raw tables say: clicks through the group-commit writer
 and postbacks through the real services (single and batch paths, status changes, rebills, cost
-and sub_id overwrites, other dates) leave exactly the cubes a rebuild computes."""
+and sub_id overwrites, other dates) leave exactly the cubes a rebuild computes, the hourly ones
+and the daily ones in a zone with a DST change (New York) or a half-hour offset (Kolkata)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
@@ -24,7 +26,8 @@ from clickloop.storage import tables as t
 from clickloop.storage.writer import GroupCommitWriter
 from tests.postback_world import make_world
 
-START = datetime(2026, 11, 1, 22, 0, tzinfo=UTC)
+START = datetime(2026, 10, 31, 22, 0, tzinfo=UTC)  # New York leaves summer time 32 hours later
+ZONES = ("UTC", "America/New_York", "Asia/Kolkata")
 STATUSES = ("lead", "sale", "approved", "declined", "rejected", "rebill", "trash", "deposit")
 COUNTRIES = (None, "DE", "US")
 AGENTS = (
@@ -77,10 +80,13 @@ def store_clicks(engine: Engine, rows: list[dict[str, Any]]) -> None:
     asyncio.run(run())
 
 
+CUBE_TABLES = [*t.report_cubes.values(), t.report_marked, *t.report_daily_cubes.values()]
+
+
 def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ...]]:
     found = {}
     with engine.connect() as conn:
-        for table in [*t.report_cubes.values(), t.report_marked]:
+        for table in CUBE_TABLES:
             for row in conn.execute(select(table)):
                 *key, n, u, m = tuple(row)
                 if n or u or m:
@@ -93,17 +99,18 @@ def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ..
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(clicks=clicks_strategy, postbacks=postbacks_strategy)
+@given(clicks=clicks_strategy, postbacks=postbacks_strategy, zone=st.sampled_from(ZONES))
 def test_incremental_cubes_equal_a_rebuild(
-    engine: Engine, clicks: list[Any], postbacks: list[Any]
+    engine: Engine, clicks: list[Any], postbacks: list[Any], zone: str
 ) -> None:
     """Whatever clicks and postbacks arrive, the cubes kept on the way equal a rebuild."""
     with engine.begin() as conn:
         for table in [t.received_postbacks, t.conversions, t.clicks]:
             conn.execute(delete(table))
-        for table in [*t.report_cubes.values(), t.report_marked]:
+        for table in CUBE_TABLES:
             conn.execute(delete(table))
     world = _world(engine)
+    keep_daily_cubes_in(engine, zone)
     offers = (world.upsell_offer_id, world.plain_offer_id)
     rows = []
     for number, (offer, country, agent, ip, cost, zone, minutes) in enumerate(clicks):
@@ -138,6 +145,32 @@ def test_incremental_cubes_equal_a_rebuild(
     kept = cube_rows(engine)
     report_cubes.rebuild(engine, since=START - timedelta(days=2), until=START + timedelta(days=5))
     assert cube_rows(engine) == kept
+
+
+def keep_daily_cubes_in(engine: Engine, zone: str) -> None:
+    """The report zone and the daily cubes' zone set to `zone`, as a rebuild there leaves them."""
+    entities.update_settings(engine, {"timezone": zone})
+    with engine.begin() as conn:
+        value = {"timezone": zone, "ready": True}
+        conn.execute(
+            update(t.settings)
+            .where(t.settings.c.key == report_cubes.DAILY_SETTING)
+            .values(value=value)
+        )
+    report_cubes.forget_marked_dimensions()
+
+
+def test_a_fresh_database_keeps_its_daily_cubes_in_utc(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert report_cubes.daily_zone(conn) == report_cubes.DailyZone("UTC", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_rezone_wait() -> Any:
+    """One process writes here: nothing to wait for when the daily cubes change zone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_cubes, "REZONE_WAIT", 0)
+        yield
 
 
 def _world(engine: Engine) -> Any:

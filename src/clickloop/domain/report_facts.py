@@ -4,13 +4,15 @@ A click and its conversions are one unit: every write that changes either adds t
 after the change minus its facts before, in the same transaction, so the cubes always equal what
 the raw tables say. Facts: `clicks` at the click's hour (n clicks, u unique, m their cost per
 `click_cost`), and per conversion `ct:<type>` at the click's hour and `vt:<type>` at the
-conversion's hour (n conversions, m payout), all under the click's dimensions.
+conversion's hour (n conversions, m payout), all under the click's dimensions. The daily cubes
+get the same facts at the local day (in the zone they are kept for) instead of the UTC hour.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +26,17 @@ CUBES: dict[str, tuple[str, ...]] = {
     "languages": ("language",),
 }
 BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
+# Daily cube name -> (its entity columns, its other dimensions), by local day. The `_totals`
+# ones drop the campaign, source and offer: a report by country alone reads days x countries.
+DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "daily_campaigns": (BASE_DIMENSIONS, ()),
+    "daily_countries": (BASE_DIMENSIONS, ("country",)),
+    "daily_devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
+    "daily_languages": (BASE_DIMENSIONS, ("language",)),
+    "daily_country_totals": ((), ("country",)),
+    "daily_device_totals": ((), ("device_type", "os", "browser")),
+    "daily_language_totals": ((), ("language",)),
+}
 MARKED = "marked"
 # Click fields a user may mark for aggregation in `report_marked`: the high-cardinality ones.
 MARKABLE = (
@@ -51,13 +64,39 @@ _SIGNATURE_FIELDS = tuple(
     name for name in CLICK_FIELDS if name not in ("created_at", "cost", "is_unique")
 )
 _NO_COST = Decimal(0)
+# The distinct dimension tuples of the cubes: each click's values for them are read once.
+_DIMENSION_SETS = tuple(sorted({*CUBES.values(), *(dims for _, dims in DAILY_CUBES.values())}))
 
-Key = tuple[str, tuple[Any, ...]]  # (cube, (hour, base..., dimensions..., fact))
+Key = tuple[str, tuple[Any, ...]]  # (cube, (hour or day, base..., dimensions..., fact))
 Facts = dict[Key, list[Any]]  # -> [n, u, m]
 
 
 def hour_of(moment: datetime) -> int:
     return int(moment.timestamp()) // 3600
+
+
+def day_of(moment: datetime, zone: tzinfo) -> int:
+    """The local day of `moment` in `zone`, as days since 1970-01-01 there: the `day` bucket of
+    services/report_sql.py (epoch seconds plus the offset then, divided by 86400)."""
+    epoch = int(moment.timestamp())
+    return (epoch + offset_at(epoch, zone)) // 86400
+
+
+def offset_at(epoch: int, zone: tzinfo) -> int:
+    """The zone's UTC offset in seconds at `epoch`, from a cache of whole UTC hours: only an hour
+    in which the offset changes is looked up per second."""
+    first, last = _hour_offsets(epoch // 3600, zone)
+    return first if first == last else _offset(epoch, zone)
+
+
+@functools.lru_cache(maxsize=8192)
+def _hour_offsets(hour: int, zone: tzinfo) -> tuple[int, int]:
+    return _offset(hour * 3600, zone), _offset(hour * 3600 + 3599, zone)
+
+
+def _offset(epoch: int, zone: tzinfo) -> int:
+    delta = datetime.fromtimestamp(epoch, UTC).astimezone(zone).utcoffset()
+    return int(delta.total_seconds()) if delta is not None else 0
 
 
 def unit_facts(
@@ -66,31 +105,55 @@ def unit_facts(
     marked: Collection[str] = (),
     into: Facts | None = None,
     *,
+    zone: tzinfo = UTC,
     hours: range | None = None,
+    days: range | None = None,
     weight: int = 1,
 ) -> Facts:
-    """The unit's facts, added to `into` (a new dict by default); `hours` keeps only facts at
-    those hours (a rebuild of part of the range); `weight`: as many identical units. A field
-    missing from `click` is NULL."""
+    """The unit's facts, added to `into` (a new dict by default), the daily ones by local day in
+    `zone`. `hours` keeps only the hourly facts at those hours, `days` only the daily facts on
+    those days (a rebuild of part of the range; either alone drops the other kind); `weight`: as
+    many identical units. A field missing from `click` is NULL."""
     facts: Facts = {} if into is None else into
     conversions = list(conversions)
-    hour = hour_of(click["created_at"])
+    created = click["created_at"]
     cost = click_cost(click.get("cost"), (c["cost"] for c in conversions))
-    rows: list[tuple[int, str, int, int, Decimal]] = [
-        (hour, "clicks", weight, weight if click.get("is_unique") else 0, cost * weight)
+    rows: list[tuple[datetime, str, int, int, Decimal]] = [
+        (created, "clicks", weight, weight if click.get("is_unique") else 0, cost * weight)
     ]
     for conversion in conversions:
         kind, payout = conversion["type"], conversion["payout"]
-        rows.append((hour, f"ct:{kind}", 1, 0, payout))
-        rows.append((hour_of(conversion["converted_at"]), f"vt:{kind}", 1, 0, payout))
-    if hours is not None:
-        rows = [row for row in rows if row[0] in hours]
+        rows.append((created, f"ct:{kind}", 1, 0, payout))
+        rows.append((conversion["converted_at"], f"vt:{kind}", 1, 0, payout))
     base = tuple(click.get(name) or 0 for name in BASE_DIMENSIONS)
-    groups = [(cube, tuple(_text(click.get(d)) for d in dims)) for cube, dims in CUBES.items()]
-    groups += [(MARKED, (name, _text(click.get(name)))) for name in marked]
+    texts = {dims: tuple(_text(click.get(name)) for name in dims) for dims in _DIMENSION_SETS}
+    if hours is not None or days is None:
+        hourly = [(hour_of(at), fact, n, u, m) for at, fact, n, u, m in rows]
+        if hours is not None:
+            hourly = [row for row in hourly if row[0] in hours]
+        groups = [(cube, (*base, *texts[dims])) for cube, dims in CUBES.items()]
+        groups += [(MARKED, (*base, name, _text(click.get(name)))) for name in marked]
+        _add(facts, groups, hourly)
+    if days is not None or hours is None:
+        daily = [(day_of(at, zone), fact, n, u, m) for at, fact, n, u, m in rows]
+        if days is not None:
+            daily = [row for row in daily if row[0] in days]
+        groups = [
+            (cube, (*(base if entities else ()), *texts[dims]))
+            for cube, (entities, dims) in DAILY_CUBES.items()
+        ]
+        _add(facts, groups, daily)
+    return facts
+
+
+def _add(
+    facts: Facts,
+    groups: list[tuple[str, tuple[Any, ...]]],
+    rows: list[tuple[int, str, int, int, Decimal]],
+) -> None:
     for cube, values in groups:
         for at, fact, n, u, m in rows:
-            key = (cube, (at, *base, *values, fact))
+            key = (cube, (at, *values, fact))
             found = facts.get(key)
             if found is None:
                 facts[key] = [n, u, m]
@@ -98,20 +161,23 @@ def unit_facts(
                 found[0] += n
                 found[1] += u
                 found[2] += m
-    return facts
 
 
-def new_clicks_facts(clicks: Iterable[Mapping[str, Any]], marked: Collection[str]) -> Facts:
-    """The facts of new clicks (no conversions yet): clicks alike but for their cost and whether
-    they are unique are counted together first, so a batch costs one small tuple per click, not
-    a pass over every cube per click. A new click's facts are linear in both (n, u = n if unique,
-    m = its cost), so a group's facts are those of at most three units: one click costing the
-    group's total (unique if any is), the group's other unique clicks and its other clicks, both
-    at no cost."""
+def new_clicks_facts(
+    clicks: Iterable[Mapping[str, Any]], marked: Collection[str], zone: tzinfo = UTC
+) -> Facts:
+    """The facts of new clicks (no conversions yet): clicks alike (same hour, local day and
+    fields) but for their cost and whether they are unique are counted together first, so a
+    batch costs one small tuple per click, not a pass over every cube per click. A new click's
+    facts are linear in both (n, u = n if unique, m = its cost), so a group's facts are those
+    of at most three units: one click costing the group's total (unique if any is), the
+    group's other unique clicks and its other clicks, both at no cost."""
     fields = (*_SIGNATURE_FIELDS, *marked)
     alike: dict[tuple[Any, ...], list[Any]] = {}  # -> [a click, clicks, unique ones, cost]
     for click in clicks:
-        signature = (hour_of(click["created_at"]), *map(click.get, fields))
+        epoch = int(click["created_at"].timestamp())
+        day = (epoch + offset_at(epoch, zone)) // 86400
+        signature = (epoch // 3600, day, *map(click.get, fields))
         cost = click.get("cost")
         unique = 1 if click.get("is_unique") else 0
         found = alike.get(signature)
@@ -133,7 +199,7 @@ def new_clicks_facts(clicks: Iterable[Mapping[str, Any]], marked: Collection[str
         for is_unique, unit_cost, weight in units:
             if weight > 0:
                 unit = {**click, "is_unique": is_unique, "cost": unit_cost}
-                unit_facts(unit, (), marked, facts, weight=weight)
+                unit_facts(unit, (), marked, facts, zone=zone, weight=weight)
     return facts
 
 

@@ -135,6 +135,12 @@ def update_settings(
     forget_marked_dimensions()
     changed = [key for key in changes if before.get(key) != after.get(key)]
     log.info("settings changed by %s: %s", actor, ", ".join(changed) or "nothing")
+    if "timezone" in changed:
+        log.warning(
+            "reports in %s read the hourly aggregates until `clickloop reports rebuild --daily` "
+            "moves the daily ones to it (docs/reports.md, Aggregates)",
+            after["timezone"],
+        )
     return after
 
 

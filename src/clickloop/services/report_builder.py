@@ -31,8 +31,22 @@ from clickloop.services.report_query import (
 )
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
+from clickloop.storage.report_cubes import stored_daily_zone
 
-PATHS = ("auto", "raw", "aggregates")
+PATHS = ("auto", "raw", "aggregates", "hourly")
+# The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
+# a report reads the first that holds its dimensions.
+DAILY_BY_SIZE = (
+    "daily_device_totals",
+    "daily_language_totals",
+    "daily_country_totals",
+    "daily_campaigns",
+    "daily_devices",
+    "daily_languages",
+    "daily_countries",
+)
+# What a daily cube cannot tell apart: the hours of a day.
+HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
 _PG_QUERY_CANCELED = "57014"
 
 
@@ -125,8 +139,9 @@ def run_report(
     path: str = "auto",
 ) -> ReportResult:
     """Run `query` (built by report_query.parse_query or directly) with the tracker `settings`
-    (currency, report_marked_dimensions). `path` forces "raw" or "aggregates" (tests compare
-    them); `statement_timeout` (seconds, 0: the engine's own) bounds each statement."""
+    (currency, report_marked_dimensions); the daily cubes' zone is read from the database.
+    `path` forces "raw", "aggregates" (the smallest cube, daily or hourly) or "hourly" (tests
+    compare them); `statement_timeout` (seconds, 0: the engine's own) bounds each statement."""
     if path not in PATHS:
         raise ValueError(path)
     zone = zone_named(query.timezone, "range.timezone")
@@ -135,11 +150,6 @@ def run_report(
     previous_win = sql.window(*previous_range, zone) if previous_range else None
     marked = tuple(settings.get("report_marked_dimensions") or ())
     windows = [win] if previous_win is None else [win, previous_win]
-    cube = None
-    if path in ("aggregates", "auto"):
-        cube = _pick_cube(query, windows, marked)
-    if path == "aggregates" and cube is None:
-        raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
     metrics = [metric(name) for name in query.metrics]
     wanted = {m.name: m for m in metrics}
     for rule in query.metric_filters:
@@ -148,8 +158,16 @@ def run_report(
         if key.name not in query.grouping:
             wanted.setdefault(key.name, metric(key.name))
     bases = sorted({base for m in wanted.values() for base in m.bases})
-    plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
     with report_connection(engine, statement_timeout) as conn:
+        cube = None
+        if path != "raw":
+            # Read in the report's own transaction: the zone and readiness the cubes have then.
+            days = stored_daily_zone(conn)
+            daily = days.ready and days.timezone == query.timezone and path != "hourly"
+            cube = _pick_cube(query, windows, marked, daily=daily)
+        if path in ("aggregates", "hourly") and cube is None:
+            raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
+        plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
         rows, all_totals, total_rows = plan.page(conn, win)
         totals = all_totals if query.totals else None
         if previous_win is not None:
@@ -176,13 +194,24 @@ def _previous_range(query: ReportQuery) -> tuple[date, date]:
 
 
 def _pick_cube(
-    query: ReportQuery, windows: Sequence[sql.Window], marked: Collection[str]
+    query: ReportQuery, windows: Sequence[sql.Window], marked: Collection[str], *, daily: bool
 ) -> tuple[str, Table, str | None] | None:
-    """The smallest cube holding every grouped or filtered dimension, if the zone's offsets fit
-    whole hours over the range; else None (raw)."""
+    """The smallest cube holding every grouped or filtered dimension: a daily one when `daily`
+    (they are kept in the query's zone, and its range is whole local days there) and no hour
+    is asked for; else an hourly one if the zone's offsets fit whole hours over the range; else
+    None (raw)."""
+    needed = {*query.grouping, *(rule.name for rule in query.filters)}
+    if daily and not needed & HOUR_DIMENSIONS:
+        for name in DAILY_BY_SIZE:
+            entities, extras = t.REPORT_DAILY_CUBES[name]
+            held = {*extras, "conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
+            if entities:
+                held.update(ENTITY_DIMENSIONS)
+            if needed <= held:
+                return name, t.report_daily_cubes[name], None
     if not all(w.whole_hours for w in windows):
         return None
-    needed = {*query.grouping, *(rule.name for rule in query.filters)} - sql.EVERY_CUBE
+    needed -= sql.EVERY_CUBE
     by_size = sorted(t.REPORT_CUBES.items(), key=lambda item: len(item[1]))
     for name, extras in by_size:
         if needed <= set(extras):

@@ -93,6 +93,10 @@ class Window:
     offsets: tuple[tuple[int, int], ...]  # (UTC epoch second it starts, offset in seconds)
 
     @property
+    def span(self) -> tuple[datetime, datetime]:
+        return self.since, self.until
+
+    @property
     def whole_hours(self) -> bool:
         """Whether hourly cubes hold this window exactly: every offset and change is on an hour."""
         return all(start % 3600 == 0 and offset % 3600 == 0 for start, offset in self.offsets)
@@ -186,6 +190,7 @@ class Scan:
     epoch: ColumnElement[Any]
     kind: ColumnElement[Any]
     network: ColumnElement[Any]  # the offer's affiliate network id (offers joined)
+    local: ColumnElement[Any] | None = None  # local seconds, when the table holds local days
 
 
 def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
@@ -197,7 +202,8 @@ def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
     if name == "conversion_type":
         return scan.kind
     if name in TIME_DIMENSIONS or name in CYCLE_DIMENSIONS:
-        return time_bucket(name, local_seconds(scan.epoch, win.offsets), win)
+        local = scan.local if scan.local is not None else local_seconds(scan.epoch, win.offsets)
+        return time_bucket(name, local, win)
     return func.coalesce(scan.column(name), "")
 
 
@@ -356,7 +362,8 @@ def cube_facts(
     marked: str | None = None,
 ) -> Subquery:
     """Facts from a cube (`marked`: the dimension report_marked rows are read for), one per cube
-    row: `grouped` sums them in a single aggregation."""
+    row: `grouped` sums them in a single aggregation. A daily cube (a `day` column, local days
+    in the window's zone) is read for the window's local days."""
     q = cube.c
     prefix = "ct:" if attribution == "click_time" else "vt:"
     offers = t.offers.alias("offer_of_cube")
@@ -364,16 +371,22 @@ def cube_facts(
     def column(name: str) -> ColumnElement[Any]:
         return q.value if name == marked else q[name]
 
-    scan = Scan(
-        column=column,
-        epoch=q.hour * 3600,
-        kind=case((q.fact == "clicks", ""), else_=func.substr(q.fact, 4)),
-        network=offers.c.affiliate_network_id,
-    )
+    kind = case((q.fact == "clicks", ""), else_=func.substr(q.fact, 4))
+    network = offers.c.affiliate_network_id
+    if "day" in q:
+        local = q.day * 86400  # local seconds already: no offset to add
+        scan = Scan(column=column, epoch=local, kind=kind, network=network, local=local)
+        first, last = (day_number(moment.astimezone(win.zone).date()) for moment in win.span)
+        in_range = [q.day >= first, q.day < last]
+    else:
+        scan = Scan(column=column, epoch=q.hour * 3600, kind=kind, network=network)
+        in_range = [
+            q.hour >= int(win.since.timestamp()) // 3600,
+            q.hour < int(win.until.timestamp()) // 3600,
+        ]
     typed = [f for f in filters if f.name == "conversion_type"]
     conditions = [
-        q.hour >= int(win.since.timestamp()) // 3600,
-        q.hour < int(win.until.timestamp()) // 3600,
+        *in_range,
         q.n != 0,
         or_(
             q.fact == "clicks",
@@ -383,7 +396,7 @@ def cube_facts(
     ]
     if marked is not None:
         conditions.append(q.dimension == marked)
-    source = _with_offers(cube, offers, q.offer_id, grouping, filters)
+    source = _with_offers(cube, offers, q.offer_id, grouping, filters) if "offer_id" in q else cube
     return (
         select(
             *_dimensions(grouping, scan, win),
@@ -396,6 +409,11 @@ def cube_facts(
         .where(*conditions)
         .subquery("facts")
     )
+
+
+def day_number(day: date) -> int:
+    """A local date as days since 1970-01-01, the `day` of the daily cubes."""
+    return (day - date(1970, 1, 1)).days
 
 
 def grouped(

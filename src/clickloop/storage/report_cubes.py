@@ -1,5 +1,6 @@
 """The report cubes on disk: read units (a click and its conversions), apply fact deltas as
-upserts, and rebuild a range from the raw tables. The rules are in domain/report_facts.py.
+upserts, and rebuild a range from the raw tables (the daily cubes from the hourly ones where the
+zone's days are whole UTC hours). The rules are in domain/report_facts.py.
 
 The hot statements go to the driver (`_execute`: the sqlite3 cursor, or `exec_driver_sql`): a
 postback reads its unit twice and a click batch upserts a few dozen rows, where Core's
@@ -16,11 +17,13 @@ import itertools
 import operator
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Table, delete, func, select, text
+from sqlalchemy import Table, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from clickloop.domain import report_facts as rf
@@ -29,42 +32,100 @@ from clickloop.storage import tables as t
 from clickloop.storage.conversions import column_processors, sqlite_cursor
 
 MARKED_SETTING = "report_marked_dimensions"
+# {"timezone": the zone the daily cubes are kept in, "ready": whether they hold every day}
+DAILY_SETTING = "report_daily_zone"
 _IN_CHUNK = 500  # subids per IN list
 _UPSERT_CHUNK = 256  # rows per multi-row upsert at most (a power of two: `_sizes`)
 _EXISTS_CHUNK = 128  # visitors per uniqueness query (SQLite allows 500 compound SELECTs)
 UNIQUE_WINDOW = timedelta(hours=24)
 MARKED_TTL = 2.0
 _CREATED_AT = operator.itemgetter("created_at")
-_marked_cache: dict[str, tuple[float, tuple[str, ...]]] = {}
+# How long a rebuild that moves the daily cubes to another zone waits before it recomputes
+# them: every process has read the new zone by then (they cache it for MARKED_TTL).
+REZONE_WAIT = 2 * MARKED_TTL
+_EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class DailyZone:
+    """Where the daily cubes stand: the zone their days are in, and whether they hold every
+    day (false from an upgrade or a change of zone until a rebuild fills them)."""
+
+    timezone: str
+    ready: bool
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def daily_zone_of(value: Any) -> DailyZone:
+    """The `report_daily_zone` setting's value as a DailyZone. None (never written: a database
+    whose writers always kept them in UTC) is UTC and ready; anything unreadable is not ready."""
+    if value is None:
+        return DailyZone("UTC", True)
+    if isinstance(value, dict) and isinstance(value.get("timezone"), str):
+        try:
+            ZoneInfo(value["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            return DailyZone("UTC", False)
+        return DailyZone(value["timezone"], value.get("ready") is True)
+    return DailyZone("UTC", False)
+
+
+_settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
 
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
 
 def cube_table(name: str) -> Table:
-    return t.report_marked if name == rf.MARKED else t.report_cubes[name]
+    if name == rf.MARKED:
+        return t.report_marked
+    hourly = t.report_cubes.get(name)
+    return hourly if hourly is not None else t.report_daily_cubes[name]
 
 
 def marked_dimensions(conn: Connection) -> tuple[str, ...]:
-    """The dimensions the `report_marked_dimensions` setting marks (unknown names skipped),
-    read at most every MARKED_TTL seconds per database: a query per click batch cost more than
-    the batch's facts. A change made elsewhere shows within that time; `rebuild` after changing
-    the setting makes the history consistent anyway (docs/reports.md)."""
+    """The dimensions the `report_marked_dimensions` setting marks (unknown names skipped)."""
+    return _report_settings(conn)[0]
+
+
+def daily_zone(conn: Connection) -> DailyZone:
+    """The zone the writers keep the daily cubes in (the `report_daily_zone` setting)."""
+    return _report_settings(conn)[1]
+
+
+def stored_daily_zone(conn: Connection) -> DailyZone:
+    """The `report_daily_zone` setting as stored now (no cache: a report reads it in its own
+    transaction, so it sees the daily cubes and their state from the same moment)."""
+    s = t.settings.c
+    return daily_zone_of(conn.execute(select(s.value).where(s.key == DAILY_SETTING)).scalar())
+
+
+def _report_settings(conn: Connection) -> tuple[tuple[str, ...], DailyZone]:
+    """The writers' settings, read at most every MARKED_TTL seconds per database: a query per
+    click batch cost more than the batch's facts. A change made elsewhere shows within that
+    time; `rebuild` after changing the marked dimensions makes the history consistent anyway,
+    and a rebuild that moves the daily cubes to another zone waits that long (docs/reports.md)."""
     database = str(conn.engine.url)
-    cached = _marked_cache.get(database)
+    cached = _settings_cache.get(database)
     now = time.monotonic()
     if cached is not None and now - cached[0] < MARKED_TTL:
-        return cached[1]
-    value = conn.execute(
-        select(t.settings.c.value).where(t.settings.c.key == MARKED_SETTING)
-    ).scalar()
+        return cached[1], cached[2]
+    s = t.settings.c
+    values = dict(
+        conn.execute(select(s.key, s.value).where(s.key.in_([MARKED_SETTING, DAILY_SETTING]))).all()
+    )
+    value = values.get(MARKED_SETTING)
     names = tuple(n for n in value if n in rf.MARKABLE) if isinstance(value, list) else ()
-    _marked_cache[database] = (now, names)
-    return names
+    zone = daily_zone_of(values.get(DAILY_SETTING))
+    _settings_cache[database] = (now, names, zone)
+    return names, zone
 
 
 def forget_marked_dimensions() -> None:
-    """Read the setting again at the next write (called when this process changed it)."""
-    _marked_cache.clear()
+    """Read the settings again at the next write (called when this process changed them)."""
+    _settings_cache.clear()
 
 
 def read_units(conn: Connection, subids: Collection[str], marked: Sequence[str] = ()) -> Units:
@@ -111,10 +172,10 @@ def _unit_rows(conn: Connection, click_fields: tuple[str, ...], subids: list[str
     return rows
 
 
-def facts_of(units: Units, marked: Sequence[str]) -> rf.Facts:
+def facts_of(units: Units, marked: Sequence[str], zone: ZoneInfo) -> rf.Facts:
     facts: rf.Facts = {}
     for click, conversions in units.values():
-        rf.unit_facts(click, conversions, marked, facts)
+        rf.unit_facts(click, conversions, marked, facts, zone=zone)
     return facts
 
 
@@ -122,10 +183,11 @@ def facts_of(units: Units, marked: Sequence[str]) -> rf.Facts:
 def tracked(conn: Connection, subids: Collection[str]) -> Iterator[None]:
     """Keep the cubes equal to the raw tables across the writes inside: the units of `subids`
     are read before and after, and their difference is applied (not when the block raises)."""
-    marked = marked_dimensions(conn)
-    before = facts_of(read_units(conn, subids, marked), marked)
+    marked, days = _report_settings(conn)
+    zone = days.zone
+    before = facts_of(read_units(conn, subids, marked), marked, zone)
     yield
-    after = facts_of(read_units(conn, subids, marked), marked)
+    after = facts_of(read_units(conn, subids, marked), marked, zone)
     apply(conn, rf.difference(after, before))
 
 
@@ -135,7 +197,8 @@ def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
     if table is not t.clicks:
         return
     _mark_unique(conn, rows)
-    apply(conn, rf.new_clicks_facts(rows, marked_dimensions(conn)))
+    marked, days = _report_settings(conn)
+    apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
 
 
 def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -188,28 +251,80 @@ def rebuild(
     since: datetime | None = None,
     until: datetime | None = None,
     progress: Callable[[int, int], None] | None = None,
+    hourly: bool = True,
 ) -> int:
     """Recompute the cubes from the raw tables for the hours from `since` to `until` (default:
     the first and the last click or conversion), one hour per transaction, so the server keeps
-    writing meanwhile; returns the number of clicks counted."""
-    c, v = t.clicks.c, t.conversions.c
+    writing meanwhile; then the daily cubes, one local day per transaction, in the zone of the
+    `timezone` setting, for the same days (every day of the raw tables and the hourly cubes
+    when that moves them to another zone or they were not ready). `hourly=False` recomputes
+    only the daily cubes. Returns the number of clicks counted."""
+    c, v, h = t.clicks.c, t.conversions.c, t.report_cubes["campaigns"].c
     with engine.connect() as conn:
         clicked = conn.execute(select(func.min(c.created_at), func.max(c.created_at))).one()
         converted = conn.execute(select(func.min(v.converted_at), func.max(v.converted_at))).one()
+        kept = conn.execute(select(func.min(h.hour), func.max(h.hour))).one()
     starts = [moment for moment in (clicked[0], converted[0]) if moment is not None]
     ends = [moment for moment in (clicked[1], converted[1]) if moment is not None]
-    if not starts:
-        return 0
-    since = since or min(starts)
-    end = until or max(ends)
-    first_hour, last_hour = rf.hour_of(since), rf.hour_of(end)
-    total = last_hour - first_hour + 1
+    zone, every_day = _daily_target(engine)
+    hours = range(0)
+    if hourly and starts:
+        hours = range(rf.hour_of(since or min(starts)), rf.hour_of(until or max(ends)) + 1)
+    # The daily cubes span the hourly ones too: they hold the days whose raw clicks were pruned.
+    if kept[0] is not None:
+        starts.append(datetime.fromtimestamp(kept[0] * 3600, UTC))
+        ends.append(datetime.fromtimestamp(kept[1] * 3600, UTC))
+    days = range(0)
+    if starts:
+        first = min(starts) if every_day or since is None else since
+        last = max(ends) if every_day or until is None else until
+        days = range(rf.day_of(first, zone), rf.day_of(last, zone) + 1)
+    total = len(hours) + len(days)
     clicks = 0
-    for done, hour in enumerate(range(first_hour, last_hour + 1), start=1):
+    for done, hour in enumerate(hours, start=1):
         clicks += _rebuild_hour(engine, hour)
         if progress is not None:
             progress(done, total)
+    for done, day in enumerate(days, start=len(hours) + 1):
+        _rebuild_day(engine, day, zone)
+        if progress is not None:
+            progress(done, total)
+    _write_daily_zone(engine, DailyZone(zone.key, True))
     return clicks
+
+
+def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
+    """The zone the daily cubes are to be in (the `timezone` setting), and whether every day
+    must be recomputed: when they are in another zone (then, once the writers have all moved
+    to the new one, they are emptied first) or not ready."""
+    s = t.settings.c
+    with engine.connect() as conn:
+        values = dict(
+            conn.execute(select(s.key, s.value).where(s.key.in_(["timezone", DAILY_SETTING]))).all()
+        )
+    wanted = values.get("timezone")
+    target = daily_zone_of({"timezone": wanted if isinstance(wanted, str) else "UTC"})
+    current = daily_zone_of(values.get(DAILY_SETTING))
+    if current == DailyZone(target.timezone, True):
+        return target.zone, False
+    _write_daily_zone(engine, DailyZone(target.timezone, False))
+    if current.timezone != target.timezone:
+        time.sleep(REZONE_WAIT)
+    with engine.begin() as conn:
+        for table in t.report_daily_cubes.values():
+            conn.execute(delete(table))
+    return target.zone, True
+
+
+def _write_daily_zone(engine: Engine, state: DailyZone) -> None:
+    value = {"timezone": state.timezone, "ready": state.ready}
+    with engine.begin() as conn:
+        s = t.settings.c
+        if not conn.execute(
+            update(t.settings).where(s.key == DAILY_SETTING).values(value=value)
+        ).rowcount:
+            conn.execute(insert(t.settings).values(key=DAILY_SETTING, value=value))
+    forget_marked_dimensions()
 
 
 def _rebuild_hour(engine: Engine, hour: int) -> int:
@@ -218,35 +333,87 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
-            names = ", ".join(table.name for table in _all_tables())
+            names = ", ".join(table.name for table in _hourly_tables())
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-        for table in _all_tables():  # on SQLite this write takes the lock before the reads
+        for table in _hourly_tables():  # on SQLite this write takes the lock before the reads
             conn.execute(delete(table).where(table.c.hour == hour))
         marked = marked_dimensions(conn)
-        # By campaign: the (campaign, time) index serves this; a time index of its own would
-        # cost every click insert more than rebuilds are worth.
-        campaigns = select(t.campaigns.c.id).scalar_subquery()
-        clicked = set(
-            conn.execute(
-                select(t.clicks.c.subid).where(
-                    t.clicks.c.campaign_id.in_(campaigns),
-                    t.clicks.c.created_at >= start,
-                    t.clicks.c.created_at < end,
-                )
-            ).scalars()
-        )
-        converted = conn.execute(
-            select(t.conversions.c.subid)
-            .where(t.conversions.c.converted_at >= start, t.conversions.c.converted_at < end)
-            .distinct()
-        ).scalars()
-        subids = clicked | set(converted)
+        units, clicks = _units_between(conn, start, end, marked)
         facts: rf.Facts = {}
         only = range(hour, hour + 1)
-        for click, conversions in read_units(conn, subids, marked).values():
+        for click, conversions in units.values():
             rf.unit_facts(click, conversions, marked, facts, hours=only)
         apply(conn, facts)
-        return len(clicked)
+        return clicks
+
+
+def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
+    """Replace the daily cubes' rows of one local day: summed from the hourly cubes when the
+    day starts and ends on whole UTC hours (every zone but those with :30 or :45 offsets), else
+    from the raw tables."""
+    local = datetime.combine(_EPOCH + timedelta(days=day), datetime.min.time())
+    start = local.replace(tzinfo=zone).astimezone(UTC)
+    end = (local + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
+    whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
+    daily = list(t.report_daily_cubes.values())
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            read = _hourly_tables() if whole else []
+            names = ", ".join(table.name for table in [*daily, *read])
+            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+        for table in daily:
+            conn.execute(delete(table).where(table.c.day == day))
+        if whole:
+            hours = (int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
+            for name, table in t.report_daily_cubes.items():
+                conn.execute(_daily_from_hourly(name, table, day, hours))
+            return
+        units, _ = _units_between(conn, start, end, ())
+        facts: rf.Facts = {}
+        only = range(day, day + 1)
+        for click, conversions in units.values():
+            rf.unit_facts(click, conversions, (), facts, zone=zone, days=only)
+        apply(conn, facts)
+
+
+def _daily_from_hourly(name: str, table: Table, day: int, hours: tuple[int, int]) -> Any:
+    """INSERT … SELECT of one day of a daily cube from the hourly cube of its dimensions."""
+    entities, dimensions = rf.DAILY_CUBES[name]
+    source = next(hourly for cube, hourly in t.report_cubes.items() if rf.CUBES[cube] == dimensions)
+    keys = [source.c[column] for column in (*entities, *dimensions, "fact")]
+    sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
+    query = (
+        select(literal(day), *keys, *sums)
+        .where(source.c.hour >= hours[0], source.c.hour < hours[1])
+        .group_by(*keys)
+        .having(or_(*(total != 0 for total in sums)))
+    )
+    return insert(table).from_select([column.name for column in table.columns], query)
+
+
+def _units_between(
+    conn: Connection, start: datetime, end: datetime, marked: Sequence[str]
+) -> tuple[Units, int]:
+    """The units of the clicks in [start, end) and of the conversions then, and how many
+    clicks that is."""
+    # By campaign: the (campaign, time) index serves this; a time index of its own would
+    # cost every click insert more than rebuilds are worth.
+    campaigns = select(t.campaigns.c.id).scalar_subquery()
+    clicked = set(
+        conn.execute(
+            select(t.clicks.c.subid).where(
+                t.clicks.c.campaign_id.in_(campaigns),
+                t.clicks.c.created_at >= start,
+                t.clicks.c.created_at < end,
+            )
+        ).scalars()
+    )
+    converted = conn.execute(
+        select(t.conversions.c.subid)
+        .where(t.conversions.c.converted_at >= start, t.conversions.c.converted_at < end)
+        .distinct()
+    ).scalars()
+    return read_units(conn, clicked | set(converted), marked), len(clicked)
 
 
 def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
@@ -257,7 +424,7 @@ def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     return conn.exec_driver_sql(sql, params)
 
 
-def _all_tables() -> list[Table]:
+def _hourly_tables() -> list[Table]:
     return [*t.report_cubes.values(), t.report_marked]
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES
+from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES, DAILY_CUBES
 
 MICROS = Decimal(1_000_000)
 SUB_ID_COUNT = 30
@@ -426,6 +426,28 @@ report_marked = Table(
     metadata,
     *_cube_columns(("dimension", "value")),
 )
+
+# The same facts per local day (in the zone the `report_daily_zone` setting names) instead of the
+# UTC hour; `day` is days since 1970-01-01 there. See domain/report_facts.py, DAILY_CUBES.
+REPORT_DAILY_CUBES = DAILY_CUBES
+
+
+def _daily_columns(entities: tuple[str, ...], dimensions: tuple[str, ...]) -> list[Column[Any]]:
+    return [
+        Column("day", Integer, primary_key=True),
+        *(Column(name, Integer, primary_key=True) for name in entities),
+        *(Column(name, Text, primary_key=True) for name in dimensions),
+        Column("fact", String(80), primary_key=True),
+        Column("n", BigInteger, nullable=False),
+        Column("u", BigInteger, nullable=False),
+        Column("m", Money, nullable=False),
+    ]
+
+
+report_daily_cubes: dict[str, Table] = {
+    name: Table(f"report_{name}", metadata, *_daily_columns(entities, dimensions))
+    for name, (entities, dimensions) in REPORT_DAILY_CUBES.items()
+}
 
 saved_reports = Table(
     "saved_reports",
