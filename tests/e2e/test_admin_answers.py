@@ -155,7 +155,7 @@ def test_valid_filters_still_list(admin: Admin) -> None:
         "/received-postbacks?outcome=ignored&reason=currency&subid=abc&cursor=12",
         "/deliveries?state=failed&target_kind=traffic_source&conversion_id=3",
         "/reports?group_by=campaign&from=2026-01-01&to=2026-01-31&timezone=Europe/Berlin",
-        "/campaigns?days=30",
+        "/campaigns?period=last_30_days&q=+camp+&state=paused",
     ):
         status, _, body = admin.call("GET", path)
         assert status == 200, (path, body[-500:])

@@ -62,8 +62,8 @@ def clicks_per_process(metrics_dir: Path) -> dict[str, float]:
 
 
 def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine) -> None:
-    """400 clicks spread over 2 worker processes: whichever process answers the scrape, the
-    counter and the latency histogram hold all 400, and the S2S queue depth is read."""
+    """Clicks spread over 2 worker processes: whichever process answers the scrape, the counter
+    and the latency histogram hold them all, and the S2S queue depth is read."""
     world = make_world(engine)
     with engine.begin() as conn:
         queue_deliveries(conn, conversion_id=world.conversion_id, now=NOW)
@@ -75,17 +75,24 @@ def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine)
             return answer.code
         return 200
 
-    with ThreadPoolExecutor(16) as pool:
-        assert set(pool.map(click, range(CLICKS))) == {404}
-    per_process = clicks_per_process(server.data_dir / "metrics")
-    assert sum(per_process.values()) == CLICKS
+    # The kernel hands connections to either process; a busy machine may give one all of a
+    # round, so click in rounds until both have answered some.
+    sent = 0
+    for _ in range(20):
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(click, range(CLICKS))) == {404}
+        sent += CLICKS
+        per_process = clicks_per_process(server.data_dir / "metrics")
+        if all(per_process.values()) and len(per_process) == 2:
+            break
+    assert sum(per_process.values()) == sent
     assert len([n for n in per_process.values() if n]) == 2, per_process
     for _ in range(10):  # answered by one process or the other
         status, text = scrape(server)
         assert status == 200
-        assert sample(text, 'clickloop_clicks_total{outcome="unknown_alias"}') == CLICKS
-        assert sample(text, "clickloop_click_seconds_count") == CLICKS
-        assert sample(text, 'clickloop_click_seconds_bucket{le="+Inf"}') == CLICKS
+        assert sample(text, 'clickloop_clicks_total{outcome="unknown_alias"}') == sent
+        assert sample(text, "clickloop_click_seconds_count") == sent
+        assert sample(text, 'clickloop_click_seconds_bucket{le="+Inf"}') == sent
         waiting = sample(text, 'clickloop_s2s_queue{state="queued"}') + sample(
             text, 'clickloop_s2s_queue{state="retrying"}'
         )

@@ -197,6 +197,11 @@ class CampaignPages:
             "and S2S postbacks. Rename it under Edit.",
         )
 
+    async def page_or_save(self, request: Request) -> Response:
+        """`/campaigns/{id}`: GET the campaign's page; POST saves its form (the form's address
+        before it moved to `/edit`). One route, so that other methods get a 405 naming both."""
+        return await (self.form if request.method == "POST" else self.page)(request)
+
     async def page(self, request: Request) -> Response:
         """A campaign's page: its link, offers and weights, S2S targets and their health, and
         its report by day for the period asked (the list's periods)."""

@@ -11,7 +11,6 @@ later. `update_now` (CLI, admin page) records its outcome in the same row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,9 +107,16 @@ def refresh_if_due(engine: Engine, *, now: datetime, url: str, timeout: float) -
     """Run the scheduled update if it is due and this process claims it; whether it did."""
     if not claim_due(engine, now=now):
         return False
-    # A failure is logged and recorded by _update; the rates in force stay.
-    with contextlib.suppress(ConfigError):
-        _update(engine, now=now, url=url, timeout=timeout, retry_at=now + RETRY_AFTER_FAILURE)
+    retry_at = now + RETRY_AFTER_FAILURE
+    try:
+        _update(engine, now=now, url=url, timeout=timeout, retry_at=retry_at)
+    except ConfigError as exc:  # recorded by _update; the rates in force stay
+        log.warning(
+            "exchange rates: the ECB update failed, the rates in force are kept "
+            "(next try at %s UTC): %s",
+            f"{retry_at:%Y-%m-%d %H:%M}",
+            exc,
+        )
     return True
 
 
@@ -133,12 +139,7 @@ def _update(
 ) -> list[RateRow]:
     try:
         written = rates.update_rates(engine, now=now, url=url, timeout=timeout)
-    except ConfigError as exc:
-        log.warning(
-            "exchange rates: the ECB update failed, the rates in force are kept%s: %s",
-            f" (next try at {retry_at:%Y-%m-%d %H:%M} UTC)" if retry_at else "",
-            exc,
-        )
+    except ConfigError as exc:  # the caller tells: a log line on schedule, else the person
         failed = {"failed_at": now, "failure": str(exc)[:2000]}
         with engine.begin() as conn:
             conn.execute(
