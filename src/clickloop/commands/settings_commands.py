@@ -20,7 +20,9 @@ from clickloop.commands.common import ready_engine, text
 from clickloop.errors import InvalidInput
 from clickloop.settings import Settings
 
-HIDDEN = ("config_version", "postback_key")  # internal; the key has `clickloop postback-key`
+# Internal: the key has `clickloop postback-key`; the daily cubes' zone is kept by
+# `clickloop reports rebuild --daily`.
+HIDDEN = ("config_version", "postback_key", "report_daily_zone")
 
 
 def register(commands: Any, command: Callable[..., Any]) -> None:
