@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clickloop.domain import report_facts as rf
 
-START = datetime(2026, 3, 10, 10, 59, tzinfo=UTC)
+# Two hours around the start of summer time in New York (2026-03-08 07:00 UTC).
+START = datetime(2026, 3, 8, 5, 59, tzinfo=UTC)
+ZONES = [UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata")]
 
 clicks = st.fixed_dictionaries(
     {
@@ -29,21 +32,26 @@ clicks = st.fixed_dictionaries(
         "browser": st.sampled_from([None, "Chrome"]),
         "language": st.sampled_from([None, "en"]),
         "sub_id_1": st.sampled_from([None, "zone-1", "zone-2"]),
+        "keyword": st.sampled_from([None, "vpn", 7]),
     }
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(batch=st.lists(clicks, max_size=40), marked=st.sampled_from([(), ("sub_id_1",)]))
+@given(
+    batch=st.lists(clicks, max_size=40),
+    marked=st.sampled_from([(), ("sub_id_1",), ("sub_id_1", "keyword")]),
+    zone=st.sampled_from(ZONES),
+)
 def test_a_batch_counts_what_its_clicks_count_one_by_one(
-    batch: list[dict[str, Any]], marked: tuple[str, ...]
+    batch: list[dict[str, Any]], marked: tuple[str, ...], zone: Any
 ) -> None:
     """Alike clicks are folded together whatever their costs and uniqueness: the facts stay
     exact (same counts, same Decimal cost)."""
     expected: rf.Facts = {}
     for click in batch:
-        rf.unit_facts(click, (), marked, expected)
-    assert rf.new_clicks_facts(batch, marked) == expected
+        rf.unit_facts(click, (), marked, expected, zone=zone)
+    assert rf.new_clicks_facts(batch, marked, zone) == expected
 
 
 def test_a_group_without_unique_clicks_carries_its_whole_cost_once() -> None:
