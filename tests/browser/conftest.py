@@ -73,6 +73,19 @@ def browser(chromium: str) -> Iterator[Any]:
         instance.close()
 
 
+def log_in(
+    page: Any, server: Server, username: str = ADMIN_USER, password: str = ADMIN_PASSWORD
+) -> str:
+    """Log `page` in through the login form; the admin's base URL (the dashboard opened)."""
+    admin_url = f"{server.base_url}/admin"
+    page.goto(f"{admin_url}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button:has-text('Log in')")
+    assert page.url == f"{admin_url}/"
+    return admin_url
+
+
 @pytest.fixture
 def admin(server: Server) -> Server:
     """The test server with an admin user created through the CLI."""

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from clickloop.services import entities
 from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER, SCREENSHOTS
+from tests.browser.conftest import SCREENSHOTS, log_in
 from tests.conftest import Server
 
 pytestmark = pytest.mark.slow
@@ -106,15 +106,6 @@ def _page(browser: Any, errors: list[str], *, clipboard: bool) -> Any:
     return page
 
 
-def _log_in(page: Any, admin: Server) -> str:
-    admin_url = f"{admin.base_url}/admin"
-    page.goto(f"{admin_url}/login")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button:has-text('Log in')")
-    return admin_url
-
-
 def _names(page: Any) -> list[str]:
     return [
         text.strip() for text in page.locator("#campaign-table tbody td.name > a").all_inner_texts()
@@ -127,7 +118,7 @@ def test_campaign_list_as_a_work_screen(admin: Server, engine: Engine, browser: 
     ids = _seed(engine)
     errors: list[str] = []
     page = _page(browser, errors, clipboard=False)
-    admin_url = _log_in(page, admin)
+    admin_url = log_in(page, admin)
     page.goto(f"{admin_url}/campaigns")
     assert page.locator(".seg a.on").inner_text() == "7 days"
     leads_row = page.locator("#campaign-table tbody tr", has_text="Leads")
@@ -202,7 +193,7 @@ def test_campaign_page(admin: Server, engine: Engine, browser: Any) -> None:
     ids = _seed(engine)
     errors: list[str] = []
     page = _page(browser, errors, clipboard=True)
-    admin_url = _log_in(page, admin)
+    admin_url = log_in(page, admin)
     page.goto(f"{admin_url}/campaigns/{ids['Leads']}")
     link = page.input_value("#campaign-link")
     assert link == f"{admin.base_url}/leads?clickid={{click_id}}"

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from clickloop.services import entities, saved_reports
 from clickloop.storage import tables as t
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER, SCREENSHOTS
+from tests.browser.conftest import SCREENSHOTS, log_in
 from tests.conftest import Server
 from tests.integration.test_work_screens import post
 
@@ -191,10 +191,7 @@ def _logged_in_page(browser: Any, admin: Server, errors: list[str]) -> Any:
             else None
         ),
     )
-    page.goto(f"{admin.base_url}/admin/login")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button:has-text('Log in')")
+    log_in(page, admin)
     return page
 
 

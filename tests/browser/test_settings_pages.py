@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER, SCREENSHOTS
+from tests.browser.conftest import ADMIN_USER, SCREENSHOTS, log_in
 from tests.conftest import Server, http_endpoint
 from tests.integration.test_rate_updates import XML
 
@@ -47,16 +47,6 @@ def _page(browser: Any, errors: list[str]) -> Any:
     return page
 
 
-def _log_in(page: Any, server: Server, username: str, password: str) -> str:
-    admin_url = f"{server.base_url}/admin"
-    page.goto(f"{admin_url}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", password)
-    page.click("button:has-text('Log in')")
-    assert page.url == f"{admin_url}/"
-    return admin_url
-
-
 def _shoot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     for label, size in (("laptop", LAPTOP), ("phone", PHONE)):
@@ -70,7 +60,7 @@ def test_rates_page_sets_by_hand_and_updates_now(admin: Server, browser: Any) ->
     rates of the day, shown with their date and origin, and the dashboard tells it."""
     errors: list[str] = []
     page = _page(browser, errors)
-    admin_url = _log_in(page, admin, ADMIN_USER, ADMIN_PASSWORD)
+    admin_url = log_in(page, admin)
     assert "no ECB update yet" in page.locator("#rates-status").inner_text()
     page.click("nav >> text=Exchange rates")
     assert page.url == f"{admin_url}/rates"
@@ -97,7 +87,7 @@ def test_users_page_adds_an_analyst_who_reads_until_disabled(admin: Server, brow
     click lands on the login page."""
     errors: list[str] = []
     page = _page(browser, errors)
-    admin_url = _log_in(page, admin, ADMIN_USER, ADMIN_PASSWORD)
+    admin_url = log_in(page, admin)
     page.click("nav >> text=Users")
     page.fill("#add-user input[name=username]", "ana")
     page.fill("#add-user input[name=password]", ANALYST_PASSWORD)
@@ -109,7 +99,7 @@ def test_users_page_adds_an_analyst_who_reads_until_disabled(admin: Server, brow
     _shoot(page, "users")
 
     analyst = _page(browser, errors)
-    _log_in(analyst, admin, "ana", ANALYST_PASSWORD)
+    log_in(analyst, admin, "ana", ANALYST_PASSWORD)
     assert "analyst, read-only" in analyst.locator("header").inner_text()
     analyst.click("nav >> text=Settings")
     assert analyst.locator("button:has-text('Rotate key')").count() == 0

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER
+from tests.browser.conftest import log_in
 from tests.conftest import Server
 
 pytestmark = pytest.mark.slow
@@ -20,11 +20,7 @@ def test_picker_takes_what_a_user_types(admin: Server, browser: Any) -> None:
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    admin_url = f"{admin.base_url}/admin"
-    page.goto(f"{admin_url}/login")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button:has-text('Log in')")
+    admin_url = log_in(page, admin)
     page.goto(f"{admin_url}/traffic-sources/new")
     picker = page.locator("input[name=template]")
     assert picker.get_attribute("list") == "template-list"
@@ -53,11 +49,7 @@ def test_traffic_source_page_sets_a_conversion_api_and_warns_of_an_uncaptured_cl
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    admin_url = f"{admin.base_url}/admin"
-    page.goto(f"{admin_url}/login")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button:has-text('Log in')")
+    admin_url = log_in(page, admin)
     page.goto(f"{admin_url}/traffic-sources/new")
     page.fill("input[name=template]", "avazu_com")
     page.click("button:has-text('Use template')")

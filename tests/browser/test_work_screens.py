@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
 from clickloop.storage import tables as t
-from tests.browser.conftest import ADMIN_PASSWORD, ADMIN_USER
+from tests.browser.conftest import log_in
 from tests.browser.test_admin_loop import VIEWPORTS, _shoot_everywhere
 from tests.conftest import Server
 from tests.integration.test_work_screens import post
@@ -42,16 +42,6 @@ def _page(browser: Any, errors: list[str]) -> Any:
     return page
 
 
-def _log_in(page: Any, admin: Server) -> str:
-    admin_url = f"{admin.base_url}/admin"
-    page.goto(f"{admin_url}/login")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button:has-text('Log in')")
-    assert page.url == f"{admin_url}/"
-    return admin_url
-
-
 def test_conversion_click_manual_sale_and_upload(
     admin: Server, engine: Engine, browser: Any
 ) -> None:
@@ -73,7 +63,7 @@ def test_conversion_click_manual_sale_and_upload(
     lead = post(engine, "subid=pl1&tid=t1&status=lead&payout=3")
     errors: list[str] = []
     page = _page(browser, errors)
-    admin_url = _log_in(page, admin)
+    admin_url = log_in(page, admin)
 
     page.click("nav >> text=Conversions")
     page.click(f"a[href='/admin/conversions/{lead.conversion_id}'] >> nth=0")
@@ -124,7 +114,7 @@ def test_builder_adds_the_saved_training_once(admin: Server, engine: Engine, bro
     )
     errors: list[str] = []
     page = _page(browser, errors)
-    admin_url = _log_in(page, admin)
+    admin_url = log_in(page, admin)
     page.goto(f"{admin_url}/affiliate-networks/{network}")
     page.check("input[name=trainings]")
     page.click("button:has-text('Update URL')")

@@ -240,8 +240,8 @@ CURRENCY_SIGNS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "�
 
 
 def amount(value: Any, currency: str, places: int = 2) -> str:
-    """Money as a buyer reads it: the currency's sign (or code), thousands separators, a real
-    minus: `$1,234.50`, `-€3.10`, `CHF 12.00`; a dash for none."""
+    """Money as a buyer reads it: the currency's sign (or code), thousands separators, the
+    minus in front: `$1,234.50`, `-€3.10`, `CHF 12.00`; a dash for none."""
     if value is None or value == "":
         return "—"
     number = Decimal(str(value))
