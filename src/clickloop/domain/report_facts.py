@@ -179,7 +179,12 @@ def new_clicks_facts(
     for click in clicks:
         get = click.get
         epoch = int(click["created_at"].timestamp())
-        signature = (epoch // 3600, (epoch + offset_at(epoch, zone)) // 86400, *map(get, fields))
+        signature = (
+            epoch // 3600,
+            (epoch + offset_at(epoch, zone)) // 86400,
+            *map(get, fields),
+            "clicks",
+        )
         found = sums.get(signature)
         if found is None:
             found = sums[signature] = [0, 0, _NO_COST]
@@ -189,9 +194,55 @@ def new_clicks_facts(
         cost = get("cost")
         if cost is not None:
             found[2] += cost
-    keyed = _keyed(tuple(marked))
+    return _projected(sums, tuple(marked))
+
+
+# A conversion as its facts see it: (type, payout, converted_at).
+Conversion = tuple[str, Decimal, datetime]
+
+
+def conversion_facts(
+    changes: Iterable[tuple[Mapping[str, Any], Conversion | None, Conversion | None]],
+    marked: Collection[str],
+    zone: tzinfo = UTC,
+) -> Facts:
+    """What conversions that changed (click, before or None, after or None) move in the cubes,
+    when nothing else of their units changed: no cost carried by either state (click_cost stays)
+    and the click's fields as they were. Equal to difference(unit_facts after, unit_facts before)
+    for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out."""
+    fields = (*_SIGNATURE_FIELDS, *marked)
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for click, before, after in changes:
+        if before == after:
+            continue
+        values = tuple(map(click.get, fields))
+        clicked = int(click["created_at"].timestamp())
+        for sign, conversion in ((-1, before), (1, after)):
+            if conversion is None:
+                continue
+            kind, payout, converted_at = conversion
+            converted = int(converted_at.timestamp())
+            for epoch, fact in ((clicked, f"ct:{kind}"), (converted, f"vt:{kind}")):
+                day = (epoch + offset_at(epoch, zone)) // 86400
+                signature = (epoch // 3600, day, *values, fact)
+                found = sums.get(signature)
+                if found is None:
+                    found = sums[signature] = [0, 0, _NO_COST]
+                found[0] += sign
+                found[2] += payout if sign > 0 else -payout
+    facts = _projected(sums, tuple(marked))
+    # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
+    return {key: sums for key, sums in facts.items() if sums[0] or sums[2]}
+
+
+def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...]) -> Facts:
+    """Sums keyed by signature (hour, local day, the cubes' fields, the fact) projected on every
+    cube, without the ones that came to nothing."""
+    keyed = _keyed(marked)
     facts: Facts = {}
     for signature, (n, u, m) in sums.items():
+        if not (n or u or m):
+            continue
         normal = keyed.normal(signature)
         for cube, project in keyed.cubes:
             key = (cube, project(normal))
@@ -207,9 +258,9 @@ def new_clicks_facts(
 
 @dataclass(frozen=True, slots=True)
 class _Keyed:
-    """How new_clicks_facts turns a sum's signature into each cube's key: `normal` makes it
-    (hour, day, base ids or 0, texts or "", the marked names, "clicks"), and each cube's
-    itemgetter picks its key from that, in unit_facts' order."""
+    """How a signature becomes each cube's key: `normal` makes it (hour, day, base ids or 0,
+    texts or "", the marked names, the fact), and each cube's itemgetter picks its key from
+    that, in unit_facts' order."""
 
     bases: tuple[int, ...]
     texts: tuple[int, ...]
@@ -223,7 +274,7 @@ class _Keyed:
             *[signature[i] or 0 for i in self.bases],
             *[_text(signature[i]) for i in self.texts],
             *self.names,
-            "clicks",
+            signature[-1],
         )
 
 
@@ -238,11 +289,11 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     }
     base = tuple(range(2, 2 + len(bases)))
     name_at = {name: 2 + len(bases) + len(texts) + i for i, name in enumerate(marked)}
-    clicks = 2 + len(bases) + len(texts) + len(marked)
-    picks = [(cube, (0, *base, *(at[d] for d in dims), clicks)) for cube, dims in CUBES.items()]
-    picks += [(MARKED, (0, *base, name_at[n], at[n], clicks)) for n in marked]
+    fact = 2 + len(bases) + len(texts) + len(marked)
+    picks = [(cube, (0, *base, *(at[d] for d in dims), fact)) for cube, dims in CUBES.items()]
+    picks += [(MARKED, (0, *base, name_at[n], at[n], fact)) for n in marked]
     picks += [
-        (cube, (1, *(base if entities else ()), *(at[d] for d in dims), clicks))
+        (cube, (1, *(base if entities else ()), *(at[d] for d in dims), fact))
         for cube, (entities, dims) in DAILY_CUBES.items()
     ]
     cubes = [(cube, itemgetter(*indices)) for cube, indices in picks]

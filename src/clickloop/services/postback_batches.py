@@ -6,15 +6,17 @@ that applying them one by one (`process_postback`) gives; that remains the fallb
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from clickloop.domain.conversions import ConversionState, Duplicate, Stale, Update
 from clickloop.domain.postbacks import Ignored, Outcome, Postback
+from clickloop.domain.report_facts import Conversion
 from clickloop.errors import StorageUnavailable
 from clickloop.services.outbox import queue_deliveries_for
 from clickloop.services.postbacks import (
@@ -72,11 +74,18 @@ def process_postbacks(
     try:
         # Outside the savepoint, so that the clicks stay locked (in subid order, PostgreSQL)
         # for the one-by-one fallback too: see conversion_batches.find_clicks.
-        subids = {item.parsed.subid for item in batch if isinstance(item.parsed, Postback)}
-        clicks = batches.find_clicks(conn, subids)
-        with repo.savepoint(conn), cubes.tracked(conn, clicks):
+        postbacks = [item.parsed for item in batch if isinstance(item.parsed, Postback)]
+        fields = cubes.click_fields(conn)
+        clicks = batches.find_clicks(conn, {p.subid for p in postbacks}, fields)
+        # The units whose click a postback changes (its fields or cost) are tracked whole; the
+        # rest only move conversions, which the batch hands to the cubes itself (_Batch.moved).
+        whole = {p.subid for p in postbacks if p.click_fields or p.cost is not None} & set(clicks)
+        with repo.savepoint(conn), cubes.tracked(conn, whole):
             version = int(conn.execute(_CONFIG_VERSION).scalar() or 0)
-            return _Batch(conn, config_version=version, now=now).apply(batch, clicks)
+            done = _Batch(conn, config_version=version, now=now, whole=whole)
+            results = done.apply(batch, clicks)
+            cubes.add_conversion_changes(conn, done.moved, fields)
+            return results
     except repo.UNAVAILABLE as exc:
         raise StorageUnavailable(str(exc).splitlines()[0]) from exc
     except _Conflict:
@@ -105,8 +114,14 @@ class _Batch:
     """Decides every postback against the batch's view of the conversions and holds the
     writes back until something must read the database (the outbox, the upsell check)."""
 
-    def __init__(self, conn: Connection, *, config_version: int, now: datetime) -> None:
+    def __init__(
+        self, conn: Connection, *, config_version: int, now: datetime, whole: set[str]
+    ) -> None:
+        """`whole`: the subids whose units the cubes track whole (their clicks change)."""
         self._conn = conn
+        self._whole = whole
+        # Conversions that moved in the other units: (click fields, before, after), for the cubes.
+        self.moved: list[tuple[Mapping[str, Any], Conversion | None, Conversion]] = []
         self._config_version = config_version
         self._now = now
         self._known: dict[tuple[str, str], _Tracked] = {}
@@ -165,8 +180,10 @@ class _Batch:
             return refusal(judged, decision, None), None
         if isinstance(decision, Duplicate):
             return refusal(judged, decision, None), tracked
+        before = None
         if isinstance(decision, Update):
             assert tracked is not None
+            before = tracked.state
             tracked.state = decision.state
             if tracked.id is not None:  # else its pending insert stores the new state
                 self._updates[tracked.id] = tracked
@@ -175,6 +192,9 @@ class _Batch:
             tracked = self._known[key] = _Tracked(id=None, state=decision.state)
             self._inserts.append(_NewConversion(click=click, tid=parsed.tid, tracked=tracked))
             outcome = Outcome.ACCEPTED
+        if subid not in self._whole:
+            was = None if before is None else _conversion(before)
+            self.moved.append((click.fields, was, _conversion(decision.state)))
         if parsed.click_fields or parsed.cost is not None:
             # Deliveries render the click as it is when they are queued: earlier changes go out
             # before this postback changes the click.
@@ -230,6 +250,10 @@ class _Batch:
         for parsed in self._click_changes:
             repo.overwrite_click_fields(self._conn, parsed.subid, parsed.click_fields, parsed.cost)
         self._click_changes = []
+
+
+def _conversion(state: ConversionState) -> Conversion:
+    return state.type, state.payout, state.converted_at
 
 
 def _one_by_one(

@@ -6,6 +6,7 @@ Every function works inside the caller's connection and transaction; none commit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from clickloop.domain.conversions import ConversionState
 from clickloop.storage import tables as t
@@ -78,34 +79,60 @@ class NewConversion:
     state: ConversionState
 
 
-def find_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef]:
-    """The clicks among `subids`, by subid, locked in subid order (PostgreSQL)."""
+def find_clicks(
+    conn: Connection, subids: Collection[str], fields: tuple[str, ...] = ()
+) -> dict[str, ClickRef]:
+    """The clicks among `subids`, by subid, locked in subid order (PostgreSQL), each with the
+    click `fields` asked for (the report cubes' ones: read with the rest, not again)."""
     if conn.dialect.name != "sqlite":
-        return _find_partitioned_clicks(conn, subids)
+        return _find_partitioned_clicks(conn, subids, fields)
     found: dict[str, ClickRef] = {}
+    columns = (*_CLICK_REF_FIELDS, *(name for name in fields if name not in _CLICK_REF_FIELDS))
     for chunk in _chunks(sorted(subids)):
         keys = [(subid,) for subid in chunk]
-        for values in _sqlite_select(conn, t.clicks, _CLICK_REF_FIELDS, ("subid",), keys):
-            found[values["subid"]] = ClickRef(**values)
+        for values in _sqlite_select(conn, t.clicks, columns, ("subid",), keys):
+            found[values["subid"]] = _click_ref(values, fields)
     return found
 
 
-def _find_partitioned_clicks(conn: Connection, subids: Collection[str]) -> dict[str, ClickRef]:
+def _find_partitioned_clicks(
+    conn: Connection, subids: Collection[str], fields: tuple[str, ...]
+) -> dict[str, ClickRef]:
     """PostgreSQL: each day's ids within that day's partitions, then the ids not found there in
     all of them (ids without a time: storage/partitions.py). Whether a click is found in the
     first pass depends on its id alone, so every batch still locks in one global order."""
     found: dict[str, ClickRef] = {}
+    within, anywhere = _find_clicks_sql(fields)
     for day, group in by_day(subids).items():
         if day is None:
             continue
         for chunk in _chunks(group):
             params = {"subids": chunk, **day_window(day).params()}
-            for row in conn.execute(_FIND_CLICKS_IN, params):
-                found[row.subid] = ClickRef(**row._mapping)
+            for row in conn.execute(within, params):
+                found[row.subid] = _click_ref(row._mapping, fields)
     for chunk in _chunks(sorted(set(subids) - found.keys())):
-        for row in conn.execute(_FIND_CLICKS, {"subids": chunk}):
-            found[row.subid] = ClickRef(**row._mapping)
+        for row in conn.execute(anywhere, {"subids": chunk}):
+            found[row.subid] = _click_ref(row._mapping, fields)
     return found
+
+
+@functools.cache
+def _find_clicks_sql(fields: tuple[str, ...]) -> tuple[Any, Any]:
+    """The locking click reads (within a day's window, anywhere) with `fields` too."""
+    if not fields:
+        return _FIND_CLICKS_IN, _FIND_CLICKS
+    extra = [t.clicks.c[name] for name in fields if name not in _CLICK_REF_FIELDS]
+    return _FIND_CLICKS_IN.add_columns(*extra), _FIND_CLICKS.add_columns(*extra)
+
+
+def _click_ref(values: Mapping[str, Any] | RowMapping, fields: tuple[str, ...]) -> ClickRef:
+    return ClickRef(
+        subid=values["subid"],
+        campaign_id=values["campaign_id"],
+        offer_id=values["offer_id"],
+        traffic_source_id=values["traffic_source_id"],
+        fields={name: values[name] for name in fields},
+    )
 
 
 def find_conversions(

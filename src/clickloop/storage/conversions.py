@@ -9,7 +9,7 @@ import contextlib
 import functools
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -63,12 +63,13 @@ _INSERT_RECEIVED = insert(t.received_postbacks).returning(t.received_postbacks.c
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClickRef:
-    """The parts of a click a postback needs."""
+    """The parts of a click a postback needs; `fields`: others a batch asked for by name."""
 
     subid: str
     campaign_id: int
     offer_id: int | None
     traffic_source_id: int | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -360,8 +361,10 @@ def savepoint(conn: Connection) -> Iterator[None]:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=256)
 def column_processors(table: Table, dialect: Dialect) -> dict[str, tuple[Any, Any]]:
-    """(bind, result) processors of each column, as SQLAlchemy would apply them."""
+    """(bind, result) processors of each column, as SQLAlchemy would apply them (made once per
+    table and engine: a batch's reads ask for them per column)."""
     result: dict[str, tuple[Any, Any]] = {}
     for column in table.columns:
         impl = column.type.dialect_impl(dialect)
