@@ -1,4 +1,5 @@
-"""A click batch's facts (new_clicks_facts, the click writer's) are the sum of its clicks' own."""
+"""A click batch's facts (new_clicks_facts, the click writer's) are the sum of its clicks' own,
+and a postback batch's conversion moves (conversion_facts) are what the units' facts moved."""
 
 from __future__ import annotations
 
@@ -63,3 +64,46 @@ def test_a_group_without_unique_clicks_carries_its_whole_cost_once() -> None:
     ]
     facts = rf.new_clicks_facts(batch, ())
     assert facts[("campaigns", (rf.hour_of(START), 1, 0, 0, "clicks"))] == [3, 0, Decimal("1.25")]
+
+
+conversions = st.tuples(
+    st.sampled_from(["lead", "sale", "rejected"]),
+    st.decimals(min_value=-5, max_value=50, places=6, allow_nan=False),
+    st.integers(-3600, 3 * 86400).map(lambda s: START + timedelta(seconds=s)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    click=clicks,
+    kept=st.lists(conversions, max_size=3),
+    moves=st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 9)), conversions), max_size=6),
+    marked=st.sampled_from([(), ("sub_id_1",), ("sub_id_1", "keyword")]),
+    zone=st.sampled_from(ZONES),
+)
+def test_conversion_moves_are_what_the_unit_facts_moved(
+    click: dict[str, Any],
+    kept: list[rf.Conversion],
+    moves: list[tuple[int | None, rf.Conversion]],
+    marked: tuple[str, ...],
+    zone: Any,
+) -> None:
+    """A unit's conversions change one after another (a new one, or one replaced): the facts of
+    the moves alone equal the unit's facts after minus before, the click's and the other
+    conversions' unchanged (no costs carried, as the postback batch path uses it)."""
+    current = list(kept)
+    changes: list[tuple[dict[str, Any], rf.Conversion | None, rf.Conversion | None]] = []
+    for index, conversion in moves:
+        if index is None or index >= len(current):
+            current.append(conversion)
+            changes.append((click, None, conversion))
+        else:
+            changes.append((click, current[index], conversion))
+            current[index] = conversion
+
+    def facts(units: list[rf.Conversion]) -> rf.Facts:
+        rows = [{"type": k, "payout": p, "converted_at": at, "cost": None} for k, p, at in units]
+        return rf.unit_facts(click, rows, marked, zone=zone)
+
+    expected = rf.difference(facts(current), facts(kept))
+    assert rf.conversion_facts(changes, marked, zone) == expected

@@ -66,6 +66,8 @@ _SIGNATURE_FIELDS = tuple(
     name for name in CLICK_FIELDS if name not in ("created_at", "cost", "is_unique")
 )
 _NO_COST = Decimal(0)
+# What conversion_facts reads of a click: its time and the fields its facts are keyed by.
+FACT_FIELDS = ("created_at", *_SIGNATURE_FIELDS)
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
 _DIMENSION_SETS = tuple(sorted({*CUBES.values(), *(dims for _, dims in DAILY_CUBES.values())}))
 
@@ -209,30 +211,45 @@ def conversion_facts(
     """What conversions that changed (click, before or None, after or None) move in the cubes,
     when nothing else of their units changed: no cost carried by either state (click_cost stays)
     and the click's fields as they were. Equal to difference(unit_facts after, unit_facts before)
-    for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out."""
+    for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out. `click`
+    needs `created_at` and the FACT_FIELDS (with the marked ones)."""
     fields = (*_SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
+    moves: list[tuple[int, str, int, Decimal]] = []
     for click, before, after in changes:
         if before == after:
             continue
-        values = tuple(map(click.get, fields))
+        moves.clear()
         clicked = int(click["created_at"].timestamp())
-        for sign, conversion in ((-1, before), (1, after)):
-            if conversion is None:
-                continue
-            kind, payout, converted_at = conversion
-            converted = int(converted_at.timestamp())
-            for epoch, fact in ((clicked, f"ct:{kind}"), (converted, f"vt:{kind}")):
-                day = (epoch + offset_at(epoch, zone)) // 86400
-                signature = (epoch // 3600, day, *values, fact)
-                found = sums.get(signature)
-                if found is None:
-                    found = sums[signature] = [0, 0, _NO_COST]
-                found[0] += sign
-                found[2] += payout if sign > 0 else -payout
+        if before is not None:
+            moves += _moves(clicked, before, -1)
+        if after is not None:
+            moves += _moves(clicked, after, 1)
+        values = tuple(map(click.get, fields))
+        for epoch, fact, n, m in moves:
+            day = (epoch + offset_at(epoch, zone)) // 86400
+            signature = (epoch // 3600, day, *values, fact)
+            found = sums.get(signature)
+            if found is None:
+                sums[signature] = [n, 0, m]
+            else:
+                found[0] += n
+                found[2] += m
     facts = _projected(sums, tuple(marked))
     # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
     return {key: sums for key, sums in facts.items() if sums[0] or sums[2]}
+
+
+def _moves(clicked: int, conversion: Conversion, sign: int) -> list[tuple[int, str, int, Decimal]]:
+    kind, payout, converted_at = conversion
+    payout = payout if sign > 0 else -payout
+    ct, vt = _fact_names(kind)
+    return [(clicked, ct, sign, payout), (int(converted_at.timestamp()), vt, sign, payout)]
+
+
+@functools.lru_cache(maxsize=256)
+def _fact_names(kind: str) -> tuple[str, str]:
+    return f"ct:{kind}", f"vt:{kind}"
 
 
 def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...]) -> Facts:

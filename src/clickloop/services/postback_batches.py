@@ -75,7 +75,7 @@ def process_postbacks(
         # Outside the savepoint, so that the clicks stay locked (in subid order, PostgreSQL)
         # for the one-by-one fallback too: see conversion_batches.find_clicks.
         postbacks = [item.parsed for item in batch if isinstance(item.parsed, Postback)]
-        fields = cubes.click_fields(conn)
+        fields = cubes.fact_fields(conn)
         clicks = batches.find_clicks(conn, {p.subid for p in postbacks}, fields)
         # The units whose click a postback changes (its fields or cost) are tracked whole; the
         # rest only move conversions, which the batch hands to the cubes itself (_Batch.moved).

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from clickloop.domain.conversions import ConversionState
 from clickloop.storage import tables as t
@@ -109,10 +109,10 @@ def _find_partitioned_clicks(
         for chunk in _chunks(group):
             params = {"subids": chunk, **day_window(day).params()}
             for row in conn.execute(within, params):
-                found[row.subid] = _click_ref(row._mapping, fields)
+                found[row.subid] = _click_ref(dict(row._mapping), fields)
     for chunk in _chunks(sorted(set(subids) - found.keys())):
         for row in conn.execute(anywhere, {"subids": chunk}):
-            found[row.subid] = _click_ref(row._mapping, fields)
+            found[row.subid] = _click_ref(dict(row._mapping), fields)
     return found
 
 
@@ -125,13 +125,14 @@ def _find_clicks_sql(fields: tuple[str, ...]) -> tuple[Any, Any]:
     return _FIND_CLICKS_IN.add_columns(*extra), _FIND_CLICKS.add_columns(*extra)
 
 
-def _click_ref(values: Mapping[str, Any] | RowMapping, fields: tuple[str, ...]) -> ClickRef:
+def _click_ref(values: Mapping[str, Any], fields: tuple[str, ...]) -> ClickRef:
+    """`values` (all the columns read) are the ClickRef's `fields` too, when fields were asked."""
     return ClickRef(
         subid=values["subid"],
         campaign_id=values["campaign_id"],
         offer_id=values["offer_id"],
         traffic_source_id=values["traffic_source_id"],
-        fields={name: values[name] for name in fields},
+        fields=values if fields else {},
     )
 
 

@@ -63,7 +63,8 @@ _INSERT_RECEIVED = insert(t.received_postbacks).returning(t.received_postbacks.c
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClickRef:
-    """The parts of a click a postback needs; `fields`: others a batch asked for by name."""
+    """The parts of a click a postback needs; `fields`: all the columns read, when a batch asked
+    for more by name (find_clicks)."""
 
     subid: str
     campaign_id: int

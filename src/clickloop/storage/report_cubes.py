@@ -130,7 +130,7 @@ def forget_marked_dimensions() -> None:
 
 def read_units(conn: Connection, subids: Collection[str], marked: Sequence[str] = ()) -> Units:
     """The clicks of `subids` (those that exist) with their conversions."""
-    click_fields = _click_fields(marked)
+    click_fields = (*rf.CLICK_FIELDS, *marked)
     loads = _loads(conn.dialect, click_fields)
     units: Units = {}
     subids = sorted(subids)
@@ -191,13 +191,9 @@ def tracked(conn: Connection, subids: Collection[str]) -> Iterator[None]:
     apply(conn, rf.difference(after, before))
 
 
-def click_fields(conn: Connection) -> tuple[str, ...]:
-    """The click fields the facts read now: rf.CLICK_FIELDS, then the marked ones."""
-    return _click_fields(_report_settings(conn)[0])
-
-
-def _click_fields(marked: Sequence[str]) -> tuple[str, ...]:
-    return (*rf.CLICK_FIELDS, *(name for name in marked if name not in rf.CLICK_FIELDS))
+def fact_fields(conn: Connection) -> tuple[str, ...]:
+    """The click fields add_conversion_changes reads now: rf.FACT_FIELDS, then the marked ones."""
+    return (*rf.FACT_FIELDS, *_report_settings(conn)[0])
 
 
 def add_conversion_changes(
@@ -205,23 +201,14 @@ def add_conversion_changes(
     changes: Sequence[tuple[Mapping[str, Any], rf.Conversion | None, rf.Conversion | None]],
     fields: tuple[str, ...],
 ) -> None:
-    """Add what these conversion changes (the click's `fields` as click_fields named them,
-    before or None, after or None) moved, in units where nothing else changed
-    (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works out all
-    their facts. Payouts count as the database keeps them."""
+    """Add what these conversion changes (the click's `fields`, as fact_fields named them when
+    the click was read; before or None; after or None) moved, in units where nothing else
+    changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works
+    out all their facts. Payouts are in millionths already (domain/money.py quantizes them)."""
     if not changes:
         return
-    marked = fields[len(rf.CLICK_FIELDS) :]
-    moved = [(click, _stored(before), _stored(after)) for click, before, after in changes]
-    apply(conn, rf.conversion_facts(moved, marked, _report_settings(conn)[1].zone))
-
-
-def _stored(conversion: rf.Conversion | None) -> rf.Conversion | None:
-    """The conversion with its payout rounded as the Money column keeps it."""
-    if conversion is None:
-        return None
-    kind, payout, converted_at = conversion
-    return kind, Decimal(_micros(payout)).scaleb(-6), converted_at
+    marked = fields[len(rf.FACT_FIELDS) :]
+    apply(conn, rf.conversion_facts(changes, marked, _report_settings(conn)[1].zone))
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
