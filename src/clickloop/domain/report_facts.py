@@ -237,7 +237,7 @@ def conversion_facts(
                 found[2] += m
     facts = _projected(sums, tuple(marked))
     # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
-    return {key: sums for key, sums in facts.items() if sums[0] or sums[2]}
+    return {key: moved for key, moved in facts.items() if moved[0] or moved[2]}
 
 
 def _moves(clicked: int, conversion: Conversion, sign: int) -> list[tuple[int, str, int, Decimal]]:

@@ -362,10 +362,8 @@ def savepoint(conn: Connection) -> Iterator[None]:
 
 
 @functools.cache
-@functools.lru_cache(maxsize=256)
 def column_processors(table: Table, dialect: Dialect) -> dict[str, tuple[Any, Any]]:
-    """(bind, result) processors of each column, as SQLAlchemy would apply them (made once per
-    table and engine: a batch's reads ask for them per column)."""
+    """(bind, result) processors of each column, as SQLAlchemy would apply them."""
     result: dict[str, tuple[Any, Any]] = {}
     for column in table.columns:
         impl = column.type.dialect_impl(dialect)
