@@ -16,6 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
+from clickloop.services import entities
 from clickloop.storage import tables as t
 from clickloop.storage.db import make_engine, upgrade
 from clickloop.storage.tables import metadata
@@ -173,3 +174,32 @@ def test_daily_cubes_of_a_new_database_are_ready_in_utc(engine: Engine) -> None:
             select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
         ).scalar()
     assert value == {"timezone": "UTC", "ready": True}
+
+
+def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> None:
+    """0010 keeps each visitor's last click of the last day of clicks in `click_visitors`, so
+    that a visitor who clicked just before the upgrade is not counted unique again after it."""
+    engine = empty_engine
+    upgrade(engine, "0009_report_daily_cubes")
+    now = datetime.now(UTC).replace(microsecond=0)
+    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
+    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    clicks = [
+        ("a", 7, now - timedelta(hours=30)),
+        ("b", 7, now - timedelta(hours=2)),
+        ("c", 7, now - timedelta(hours=1)),
+        ("d", 8, now - timedelta(hours=30)),  # more than a day before the last click
+        ("e", None, now),
+    ]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.clicks),
+            [
+                {"subid": s, "created_at": at, "campaign_id": campaign, "visitor": visitor}
+                for s, visitor, at in clicks
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.click_visitors)).all()
+    assert [tuple(row) for row in rows] == [(campaign, 7, now - timedelta(hours=1))]

@@ -208,3 +208,26 @@ def test_prune_refuses_what_is_not_a_number_of_days(
     assert stopped.value.code == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--clicks-older-than" in error and "not a number of days such as 90d" in error
+
+
+def test_maintenance_forgets_visitors_older_than_the_unique_window(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hourly maintenance drops the visitors whose last click is older than 24 hours, a
+    bounded chunk per transaction; the others stay, so their next click is not unique."""
+    monkeypatch.setattr(retention, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(retention, "PAUSE_SECONDS", 0)
+    ages = {1: 25, 2: 30, 3: 48, 4: 23, 5: 1}  # visitor -> hours since the last click
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.click_visitors),
+            [
+                {"campaign_id": 1, "visitor": v, "last_at": NOW - timedelta(hours=h)}
+                for v, h in ages.items()
+            ],
+        )
+    retention.maintain(engine, NOW, 0, analyze=False)
+    with engine.connect() as conn:
+        kept = conn.execute(select(t.click_visitors.c.visitor)).scalars().all()
+    assert sorted(kept) == [4, 5]
+    assert list(retention.forget_visitors(engine, NOW)) == [0]

@@ -1,4 +1,5 @@
-"""Retention of raw clicks, the partitions they go into, and the planner's statistics.
+"""Retention of raw clicks, the partitions they go into, the visitors uniqueness remembers, and
+the planner's statistics.
 
 Clicks created before the horizon go: on PostgreSQL whole day partitions are dropped, on SQLite
 rows are deleted a bounded chunk per transaction. Conversions, received postbacks and
@@ -19,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from typing import TypeVar
 
-from sqlalchemy import Integer, delete, func, literal_column, select, text
+from sqlalchemy import Integer, delete, func, literal_column, select, text, tuple_
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -33,6 +34,7 @@ from clickloop.storage.partitions import (
     partition_days,
     partition_name,
 )
+from clickloop.storage.report_cubes import UNIQUE_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ def maintain(
         created = _with_short_lock(engine, lambda conn: ensure_partitions(conn, now.date()))
         if created:
             log.info("created click partitions %s", ", ".join(created))
+        forgotten = sum(forget_visitors(engine, now))
+        if forgotten:
+            log.info("forgot %d visitors not seen in the unique window", forgotten)
         plan = PrunePlan(horizon=now, partitions=(), rows=0)
         if retention_days:
             plan = plan_prune(engine, horizon(now, retention_days))
@@ -187,6 +192,22 @@ def _delete_in_chunks(engine: Engine, before: datetime) -> Iterator[int]:
             if removed < CHUNK_ROWS:
                 break
             time.sleep(PAUSE_SECONDS)
+
+
+def forget_visitors(engine: Engine, now: datetime) -> Iterator[int]:
+    """Drop the `click_visitors` rows whose last click is older than the unique window (they
+    can no longer make a click not unique), CHUNK_ROWS per transaction."""
+    v = t.click_visitors.c
+    old = select(v.campaign_id, v.visitor).where(v.last_at < now - UNIQUE_WINDOW).limit(CHUNK_ROWS)
+    while True:
+        with writer_engine(engine).begin() as conn:
+            removed = conn.execute(
+                delete(t.click_visitors).where(tuple_(v.campaign_id, v.visitor).in_(old))
+            ).rowcount
+        yield removed
+        if removed < CHUNK_ROWS:
+            break
+        time.sleep(PAUSE_SECONDS)
 
 
 def _with_short_lock(engine: Engine, work: Callable[[Connection], _R]) -> _R:

@@ -36,7 +36,7 @@ MARKED_SETTING = "report_marked_dimensions"
 DAILY_SETTING = "report_daily_zone"
 _IN_CHUNK = 500  # subids per IN list
 _UPSERT_CHUNK = 256  # rows per multi-row upsert at most (a power of two: `_sizes`)
-_EXISTS_CHUNK = 128  # visitors per uniqueness query (SQLite allows 500 compound SELECTs)
+_VISITORS_CHUNK = 256  # (campaign, visitor) pairs per uniqueness query
 UNIQUE_WINDOW = timedelta(hours=24)
 MARKED_TTL = 2.0
 _CREATED_AT = operator.itemgetter("created_at")
@@ -222,30 +222,52 @@ def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
 
 
 def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """A click is unique when its visitor did not click its campaign in the 24 hours before
-    (a batch's own clicks in time order; clicks committed by other processes at the same
-    moment are not seen, so a visitor's first clicks there may both count)."""
+    """A click is unique when its visitor did not click its campaign in the 24 hours before:
+    `click_visitors` holds each visitor's last click on each campaign, read for the batch's
+    visitors and moved forward by its clicks (a batch's own clicks in time order; clicks
+    committed by other processes at the same moment are not seen, so a visitor's first clicks
+    there may both count)."""
     ordered = sorted(rows, key=_CREATED_AT)
-    keys = [(row["campaign_id"], row.get("visitor")) for row in ordered]
-    pairs = list({key for key in keys if key[1]})
-    since = ordered[0]["created_at"] - UNIQUE_WINDOW
-    seen: set[tuple[Any, Any]] = set()
-    bind = column_processors(t.clicks, conn.dialect)["created_at"][0]
-    bound_since = bind(since) if bind is not None else since
-    for start in range(0, len(pairs), _EXISTS_CHUNK):
-        chunk = pairs[start : start + _EXISTS_CHUNK]
+    pairs = sorted({(row["campaign_id"], row["visitor"]) for row in ordered if row.get("visitor")})
+    last = _last_clicks(conn, pairs)
+    for row in ordered:
+        visitor = row.get("visitor")
+        if not visitor:
+            row["is_unique"] = True
+            continue
+        pair = (row["campaign_id"], visitor)
+        created = row["created_at"]
+        seen = last.get(pair)
+        row["is_unique"] = seen is None or seen < created - UNIQUE_WINDOW
+        if seen is None or created > seen:
+            last[pair] = created
+    _remember_clicks(conn, [(*pair, last[pair]) for pair in pairs])
+
+
+def _last_clicks(conn: Connection, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], datetime]:
+    """The last click of each (campaign, visitor) that `click_visitors` knows of."""
+    load = column_processors(t.click_visitors, conn.dialect)["last_at"][1]
+    found: dict[tuple[int, int], datetime] = {}
+    for start in range(0, len(pairs), _VISITORS_CHUNK):
+        chunk = pairs[start : start + _VISITORS_CHUNK]
         # Padded with its last pair to a power of two: a few statement texts for all batches.
         chunk += chunk[-1:] * (_padded(len(chunk)) - len(chunk))
-        sql = _seen_sql(conn.dialect.name, len(chunk))
-        params = tuple(v for pair in chunk for v in (*pair, bound_since))
-        seen.update(chunk[int(index)] for (index,) in _execute(conn, sql, params))
-    for row, key in zip(ordered, keys, strict=True):
-        if key in seen:
-            row["is_unique"] = False
-        else:
-            row["is_unique"] = True
-            if key[1]:
-                seen.add(key)
+        sql = _last_clicks_sql(conn.dialect.name, len(chunk))
+        params = tuple(itertools.chain.from_iterable(chunk))
+        for campaign, visitor, last_at in _execute(conn, sql, params):
+            found[(campaign, visitor)] = load(last_at) if load is not None else last_at
+    return found
+
+
+def _remember_clicks(conn: Connection, rows: list[tuple[int, int, datetime]]) -> None:
+    """Move each (campaign, visitor, last click) forward in `click_visitors` (never back)."""
+    bind = column_processors(t.click_visitors, conn.dialect)["last_at"][0]
+    bound = [(c, v, bind(at) if bind is not None else at) for c, v, at in rows]
+    start = 0
+    for size in _sizes(len(bound), _UPSERT_CHUNK):
+        sql = _remember_sql(conn.dialect.name, size)
+        _execute(conn, sql, tuple(itertools.chain.from_iterable(bound[start : start + size])))
+        start += size
 
 
 def apply(conn: Connection, facts: rf.Facts) -> None:
@@ -487,14 +509,27 @@ def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int) -
 
 
 @functools.cache
-def _seen_sql(dialect: str, count: int) -> str:
-    """Which of `count` (campaign, visitor, since) triples clicked: one index probe each."""
+def _last_clicks_sql(dialect: str, count: int) -> str:
+    """The last clicks of `count` (campaign, visitor) pairs: a VALUES list walked first (SQLite's
+    CROSS JOIN keeps that order), one key probe each."""
     mark = "?" if dialect == "sqlite" else "%s"
-    one = (
-        "SELECT {i} WHERE EXISTS (SELECT 1 FROM clicks WHERE campaign_id = {m} "
-        "AND visitor = {m} AND created_at >= {m})"
+    join = "CROSS JOIN" if dialect == "sqlite" else "JOIN"
+    values = ", ".join([f"({mark}, {mark})"] * count)
+    return (
+        f"SELECT v.campaign_id, v.visitor, v.last_at FROM (VALUES {values}) AS k "
+        f"{join} click_visitors AS v ON v.campaign_id = k.column1 AND v.visitor = k.column2"
     )
-    return " UNION ALL ".join(one.format(i=i, m=mark) for i in range(count))
+
+
+@functools.cache
+def _remember_sql(dialect: str, count: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    values = ", ".join([f"({mark}, {mark}, {mark})"] * count)
+    return (
+        f"INSERT INTO click_visitors (campaign_id, visitor, last_at) VALUES {values} "
+        "ON CONFLICT (campaign_id, visitor) DO UPDATE SET last_at = excluded.last_at "
+        "WHERE excluded.last_at > click_visitors.last_at"
+    )
 
 
 @functools.cache

@@ -233,7 +233,6 @@ clicks = Table(
     Column("is_unique", Boolean),
     Column("visitor", BigInteger),  # a 63-bit hash of IP and user agent
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
-    Index("ix_clicks_campaign_id_visitor_created_at", "campaign_id", "visitor", "created_at"),
     Index("ix_clicks_campaign_id_subid", "campaign_id", "subid"),  # a campaign's clicks list
     # PostgreSQL: one partition per UTC day (storage/partitions.py), and so a primary key of
     # (subid, created_at): a partitioned table's unique keys must hold its partition key. The
@@ -375,6 +374,19 @@ api_tokens = Table(
     Column("created_at", utc_datetime(), nullable=False),
     Column("last_used_at", utc_datetime()),
     Column("role", String(16), nullable=False, server_default="admin"),  # admin | analyst
+)
+
+# Each visitor's last click on each campaign (docs/reports.md, "Unique clicks"): the click writer
+# reads and moves it forward; `serve` drops the rows older than the unique window every hour. A
+# row per visitor and campaign instead of an index entry per click: an index over every click
+# cost the writer a page write per visitor of a batch.
+click_visitors = Table(
+    "click_visitors",
+    metadata,
+    Column("campaign_id", Integer, primary_key=True, autoincrement=False),
+    Column("visitor", BigInteger, primary_key=True, autoincrement=False),
+    Column("last_at", utc_datetime(), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # One row (id 1): when `serve` next fetches the ECB rates, and how the last attempts went. The
