@@ -260,14 +260,18 @@ def _sqlite_select(
         f"CROSS JOIN {table.name} AS r ON {on}"
     )
     params = [item for value in values for item in value]
-    loads = [column_processors(table, conn.dialect)[name][1] for name in columns]
-    return [
-        {
-            name: load(value) if load is not None and value is not None else value
-            for name, load, value in zip(columns, loads, row, strict=True)
-        }
-        for row in sqlite_cursor(conn).execute(sql, params).fetchall()
-    ]
+    processors = column_processors(table, conn.dialect)
+    # Most columns load as they come: a dict of the row, then the few that need loading.
+    loads = [(name, processors[name][1]) for name in columns if processors[name][1] is not None]
+    rows = []
+    for row in sqlite_cursor(conn).execute(sql, params).fetchall():
+        loaded = dict(zip(columns, row, strict=True))
+        for name, load in loads:
+            value = loaded[name]
+            if value is not None:
+                loaded[name] = load(value)
+        rows.append(loaded)
+    return rows
 
 
 def _sqlite_update(
