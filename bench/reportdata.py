@@ -521,7 +521,9 @@ class Loader:
             ).fetchall()
             for name, sql in found:
                 self.db.execute(f'DROP INDEX IF EXISTS "{name}"')
-                self.indexes.append(sql)
+                # pg_indexes writes a partitioned table's index `ON ONLY` the parent: made again
+                # so, it would stay invalid and the partitions would have none.
+                self.indexes.append(sql.replace(" ON ONLY ", " ON ", 1))
         return self
 
     def write(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:

@@ -904,6 +904,9 @@ def _reports_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             progress.update(task, completed=done, total=total)
 
         clicks = rebuild(engine, since=since, progress=advance, hourly=not args.daily)
+    from clickloop.services import retention
+
+    retention.refresh_statistics(engine)  # the cubes just refilled
     if args.daily:
         print("rebuilt the daily report aggregates")
     else:

@@ -139,11 +139,14 @@ async def run_maintenance(
 
 def refresh_statistics(engine: Engine) -> None:
     """Statistics for the planner: PostgreSQL's autovacuum never analyzes a partitioned table
-    itself (only its partitions), and SQLite has none until asked (an approximate ANALYZE that
-    reads a bounded sample of each index)."""
+    itself (only its partitions), nor anything where it is off, and a report cube taken for
+    empty is grouped by an external sort (campaign > country at 10M clicks: 292 → 127 ms once
+    analyzed); SQLite has none until asked (an approximate ANALYZE that reads a bounded sample
+    of each index)."""
     with writer_engine(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("ANALYZE clicks")
+            cubes = [*t.report_cubes.values(), t.report_marked, *t.report_daily_cubes.values()]
+            conn.exec_driver_sql(f"ANALYZE clicks, {', '.join(c.name for c in cubes)}")
         else:
             conn.exec_driver_sql("PRAGMA analysis_limit=1000")
             conn.exec_driver_sql("ANALYZE")
