@@ -112,18 +112,17 @@ def unit_facts(
     zone: tzinfo = UTC,
     hours: range | None = None,
     days: range | None = None,
-    weight: int = 1,
 ) -> Facts:
     """The unit's facts, added to `into` (a new dict by default), the daily ones by local day in
     `zone`. `hours` keeps only the hourly facts at those hours, `days` only the daily facts on
-    those days (a rebuild of part of the range; either alone drops the other kind); `weight`: as
-    many identical units. A field missing from `click` is NULL."""
+    those days (a rebuild of part of the range; either alone drops the other kind). A field
+    missing from `click` is NULL."""
     facts: Facts = {} if into is None else into
     conversions = list(conversions)
     created = click["created_at"]
     cost = click_cost(click.get("cost"), (c["cost"] for c in conversions))
     rows: list[tuple[datetime, str, int, int, Decimal]] = [
-        (created, "clicks", weight, weight if click.get("is_unique") else 0, cost * weight)
+        (created, "clicks", 1, 1 if click.get("is_unique") else 0, cost)
     ]
     for conversion in conversions:
         kind, payout = conversion["type"], conversion["payout"]
