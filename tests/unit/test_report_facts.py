@@ -1,5 +1,6 @@
-"""A click batch's facts (new_clicks_facts, the click writer's) are the sum of its clicks' own,
-and a postback batch's conversion moves (conversion_facts) are what the units' facts moved."""
+"""A click batch's facts (new_clicks_facts, the click writer's on PostgreSQL) and clicks summed
+by minute (grouped_clicks_facts, SQLite's fold) are the sum of the clicks' own, and a postback
+batch's conversion moves (conversion_facts) are what the units' facts moved."""
 
 from __future__ import annotations
 
@@ -53,6 +54,29 @@ def test_a_batch_counts_what_its_clicks_count_one_by_one(
     for click in batch:
         rf.unit_facts(click, (), marked, expected, zone=zone)
     assert rf.new_clicks_facts(batch, marked, zone) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.lists(clicks, max_size=40),
+    marked=st.sampled_from([(), ("sub_id_1",), ("sub_id_1", "keyword")]),
+    zone=st.sampled_from(ZONES),
+)
+def test_clicks_summed_by_minute_count_what_the_clicks_count(
+    batch: list[dict[str, Any]], marked: tuple[str, ...], zone: Any
+) -> None:
+    """SQLite's fold (report_cubes.catch_up) sums the clicks by UTC minute and signature in
+    SQL: its rows, summed here the same way, give the clicks' own facts."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for click in batch:
+        minute = click["created_at"].strftime("%Y-%m-%d %H:%M")
+        key = (minute, *(click.get(name) for name in (*rf.SIGNATURE_FIELDS, *marked)))
+        sums = groups.setdefault(key, [0, 0, 0])
+        sums[0] += 1
+        sums[1] += 1 if click["is_unique"] else 0
+        sums[2] += int((click["cost"] or 0) * 1_000_000)
+    rows = [(*key, *sums) for key, sums in groups.items()]
+    assert rf.grouped_clicks_facts(rows, marked, zone) == rf.new_clicks_facts(batch, marked, zone)
 
 
 def test_a_group_without_unique_clicks_carries_its_whole_cost_once() -> None:

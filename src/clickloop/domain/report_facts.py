@@ -11,7 +11,7 @@ get the same facts at the local day (in the zone they are kept for) instead of t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -62,12 +62,12 @@ CLICK_FIELDS = (
 CONVERSION_FIELDS = ("type", "payout", "cost", "converted_at")
 # What makes new clicks alike (new_clicks_facts): the fields besides their time, cost and
 # uniqueness.
-_SIGNATURE_FIELDS = tuple(
+SIGNATURE_FIELDS = tuple(
     name for name in CLICK_FIELDS if name not in ("created_at", "cost", "is_unique")
 )
 _NO_COST = Decimal(0)
 # What conversion_facts reads of a click: its time and the fields its facts are keyed by.
-FACT_FIELDS = ("created_at", *_SIGNATURE_FIELDS)
+FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
 _DIMENSION_SETS = tuple(sorted({*CUBES.values(), *(dims for _, dims in DAILY_CUBES.values())}))
 
@@ -175,7 +175,7 @@ def new_clicks_facts(
     tuple per click and a few per sum (a unit_facts per click cost three times as much). A new
     click's `clicks` fact is linear: n clicks, u of them unique, m their recorded costs
     (click_cost without conversions)."""
-    fields = (*_SIGNATURE_FIELDS, *marked)
+    fields = (*SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for click in clicks:
         get = click.get
@@ -198,6 +198,25 @@ def new_clicks_facts(
     return _projected(sums, tuple(marked))
 
 
+def grouped_clicks_facts(
+    groups: Iterable[Sequence[Any]], marked: Collection[str], zone: tzinfo = UTC
+) -> Facts:
+    """The facts of clicks summed by the database: rows of (UTC minute as "YYYY-MM-DD HH:MM",
+    the SIGNATURE_FIELDS and the marked ones, clicks, unique clicks, cost in millionths), the
+    clicks without conversions; equal to new_clicks_facts of those clicks."""
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for minute, *values, n, u, micros in groups:
+        epoch = int(datetime.fromisoformat(minute).replace(tzinfo=UTC).timestamp())
+        signature = (epoch // 3600, (epoch + offset_at(epoch, zone)) // 86400, *values, "clicks")
+        found = sums.get(signature)
+        if found is None:
+            found = sums[signature] = [0, 0, _NO_COST]
+        found[0] += n
+        found[1] += u
+        found[2] += Decimal(micros).scaleb(-6)
+    return _projected(sums, tuple(marked))
+
+
 # A conversion as its facts see it: (type, payout, converted_at).
 Conversion = tuple[str, Decimal, datetime]
 
@@ -212,7 +231,7 @@ def conversion_facts(
     and the click's fields as they were. Equal to difference(unit_facts after, unit_facts before)
     for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out. `click`
     needs `created_at` and the FACT_FIELDS (with the marked ones)."""
-    fields = (*_SIGNATURE_FIELDS, *marked)
+    fields = (*SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     moves: list[tuple[int, str, int, Decimal]] = []
     for click, before, after in changes:
@@ -296,7 +315,7 @@ class _Keyed:
 
 @functools.cache
 def _keyed(marked: tuple[str, ...]) -> _Keyed:
-    fields = (*_SIGNATURE_FIELDS, *marked)
+    fields = (*SIGNATURE_FIELDS, *marked)
     bases = tuple(2 + fields.index(name) for name in BASE_DIMENSIONS)
     texts = tuple(2 + i for i, name in enumerate(fields) if name not in BASE_DIMENSIONS)
     at = {

@@ -31,7 +31,7 @@ from clickloop.services.report_query import (
 )
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
-from clickloop.storage.report_cubes import stored_daily_zone
+from clickloop.storage.report_cubes import settle, stored_daily_zone
 
 PATHS = ("auto", "raw", "aggregates", "hourly")
 # The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
@@ -158,6 +158,8 @@ def run_report(
         if key.name not in query.grouping:
             wanted.setdefault(key.name, metric(key.name))
     bases = sorted({base for m in wanted.values() for base in m.bases})
+    if path != "raw":
+        settle(engine)
     with report_connection(engine, statement_timeout) as conn:
         cube = None
         if path != "raw":

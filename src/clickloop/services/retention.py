@@ -24,6 +24,7 @@ from sqlalchemy import Integer, delete, func, literal_column, select, text, tupl
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from clickloop.storage import report_cubes as cubes
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine, writer_engine
 from clickloop.storage.partitions import (
@@ -190,7 +191,9 @@ def _delete_in_chunks(engine: Engine, before: datetime) -> Iterator[int]:
         )
         while True:
             with writer_engine(engine).begin() as conn:
+                cubes.caught_up(conn)
                 removed = conn.execute(delete(t.clicks).where(rowid.in_(chunk))).rowcount
+                cubes.clicks_deleted(conn)
             yield removed
             if removed < CHUNK_ROWS:
                 break

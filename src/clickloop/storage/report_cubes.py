@@ -30,6 +30,7 @@ from clickloop.domain import report_facts as rf
 from clickloop.storage import partitions
 from clickloop.storage import tables as t
 from clickloop.storage.conversions import column_processors, sqlite_cursor
+from clickloop.storage.db import reader_engine
 
 MARKED_SETTING = "report_marked_dimensions"
 # {"timezone": the zone the daily cubes are kept in, "ready": whether they hold every day}
@@ -74,6 +75,20 @@ def daily_zone_of(value: Any) -> DailyZone:
 
 
 _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
+# SQLite: a click batch folds the clicks past the watermark into the cubes at most this often
+# (seconds), up to FOLLOW_CHUNK of them; _last_follow is when this process last did.
+FOLLOW_INTERVAL = 0.5
+FOLLOW_CHUNK = 50_000
+_last_follow = 0.0
+_POSITION_SQL = (
+    "SELECT (SELECT position FROM cube_watermarks WHERE name = 'clicks'), "
+    "(SELECT coalesce(max(rowid), 0) FROM clicks)"
+)
+_MOVE_SQL = "UPDATE cube_watermarks SET position = ? WHERE name = 'clicks'"
+_REWIND_SQL = (
+    "UPDATE cube_watermarks SET position = (SELECT coalesce(max(rowid), 0) FROM clicks) "
+    "WHERE name = 'clicks' AND position > (SELECT coalesce(max(rowid), 0) FROM clicks)"
+)
 
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
@@ -182,7 +197,11 @@ def facts_of(units: Units, marked: Sequence[str], zone: ZoneInfo) -> rf.Facts:
 @contextlib.contextmanager
 def tracked(conn: Connection, subids: Collection[str]) -> Iterator[None]:
     """Keep the cubes equal to the raw tables across the writes inside: the units of `subids`
-    are read before and after, and their difference is applied (not when the block raises)."""
+    are read before and after, and their difference is applied (not when the block raises).
+    On SQLite the cubes first catch up with the clicks (catch_up: a click past the watermark
+    must not change)."""
+    if subids:
+        caught_up(conn)
     marked, days = _report_settings(conn)
     zone = days.zone
     before = facts_of(read_units(conn, subids, marked), marked, zone)
@@ -213,12 +232,70 @@ def add_conversion_changes(
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """The click writer's hook, before a batch's clicks are inserted: mark each click unique or
-    not, and add the batch's facts to the cubes."""
+    not; on PostgreSQL add the batch's facts to the cubes, on SQLite fold the clicks past the
+    watermark into them at most every FOLLOW_INTERVAL (see catch_up)."""
     if table is not t.clicks:
         return
     _mark_unique(conn, rows)
+    if conn.dialect.name != "sqlite":
+        marked, days = _report_settings(conn)
+        apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
+        return
+    global _last_follow
+    now = time.monotonic()
+    if now - _last_follow >= FOLLOW_INTERVAL:
+        _last_follow = now
+        catch_up(conn)
+
+
+def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
+    """SQLite, in a write transaction: add the facts of up to `limit` clicks past the
+    `cube_watermarks` position to the cubes and move it past them; returns how many rowids it
+    moved (0: the cubes hold every click). Commits are serialised and a new click takes the
+    largest rowid + 1, so every click committed later has a larger rowid than the position.
+
+    What makes this exact: the clicks past the position are as their batch inserted them. A
+    write that changes a click's facts (a postback's cost or sub_id, `tracked`) catches up
+    first; a conversion that only moves (`add_conversion_changes`) changes no `clicks` fact;
+    a delete of the newest clicks moves the position back (`clicks_deleted`). No-op elsewhere."""
+    if conn.dialect.name != "sqlite":
+        return 0
+    cursor = sqlite_cursor(conn)
+    position, last = cursor.execute(_POSITION_SQL).fetchone()
+    if last <= position:
+        return 0
+    end = min(last, position + limit)
     marked, days = _report_settings(conn)
-    apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
+    groups = cursor.execute(_follow_sql(marked), (position, end))
+    apply(conn, rf.grouped_clicks_facts(groups, marked, days.zone))
+    cursor.execute(_MOVE_SQL, (end,))
+    return int(end - position)
+
+
+def settle(engine: Engine) -> None:
+    """Bring the cubes up to every committed click before a report reads them (SQLite; a
+    plain read when there is nothing to fold)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with reader_engine(engine).connect() as conn:
+        position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
+    while last > position:
+        with engine.begin() as conn:
+            if catch_up(conn) < FOLLOW_CHUNK:
+                return
+
+
+def caught_up(conn: Connection) -> None:
+    """catch_up until the cubes hold every click (a rebuild recomputes from all of them)."""
+    while catch_up(conn) == FOLLOW_CHUNK:
+        pass
+
+
+def clicks_deleted(conn: Connection) -> None:
+    """After clicks were deleted in a transaction that caught up first: when the newest ones
+    went, SQLite hands their rowids out again, so the position goes back to the last left."""
+    if conn.dialect.name == "sqlite":
+        sqlite_cursor(conn).execute(_REWIND_SQL)
 
 
 def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -373,6 +450,7 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
     start = datetime.fromtimestamp(hour * 3600, UTC)
     end = start + timedelta(hours=1)
     with engine.begin() as conn:
+        caught_up(conn)
         if conn.dialect.name == "postgresql":
             # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
             names = ", ".join(table.name for table in _hourly_tables())
@@ -399,6 +477,7 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
     daily = list(t.report_daily_cubes.values())
     with engine.begin() as conn:
+        caught_up(conn)
         if conn.dialect.name == "postgresql":
             read = _hourly_tables() if whole else []
             names = ", ".join(table.name for table in [*daily, *read])
@@ -505,6 +584,18 @@ def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int) -
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
         f"ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n, "
         f"u = {table}.u + excluded.u, m = {table}.m + excluded.m"
+    )
+
+
+@functools.cache
+def _follow_sql(marked: tuple[str, ...]) -> str:
+    """The clicks of a rowid range summed by minute and by what their facts are keyed by
+    (rf.grouped_clicks_facts' rows): zones change their offsets on whole minutes."""
+    fields = ", ".join((*rf.SIGNATURE_FIELDS, *marked))
+    return (
+        f"SELECT substr(created_at, 1, 16) AS minute, {fields}, count(*), "
+        "coalesce(sum(is_unique), 0), coalesce(sum(cost), 0) FROM clicks "
+        f"WHERE rowid > ? AND rowid <= ? GROUP BY minute, {fields}"
     )
 
 

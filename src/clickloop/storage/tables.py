@@ -389,6 +389,15 @@ click_visitors = Table(
     sqlite_with_rowid=False,
 )
 
+# How far the report cubes have followed a raw table (storage/cube_follower.py): on SQLite,
+# the row `clicks` holds the last clicks rowid whose facts are in the cubes.
+cube_watermarks = Table(
+    "cube_watermarks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
 # One row (id 1): when `serve` next fetches the ECB rates, and how the last attempts went. The
 # row is the coordinator: a process fetches only after moving `next_attempt_at` forward itself.
 rate_updates = Table(
