@@ -63,8 +63,10 @@ postbacks_strategy = st.lists(
 )
 
 
-def store_clicks(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Through the writer the server uses, with its report hook, a few rows per batch."""
+def store_clicks(engine: Engine, rows: list[dict[str, Any]], *, follow: bool = False) -> None:
+    """Through the writer the server uses, with its report hook, a few rows per batch; with
+    `follow`, SQLite's follower folds them into the cubes after each batch, as a server's
+    does every FOLLOW_INTERVAL."""
 
     async def run() -> None:
         writer = GroupCommitWriter(engine, before_insert=report_cubes.add_clicks)
@@ -74,6 +76,8 @@ def store_clicks(engine: Engine, rows: list[dict[str, Any]]) -> None:
                 await asyncio.gather(
                     *(writer.insert(t.clicks, row, enrich_click) for row in rows[start : start + 3])
                 )
+                if follow:
+                    await report_cubes.follow(engine, writer.run)
         finally:
             await writer.stop()
 
@@ -109,7 +113,6 @@ def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ..
 )
 def test_incremental_cubes_equal_a_rebuild(
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     clicks: list[Any],
     postbacks: list[Any],
     zone: str,
@@ -122,9 +125,6 @@ def test_incremental_cubes_equal_a_rebuild(
         report_cubes.clicks_deleted(conn)
         for table in CUBE_TABLES:
             conn.execute(delete(table))
-    # SQLite: the click batches fold the clicks into the cubes each time, or never (then the
-    # postbacks that change a click, and the read below, catch up).
-    monkeypatch.setattr(report_cubes, "FOLLOW_INTERVAL", 0 if fold_each_batch else 3600)
     world = _world(engine)
     keep_daily_cubes_in(engine, zone)
     offers = (world.upsell_offer_id, world.plain_offer_id)
@@ -145,7 +145,9 @@ def test_incremental_cubes_equal_a_rebuild(
         if zone is not None:
             row["sub_id_1"] = zone
         rows.append(row)
-    store_clicks(engine, rows)
+    # SQLite: folded after each batch, or never (then the postbacks that change a click, and
+    # the read below, catch up).
+    store_clicks(engine, rows, follow=fold_each_batch)
     pending: list[str] = []
     for which, tid, status, payout, cost, zone, minutes, batched in postbacks:
         moment = START + timedelta(minutes=minutes)

@@ -34,7 +34,7 @@ from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
-from clickloop.storage.report_cubes import add_clicks
+from clickloop.storage.report_cubes import FOLLOW_INTERVAL, add_clicks, follow
 from clickloop.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,8 @@ class ClickloopApp:
             self.click_writer.start()
         await self._declare_secrets()
         self._tasks.append(asyncio.create_task(self._poll_config()))
+        if self.engine.dialect.name == "sqlite":
+            self._tasks.append(asyncio.create_task(self._follow_clicks()))
         self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
 
     async def shutdown(self) -> None:
@@ -250,6 +252,16 @@ class ClickloopApp:
                     await self.reload_config()
             except Exception as exc:  # a database hiccup must not end polling
                 log.warning("config poll failed: %s", exc)
+
+    async def _follow_clicks(self) -> None:
+        """SQLite: fold the clicks into the report cubes every FOLLOW_INTERVAL (every process
+        tries; the position decides who folds a range)."""
+        while True:
+            await asyncio.sleep(FOLLOW_INTERVAL)
+            try:
+                await follow(self.engine, self.click_writer.run)
+            except Exception as exc:  # a database hiccup must not end following
+                log.warning("folding clicks into the report cubes failed: %s", exc)
 
 
 def create_app(settings: Settings, engine: Engine, **kwargs: Any) -> ClickloopApp:

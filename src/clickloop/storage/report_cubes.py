@@ -11,12 +11,13 @@ text per batch size pushed them out of their caches (a new prepare cost more tha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import itertools
 import operator
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -75,16 +76,15 @@ def daily_zone_of(value: Any) -> DailyZone:
 
 
 _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
-# SQLite: a click batch folds the clicks past the watermark into the cubes at most this often
-# (seconds), up to FOLLOW_CHUNK of them; _last_follow is when this process last did.
+# SQLite: each server process folds the clicks past the watermark into the cubes this often
+# (seconds), up to FOLLOW_CHUNK of them at a time.
 FOLLOW_INTERVAL = 0.5
 FOLLOW_CHUNK = 50_000
-_last_follow = 0.0
 _POSITION_SQL = (
     "SELECT (SELECT position FROM cube_watermarks WHERE name = 'clicks'), "
     "(SELECT coalesce(max(rowid), 0) FROM clicks)"
 )
-_MOVE_SQL = "UPDATE cube_watermarks SET position = ? WHERE name = 'clicks'"
+_MOVE_SQL = "UPDATE cube_watermarks SET position = ? WHERE name = 'clicks' AND position = ?"
 _REWIND_SQL = (
     "UPDATE cube_watermarks SET position = (SELECT coalesce(max(rowid), 0) FROM clicks) "
     "WHERE name = 'clicks' AND position > (SELECT coalesce(max(rowid), 0) FROM clicks)"
@@ -232,44 +232,81 @@ def add_conversion_changes(
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """The click writer's hook, before a batch's clicks are inserted: mark each click unique or
-    not; on PostgreSQL add the batch's facts to the cubes, on SQLite fold the clicks past the
-    watermark into them at most every FOLLOW_INTERVAL (see catch_up)."""
+    not; on PostgreSQL add the batch's facts to the cubes (SQLite's follow by a watermark:
+    pending_fold)."""
     if table is not t.clicks:
         return
     _mark_unique(conn, rows)
     if conn.dialect.name != "sqlite":
         marked, days = _report_settings(conn)
         apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
-        return
-    global _last_follow
-    now = time.monotonic()
-    if now - _last_follow >= FOLLOW_INTERVAL:
-        _last_follow = now
-        catch_up(conn)
 
 
-def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
-    """SQLite, in a write transaction: add the facts of up to `limit` clicks past the
-    `cube_watermarks` position to the cubes and move it past them; returns how many rowids it
-    moved (0: the cubes hold every click). Commits are serialised and a new click takes the
-    largest rowid + 1, so every click committed later has a larger rowid than the position.
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """The facts of the clicks whose rowids are in (start, end]."""
+
+    start: int
+    end: int
+    facts: rf.Facts
+
+
+def pending_fold(conn: Connection, limit: int = FOLLOW_CHUNK) -> Fold | None:
+    """SQLite: the facts of up to `limit` clicks past the `cube_watermarks` position, or None
+    when the cubes hold every click; a read transaction is enough (fold_in checks that the
+    position did not move meanwhile). Commits are serialised and a new click takes the largest
+    rowid + 1, so every click committed later has a larger rowid than the position.
 
     What makes this exact: the clicks past the position are as their batch inserted them. A
-    write that changes a click's facts (a postback's cost or sub_id, `tracked`) catches up
+    write that changes a click's facts (a postback's cost or sub_id: `tracked`) catches up
     first; a conversion that only moves (`add_conversion_changes`) changes no `clicks` fact;
-    a delete of the newest clicks moves the position back (`clicks_deleted`). No-op elsewhere."""
+    a delete of the newest clicks moves the position back (`clicks_deleted`)."""
     if conn.dialect.name != "sqlite":
-        return 0
+        return None
     cursor = sqlite_cursor(conn)
     position, last = cursor.execute(_POSITION_SQL).fetchone()
     if last <= position:
-        return 0
+        return None
     end = min(last, position + limit)
     marked, days = _report_settings(conn)
     groups = cursor.execute(_follow_sql(marked), (position, end))
-    apply(conn, rf.grouped_clicks_facts(groups, marked, days.zone))
-    cursor.execute(_MOVE_SQL, (end,))
-    return int(end - position)
+    return Fold(position, end, rf.grouped_clicks_facts(groups, marked, days.zone))
+
+
+def fold_in(conn: Connection, fold: Fold) -> bool:
+    """In a write transaction: add the fold's facts to the cubes and move the position past
+    it, unless something moved the position since the fold was read (then nothing)."""
+    if not sqlite_cursor(conn).execute(_MOVE_SQL, (fold.end, fold.start)).rowcount:
+        return False
+    apply(conn, fold.facts)
+    return True
+
+
+async def follow(
+    engine: Engine, run: Callable[[Callable[[Connection], bool]], Awaitable[bool]]
+) -> bool:
+    """One step of a server process's follower (SQLite): read the clicks past the position in
+    a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them in
+    through `run` (the click writer's: with its next batch). Whether it folded anything."""
+    fold = await asyncio.to_thread(_read_fold, engine)
+    if fold is None:
+        return False
+    return await run(functools.partial(fold_in, fold=fold))
+
+
+def _read_fold(engine: Engine) -> Fold | None:
+    with reader_engine(engine).connect() as conn:
+        return pending_fold(conn)
+
+
+def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
+    """In a write transaction: fold up to `limit` clicks past the position into the cubes;
+    returns how many rowids the position moved (0: nothing to fold, or not SQLite)."""
+    fold = pending_fold(conn, limit)
+    if fold is None:
+        return 0
+    fold_in(conn, fold)
+    return fold.end - fold.start
 
 
 def settle(engine: Engine) -> None:
