@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from clickloop.services import entities
 from clickloop.storage import tables as t
 from clickloop.storage.db import make_engine, upgrade
+from clickloop.storage.report_cubes import micros_of
 from clickloop.storage.tables import metadata
 from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_admin, _pg_url_for
 
@@ -178,7 +179,8 @@ def test_daily_cubes_of_a_new_database_are_ready_in_utc(engine: Engine) -> None:
 
 def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> None:
     """0010 keeps each visitor's last click of the last day of clicks in `click_visitors`, so
-    that a visitor who clicked just before the upgrade is not counted unique again after it."""
+    that a visitor who clicked just before the upgrade is not counted unique again after it;
+    0012 carries them over."""
     engine = empty_engine
     upgrade(engine, "0009_report_daily_cubes")
     now = datetime.now(UTC).replace(microsecond=0)
@@ -187,7 +189,7 @@ def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> 
     clicks = [
         ("a", 7, now - timedelta(hours=30)),
         ("b", 7, now - timedelta(hours=2)),
-        ("c", 7, now - timedelta(hours=1)),
+        ("c", 7, now - timedelta(hours=1, microseconds=250)),
         ("d", 8, now - timedelta(hours=30)),  # more than a day before the last click
         ("e", None, now),
     ]
@@ -202,4 +204,6 @@ def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> 
     upgrade(engine)
     with engine.connect() as conn:
         rows = conn.execute(select(t.click_visitors)).all()
-    assert [tuple(row) for row in rows] == [(campaign, 7, now - timedelta(hours=1))]
+    # 0012 keeps its time as µs since the epoch.
+    last = micros_of(now - timedelta(hours=1, microseconds=250))
+    assert [tuple(row) for row in rows] == [(campaign, 7, last, None)]

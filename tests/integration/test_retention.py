@@ -19,6 +19,7 @@ from clickloop.storage import partitions
 from clickloop.storage import tables as t
 from clickloop.storage.conversion_batches import find_clicks
 from clickloop.storage.conversions import find_click
+from clickloop.storage.report_cubes import micros_of
 from tests.integration.test_report_cubes import cube_rows
 from tests.postback_world import World, make_world
 
@@ -242,7 +243,7 @@ def test_maintenance_forgets_visitors_older_than_the_unique_window(
         conn.execute(
             insert(t.click_visitors),
             [
-                {"campaign_id": 1, "visitor": v, "last_at": NOW - timedelta(hours=h)}
+                {"campaign_id": 1, "visitor": v, "last_us": micros_of(NOW - timedelta(hours=h))}
                 for v, h in ages.items()
             ],
         )

@@ -35,7 +35,7 @@ from clickloop.storage.partitions import (
     partition_days,
     partition_name,
 )
-from clickloop.storage.report_cubes import UNIQUE_WINDOW
+from clickloop.storage.report_cubes import UNIQUE_WINDOW, micros_of
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,8 @@ def forget_visitors(engine: Engine, now: datetime) -> Iterator[int]:
     """Drop the `click_visitors` rows whose last click is older than the unique window (they
     can no longer make a click not unique), CHUNK_ROWS per transaction."""
     v = t.click_visitors.c
-    old = select(v.campaign_id, v.visitor).where(v.last_at < now - UNIQUE_WINDOW).limit(CHUNK_ROWS)
+    horizon = micros_of(now - UNIQUE_WINDOW)
+    old = select(v.campaign_id, v.visitor).where(v.last_us < horizon).limit(CHUNK_ROWS)
     while True:
         with writer_engine(engine).begin() as conn:
             removed = conn.execute(

@@ -38,8 +38,10 @@ MARKED_SETTING = "report_marked_dimensions"
 DAILY_SETTING = "report_daily_zone"
 _IN_CHUNK = 500  # subids per IN list
 _UPSERT_CHUNK = 256  # rows per multi-row upsert at most (a power of two: `_sizes`)
-_VISITORS_CHUNK = 256  # (campaign, visitor) pairs per uniqueness query
 UNIQUE_WINDOW = timedelta(hours=24)
+_UNIQUE_WINDOW_US = UNIQUE_WINDOW // timedelta(microseconds=1)
+_MICROSECOND = timedelta(microseconds=1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MARKED_TTL = 2.0
 _CREATED_AT = operator.itemgetter("created_at")
 # How long a rebuild that moves the daily cubes to another zone waits before it recomputes
@@ -337,51 +339,54 @@ def clicks_deleted(conn: Connection) -> None:
 
 def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """A click is unique when its visitor did not click its campaign in the 24 hours before:
-    `click_visitors` holds each visitor's last click on each campaign, read for the batch's
-    visitors and moved forward by its clicks (a batch's own clicks in time order; clicks
-    committed by other processes at the same moment are not seen, so a visitor's first clicks
-    there may both count)."""
+    `click_visitors` holds each visitor's last click on each campaign (µs since the epoch),
+    moved forward by the batch's clicks; the same statement returns the click it held before
+    (a batch's own clicks in time order; clicks committed by other processes at the same
+    moment are not seen, so a visitor's first clicks there may both count)."""
     ordered = sorted(rows, key=_CREATED_AT)
-    pairs = sorted({(row["campaign_id"], row["visitor"]) for row in ordered if row.get("visitor")})
-    last = _last_clicks(conn, pairs)
+    newest: dict[tuple[int, int], int] = {}
+    for row in ordered:
+        if row.get("visitor"):
+            newest[(row["campaign_id"], row["visitor"])] = micros_of(row["created_at"])
+    last = _remember_clicks(conn, sorted(newest.items()))
     for row in ordered:
         visitor = row.get("visitor")
         if not visitor:
             row["is_unique"] = True
             continue
         pair = (row["campaign_id"], visitor)
-        created = row["created_at"]
-        seen = last.get(pair)
-        row["is_unique"] = seen is None or seen < created - UNIQUE_WINDOW
+        if pair not in last:  # it knew a click at or after the batch's last one of the visitor
+            row["is_unique"] = False
+            continue
+        created = micros_of(row["created_at"])
+        seen = last[pair]
+        row["is_unique"] = seen is None or seen < created - _UNIQUE_WINDOW_US
         if seen is None or created > seen:
             last[pair] = created
-    _remember_clicks(conn, [(*pair, last[pair]) for pair in pairs])
 
 
-def _last_clicks(conn: Connection, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], datetime]:
-    """The last click of each (campaign, visitor) that `click_visitors` knows of."""
-    load = column_processors(t.click_visitors, conn.dialect)["last_at"][1]
-    found: dict[tuple[int, int], datetime] = {}
-    for start in range(0, len(pairs), _VISITORS_CHUNK):
-        chunk = pairs[start : start + _VISITORS_CHUNK]
-        # Padded with its last pair to a power of two: a few statement texts for all batches.
-        chunk += chunk[-1:] * (_padded(len(chunk)) - len(chunk))
-        sql = _last_clicks_sql(conn.dialect.name, len(chunk))
-        params = tuple(itertools.chain.from_iterable(chunk))
-        for campaign, visitor, last_at in _execute(conn, sql, params):
-            found[(campaign, visitor)] = load(last_at) if load is not None else last_at
-    return found
+def micros_of(moment: datetime) -> int:
+    """`moment` in µs since the epoch, exactly (click_visitors' times)."""
+    return (moment - _EPOCH_UTC) // _MICROSECOND
 
 
-def _remember_clicks(conn: Connection, rows: list[tuple[int, int, datetime]]) -> None:
-    """Move each (campaign, visitor, last click) forward in `click_visitors` (never back)."""
-    bind = column_processors(t.click_visitors, conn.dialect)["last_at"][0]
-    bound = [(c, v, bind(at) if bind is not None else at) for c, v, at in rows]
+def _remember_clicks(
+    conn: Connection, newest: list[tuple[tuple[int, int], int]]
+) -> dict[tuple[int, int], int | None]:
+    """Move each (campaign, visitor)'s last click forward to the batch's newest (never back);
+    returns the click each moved one held before (None: a new visitor). A pair it does not
+    return held a click at or after the batch's newest already."""
+    held: dict[tuple[int, int], int | None] = {}
     start = 0
-    for size in _sizes(len(bound), _UPSERT_CHUNK):
-        sql = _remember_sql(conn.dialect.name, size)
-        _execute(conn, sql, tuple(itertools.chain.from_iterable(bound[start : start + size])))
+    for size in _sizes(len(newest), _UPSERT_CHUNK):
+        chunk = newest[start : start + size]
+        params = tuple(itertools.chain.from_iterable((c, v, at) for (c, v), at in chunk))
+        for campaign, visitor, before in _execute(
+            conn, _remember_sql(conn.dialect.name, size), params
+        ):
+            held[(campaign, visitor)] = before
         start += size
+    return held
 
 
 def apply(conn: Connection, facts: rf.Facts) -> None:
@@ -603,11 +608,6 @@ def _sizes(count: int, most: int) -> list[int]:
     return sizes
 
 
-def _padded(count: int) -> int:
-    """The power of two at or above `count`."""
-    return 1 << (count - 1).bit_length()
-
-
 def _micros(amount: Decimal | int) -> int:
     return int((Decimal(amount) * t.MICROS).to_integral_value())
 
@@ -637,26 +637,15 @@ def _follow_sql(marked: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def _last_clicks_sql(dialect: str, count: int) -> str:
-    """The last clicks of `count` (campaign, visitor) pairs: a VALUES list walked first (SQLite's
-    CROSS JOIN keeps that order), one key probe each."""
-    mark = "?" if dialect == "sqlite" else "%s"
-    join = "CROSS JOIN" if dialect == "sqlite" else "JOIN"
-    values = ", ".join([f"({mark}, {mark})"] * count)
-    return (
-        f"SELECT v.campaign_id, v.visitor, v.last_at FROM (VALUES {values}) AS k "
-        f"{join} click_visitors AS v ON v.campaign_id = k.column1 AND v.visitor = k.column2"
-    )
-
-
-@functools.cache
 def _remember_sql(dialect: str, count: int) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     values = ", ".join([f"({mark}, {mark}, {mark})"] * count)
     return (
-        f"INSERT INTO click_visitors (campaign_id, visitor, last_at) VALUES {values} "
-        "ON CONFLICT (campaign_id, visitor) DO UPDATE SET last_at = excluded.last_at "
-        "WHERE excluded.last_at > click_visitors.last_at"
+        f"INSERT INTO click_visitors (campaign_id, visitor, last_us) VALUES {values} "
+        "ON CONFLICT (campaign_id, visitor) DO UPDATE SET "
+        "before_us = click_visitors.last_us, last_us = excluded.last_us "
+        "WHERE excluded.last_us > click_visitors.last_us "
+        "RETURNING campaign_id, visitor, before_us"
     )
 
 

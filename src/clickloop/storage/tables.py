@@ -385,7 +385,8 @@ click_visitors = Table(
     metadata,
     Column("campaign_id", Integer, primary_key=True, autoincrement=False),
     Column("visitor", BigInteger, primary_key=True, autoincrement=False),
-    Column("last_at", utc_datetime(), nullable=False),
+    Column("last_us", BigInteger, nullable=False),  # the last click, µs since the epoch
+    Column("before_us", BigInteger),  # the click before it (the upsert returns it)
     sqlite_with_rowid=False,
 )
 
