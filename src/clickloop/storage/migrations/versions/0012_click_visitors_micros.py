@@ -7,6 +7,8 @@ Revises: 0011_cube_watermarks
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 
-def _recreate(columns: list[sa.Column], carried: dict[str, str]) -> None:
+def _recreate(columns: list[sa.Column[Any]], carried: dict[str, str]) -> None:
     """click_visitors again with `columns` (besides the key), its rows carried over through a
     plain table (the primary key's name stays taken until the old table is gone)."""
     expressions = ", ".join(f"{expression} AS {name}" for name, expression in carried.items())
