@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import itertools
 import operator
+import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +84,7 @@ _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
 # (seconds), up to FOLLOW_CHUNK of them at a time.
 FOLLOW_INTERVAL = 0.5
 FOLLOW_CHUNK = 50_000
+_fold_lock_files: dict[str, int] = {}  # database path -> the fold lock's descriptor
 _POSITION_SQL = (
     "SELECT (SELECT position FROM cube_watermarks WHERE name = 'clicks'), "
     "(SELECT coalesce(max(rowid), 0) FROM clicks)"
@@ -290,10 +293,36 @@ async def follow(
     """One step of a server process's follower (SQLite): read the clicks past the position in
     a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them in
     through `run` (the click writer's: with its next batch). Whether it folded anything."""
-    fold = await asyncio.to_thread(_read_fold, engine)
-    if fold is None:
-        return False
-    return await run(functools.partial(fold_in, fold=fold))
+    with _fold_lock(engine) as mine:
+        if not mine:
+            return False
+        fold = await asyncio.to_thread(_read_fold, engine)
+        if fold is None:
+            return False
+        return await run(functools.partial(fold_in, fold=fold))
+
+
+@contextlib.contextmanager
+def _fold_lock(engine: Engine) -> Iterator[bool]:
+    """Whether this process may fold now: an flock on `<database>-fold.lock` taken without
+    waiting, so that the other server processes skip their turn instead of reading the same
+    clicks (the position would refuse all but one fold anyway)."""
+    path = engine.url.database
+    if not path or path == ":memory:":
+        yield True
+        return
+    fd = _fold_lock_files.get(path)
+    if fd is None:
+        fd = _fold_lock_files[path] = os.open(f"{path}-fold.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _read_fold(engine: Engine) -> Fold | None:
