@@ -88,3 +88,15 @@ def test_a_visitor_counts_once_per_campaign_in_24_hours(engine: Engine) -> None:
         "h": True,  # more than 24 hours after the visitor's last click (g)
         "i": False,
     }
+
+
+def test_a_click_older_than_the_visitors_last_is_not_unique(engine: Engine) -> None:
+    """A batch whose clicks are older than the last one `click_visitors` holds (another server
+    process with a clock ahead) leaves it as it is, and none of them counts as unique, however
+    long before it they came."""
+    first, _ = campaigns(engine)
+    write(
+        engine, [[click("late", first, 3 * 24 * 60)], [click("x", first, 60), click("y", first, 0)]]
+    )
+    write(engine, [[click("z", first, 3 * 24 * 60 + 1)]])
+    assert unique(engine) == {"late": True, "x": False, "y": False, "z": False}

@@ -373,21 +373,20 @@ def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
     (a batch's own clicks in time order; clicks committed by other processes at the same
     moment are not seen, so a visitor's first clicks there may both count)."""
     ordered = sorted(rows, key=_CREATED_AT)
+    clicks: list[tuple[dict[str, Any], tuple[int, int], int]] = []
     newest: dict[tuple[int, int], int] = {}
     for row in ordered:
-        if row.get("visitor"):
-            newest[(row["campaign_id"], row["visitor"])] = micros_of(row["created_at"])
-    last = _remember_clicks(conn, sorted(newest.items()))
-    for row in ordered:
-        visitor = row.get("visitor")
-        if not visitor:
+        if not row.get("visitor"):
             row["is_unique"] = True
             continue
-        pair = (row["campaign_id"], visitor)
+        pair = (row["campaign_id"], row["visitor"])
+        newest[pair] = created = micros_of(row["created_at"])
+        clicks.append((row, pair, created))
+    last = _remember_clicks(conn, sorted(newest.items()))
+    for row, pair, created in clicks:
         if pair not in last:  # it knew a click at or after the batch's last one of the visitor
             row["is_unique"] = False
             continue
-        created = micros_of(row["created_at"])
         seen = last[pair]
         row["is_unique"] = seen is None or seen < created - _UNIQUE_WINDOW_US
         if seen is None or created > seen:
