@@ -232,8 +232,8 @@ clicks = Table(
     # the visitor's first click on this campaign in 24 hours (docs/reports.md, "Unique clicks")
     Column("is_unique", Boolean),
     Column("visitor", BigInteger),  # a 63-bit hash of IP and user agent
+    # Rebuilds, prunes and a campaign's clicks list (by time: services/queries.py).
     Index("ix_clicks_campaign_id_created_at", "campaign_id", "created_at"),
-    Index("ix_clicks_campaign_id_subid", "campaign_id", "subid"),  # a campaign's clicks list
     # PostgreSQL: one partition per UTC day (storage/partitions.py), and so a primary key of
     # (subid, created_at): a partitioned table's unique keys must hold its partition key. The
     # click id stays unique all the same: it holds 64 random bits.
