@@ -254,8 +254,8 @@ class ClickloopApp:
                 log.warning("config poll failed: %s", exc)
 
     async def _follow_clicks(self) -> None:
-        """SQLite: fold the clicks into the report cubes every FOLLOW_INTERVAL (every process
-        tries; the position decides who folds a range)."""
+        """SQLite: fold the clicks into the report cubes every FOLLOW_INTERVAL (one process at
+        a time: report_cubes.follow)."""
         while True:
             await asyncio.sleep(FOLLOW_INTERVAL)
             try:
