@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from clickloop.services import campaigns, entities
@@ -199,3 +199,24 @@ def test_missing_host_header(server: Server, engine: Engine) -> None:
         sock.sendall(b"GET /go?zone=1 HTTP/1.0\r\n\r\n")
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 302")
+
+
+def test_the_server_folds_its_clicks_into_the_report_cubes(server: Server, engine: Engine) -> None:
+    """SQLite: the server's follower moves the cubes' watermark past the clicks within a few
+    seconds, no report asking, and the campaign cube counts them (PostgreSQL adds them in the
+    click batch itself)."""
+    campaign = make_campaign(engine)
+    wait_for_link(server, "go")
+    for _ in range(5):
+        assert request(server, "GET", "/go?zone=1")[0] == 302
+    cube = t.report_cubes["campaigns"].c
+    counted = select(func.coalesce(func.sum(cube.n), 0)).where(
+        cube.campaign_id == campaign, cube.fact == "clicks"
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(counted).scalar_one() == 5:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the cubes never counted the clicks")
