@@ -18,8 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from clickloop.services import entities
 from clickloop.storage import tables as t
+from clickloop.storage.click_visitors import micros_of
 from clickloop.storage.db import make_engine, upgrade
-from clickloop.storage.report_cubes import micros_of
 from clickloop.storage.tables import metadata
 from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_admin, _pg_url_for
 

@@ -17,9 +17,9 @@ from clickloop.services import entities, postbacks, queries, retention
 from clickloop.services.postbacks import RawPostback
 from clickloop.storage import partitions
 from clickloop.storage import tables as t
+from clickloop.storage.click_visitors import micros_of
 from clickloop.storage.conversion_batches import find_clicks
 from clickloop.storage.conversions import find_click
-from clickloop.storage.report_cubes import micros_of
 from tests.integration.test_report_cubes import cube_rows
 from tests.postback_world import World, make_world
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 
 from clickloop.storage import report_cubes as cubes
 from clickloop.storage import tables as t
+from clickloop.storage.click_visitors import UNIQUE_WINDOW, micros_of
 from clickloop.storage.db import reader_engine, writer_engine
 from clickloop.storage.partitions import (
     DEFAULT_PARTITION,
@@ -35,7 +36,6 @@ from clickloop.storage.partitions import (
     partition_days,
     partition_name,
 )
-from clickloop.storage.report_cubes import UNIQUE_WINDOW, micros_of
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,9 @@
 upserts, and rebuild a range from the raw tables (the daily cubes from the hourly ones where the
 zone's days are whole UTC hours). The rules are in domain/report_facts.py.
 
-The hot statements go to the driver (`_execute`: the sqlite3 cursor, or `exec_driver_sql`): a
-postback reads its unit twice and a click batch upserts a few dozen rows, where Core's
-per-statement work would cost more than the database's. A click batch's statements come in a
-few fixed sizes (`_sizes`): sqlite3 and psycopg keep prepared statements by their text, and a
-text per batch size pushed them out of their caches (a new prepare cost more than a run).
+On SQLite the cubes follow the clicks by a durable watermark (`follow`, `catch_up`); on
+PostgreSQL the click writer's hook adds each batch's facts (docs/reports.md, "How they stay
+exact"). The hot statements go straight to the driver (storage/driver_sql.py).
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import contextlib
 import fcntl
 import functools
 import itertools
-import operator
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
@@ -32,20 +29,16 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from clickloop.domain import report_facts as rf
 from clickloop.storage import partitions
 from clickloop.storage import tables as t
+from clickloop.storage.click_visitors import mark_unique
 from clickloop.storage.conversions import column_processors, sqlite_cursor
 from clickloop.storage.db import reader_engine
+from clickloop.storage.driver_sql import UPSERT_CHUNK, execute, sizes
 
 MARKED_SETTING = "report_marked_dimensions"
 # {"timezone": the zone the daily cubes are kept in, "ready": whether they hold every day}
 DAILY_SETTING = "report_daily_zone"
 _IN_CHUNK = 500  # subids per IN list
-_UPSERT_CHUNK = 256  # rows per multi-row upsert at most (a power of two: `_sizes`)
-UNIQUE_WINDOW = timedelta(hours=24)
-_UNIQUE_WINDOW_US = UNIQUE_WINDOW // timedelta(microseconds=1)
-_MICROSECOND = timedelta(microseconds=1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 MARKED_TTL = 2.0
-_CREATED_AT = operator.itemgetter("created_at")
 # How long a rebuild that moves the daily cubes to another zone waits before it recomputes
 # them: every process has read the new zone by then (they cache it for MARKED_TTL).
 REZONE_WAIT = 2 * MARKED_TTL
@@ -181,14 +174,14 @@ def _unit_rows(conn: Connection, click_fields: tuple[str, ...], subids: list[str
     dialect = conn.dialect.name
     windows = [partitions.subid_window(subid) for subid in subids]
     if dialect != "postgresql" or None in windows or not partitions.is_partitioned(conn):
-        return list(_execute(conn, _units_sql(dialect, click_fields, len(subids)), tuple(subids)))
+        return list(execute(conn, _units_sql(dialect, click_fields, len(subids)), tuple(subids)))
     since = min(w.start for w in windows if w is not None)
     until = max(w.end for w in windows if w is not None)
     sql = _units_sql(dialect, click_fields, len(subids), windowed=True)
-    rows = list(_execute(conn, sql, (*subids, since, until)))
+    rows = list(execute(conn, sql, (*subids, since, until)))
     missing = sorted(set(subids) - {row[0] for row in rows})
     if missing:
-        rows += _execute(conn, _units_sql(dialect, click_fields, len(missing)), tuple(missing))
+        rows += execute(conn, _units_sql(dialect, click_fields, len(missing)), tuple(missing))
     return rows
 
 
@@ -241,7 +234,7 @@ def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
     pending_fold)."""
     if table is not t.clicks:
         return
-    _mark_unique(conn, rows)
+    mark_unique(conn, rows)
     if conn.dialect.name != "sqlite":
         marked, days = _report_settings(conn)
         apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
@@ -373,57 +366,6 @@ def clicks_deleted(conn: Connection) -> None:
         sqlite_cursor(conn).execute(_REWIND_SQL)
 
 
-def _mark_unique(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """A click is unique when its visitor did not click its campaign in the 24 hours before:
-    `click_visitors` holds each visitor's last click on each campaign (µs since the epoch),
-    moved forward by the batch's clicks; the same statement returns the click it held before
-    (a batch's own clicks in time order; clicks committed by other processes at the same
-    moment are not seen, so a visitor's first clicks there may both count)."""
-    ordered = sorted(rows, key=_CREATED_AT)
-    clicks: list[tuple[dict[str, Any], tuple[int, int], int]] = []
-    newest: dict[tuple[int, int], int] = {}
-    for row in ordered:
-        if not row.get("visitor"):
-            row["is_unique"] = True
-            continue
-        pair = (row["campaign_id"], row["visitor"])
-        newest[pair] = created = micros_of(row["created_at"])
-        clicks.append((row, pair, created))
-    last = _remember_clicks(conn, sorted(newest.items()))
-    for row, pair, created in clicks:
-        if pair not in last:  # it knew a click at or after the batch's last one of the visitor
-            row["is_unique"] = False
-            continue
-        seen = last[pair]
-        row["is_unique"] = seen is None or seen < created - _UNIQUE_WINDOW_US
-        if seen is None or created > seen:
-            last[pair] = created
-
-
-def micros_of(moment: datetime) -> int:
-    """`moment` in µs since the epoch, exactly (click_visitors' times)."""
-    return (moment - _EPOCH_UTC) // _MICROSECOND
-
-
-def _remember_clicks(
-    conn: Connection, newest: list[tuple[tuple[int, int], int]]
-) -> dict[tuple[int, int], int | None]:
-    """Move each (campaign, visitor)'s last click forward to the batch's newest (never back);
-    returns the click each moved one held before (None: a new visitor). A pair it does not
-    return held a click at or after the batch's newest already."""
-    held: dict[tuple[int, int], int | None] = {}
-    start = 0
-    for size in _sizes(len(newest), _UPSERT_CHUNK):
-        chunk = newest[start : start + size]
-        params = tuple(itertools.chain.from_iterable((c, v, at) for (c, v), at in chunk))
-        for campaign, visitor, before in _execute(
-            conn, _remember_sql(conn.dialect.name, size), params
-        ):
-            held[(campaign, visitor)] = before
-        start += size
-    return held
-
-
 def apply(conn: Connection, facts: rf.Facts) -> None:
     """Add `facts` to the cubes: multi-row upserts per cube of power-of-two sizes (`_sizes`),
     keys sorted so two transactions lock shared rows in the same order (PostgreSQL)."""
@@ -435,9 +377,9 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
         rows = sorted(by_cube[cube])
         table = cube_table(cube)
         start = 0
-        for size in _sizes(len(rows), _UPSERT_CHUNK):
+        for size in sizes(len(rows), UPSERT_CHUNK):
             sql = _upsert_sql(dialect, table.name, _columns(table), size)
-            _execute(conn, sql, tuple(itertools.chain.from_iterable(rows[start : start + size])))
+            execute(conn, sql, tuple(itertools.chain.from_iterable(rows[start : start + size])))
             start += size
 
 
@@ -614,14 +556,6 @@ def _units_between(
     return read_units(conn, clicked | set(converted), marked), len(clicked)
 
 
-def _execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    """On SQLite straight on the driver's cursor of the same transaction (SQLAlchemy's
-    per-statement work was a third of a click batch's cube upkeep)."""
-    if conn.dialect.name == "sqlite":
-        return sqlite_cursor(conn).execute(sql, params)
-    return conn.exec_driver_sql(sql, params)
-
-
 def _hourly_tables() -> list[Table]:
     return [*t.report_cubes.values(), t.report_marked]
 
@@ -629,18 +563,6 @@ def _hourly_tables() -> list[Table]:
 @functools.cache
 def _columns(table: Table) -> tuple[str, ...]:
     return tuple(column.name for column in table.columns)
-
-
-def _sizes(count: int, most: int) -> list[int]:
-    """`count` as a sum of powers of two up to `most` (a power of two), largest first: 37 is
-    32 + 4 + 1. A multi-row upsert cannot be padded (PostgreSQL refuses a key twice)."""
-    sizes = [most] * (count // most)
-    rest = count % most
-    while rest:
-        size = 1 << (rest.bit_length() - 1)
-        sizes.append(size)
-        rest -= size
-    return sizes
 
 
 def _micros(amount: Decimal | int) -> int:
@@ -668,19 +590,6 @@ def _follow_sql(marked: tuple[str, ...]) -> str:
         f"SELECT substr(created_at, 1, 16) AS minute, {fields}, count(*), "
         "coalesce(sum(is_unique), 0), coalesce(sum(cost), 0) FROM clicks "
         f"WHERE rowid > ? AND rowid <= ? GROUP BY minute, {fields}"
-    )
-
-
-@functools.cache
-def _remember_sql(dialect: str, count: int) -> str:
-    mark = "?" if dialect == "sqlite" else "%s"
-    values = ", ".join([f"({mark}, {mark}, {mark})"] * count)
-    return (
-        f"INSERT INTO click_visitors (campaign_id, visitor, last_us) VALUES {values} "
-        "ON CONFLICT (campaign_id, visitor) DO UPDATE SET "
-        "before_us = click_visitors.last_us, last_us = excluded.last_us "
-        "WHERE excluded.last_us > click_visitors.last_us "
-        "RETURNING campaign_id, visitor, before_us"
     )
 
 
