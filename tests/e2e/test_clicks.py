@@ -59,11 +59,18 @@ def make_campaign(engine: Engine, alias: str = "go", **campaign: object) -> int:
 
 
 def wait_for_link(server: Server, alias: str, status: int = 200) -> None:
-    """The server polls config changes about once a second; wait until it sees this one."""
+    """The server's processes each poll config changes about once a second; wait until they
+    see this one: 8 answers in a row, each on a new connection (which the kernel hands to any
+    of them)."""
     deadline = time.monotonic() + 10
+    streak = 0
     while time.monotonic() < deadline:
         if request(server, "HEAD", f"/{alias}")[0] == status:
-            return
+            streak += 1
+            if streak == 8:
+                return
+            continue
+        streak = 0
         time.sleep(0.1)
     raise AssertionError(f"/{alias} never answered {status}")
 

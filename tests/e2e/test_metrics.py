@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +88,11 @@ def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine)
             break
     assert sum(per_process.values()) == sent
     assert len([n for n in per_process.values() if n]) == 2, per_process
+    # A click's latency is observed just after its answer is sent: the last may trail it.
+    deadline = time.monotonic() + 5
+    while sample(scrape(server)[1], "clickloop_click_seconds_count") != sent:
+        assert time.monotonic() < deadline, "the latency histogram never counted every click"
+        time.sleep(0.05)
     for _ in range(10):  # answered by one process or the other
         status, text = scrape(server)
         assert status == 200
