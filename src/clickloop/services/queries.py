@@ -144,7 +144,7 @@ def _clicks_by_time(
     conditions = list(conditions)
     latest = datetime.now(UTC)
     if cursor is not None:
-        latest, subid = _click_cursor(cursor)
+        latest, subid = _time_cursor(cursor, c.subid)
         conditions += [c.created_at <= latest, or_(c.created_at < latest, c.subid < subid)]
     query = select(t.clicks).order_by(c.created_at.desc(), c.subid.desc()).limit(limit + 1)
     starts: list[datetime | None] = [None]
@@ -163,19 +163,6 @@ def _clicks_by_time(
         items=items[:limit],
         next_cursor=f"{last['created_at'].isoformat()}_{last['subid']}" if last else None,
     )
-
-
-def _click_cursor(cursor: str) -> tuple[datetime, str]:
-    moment, _, subid = cursor.partition("_")
-    try:
-        when = datetime.fromisoformat(moment) if len(moment) <= 40 else None
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None or not (subid.isascii() and subid.isalnum()):
-        raise InvalidInput("cursor", "not a cursor from a previous page")
-    if len(subid) > 64:
-        raise InvalidInput("cursor", "not a cursor from a previous page")
-    return when, subid
 
 
 def conversion_conditions(
@@ -211,7 +198,7 @@ def list_conversions(
     c = t.conversions.c
     conditions = conversion_conditions(**filters)
     if cursor is not None:
-        moment, last_id = _time_cursor(cursor)
+        moment, last_id = _time_cursor(cursor, c.id)
         conditions.append(
             or_(c.converted_at < moment, and_(c.converted_at == moment, c.id < last_id))
         )
@@ -232,17 +219,16 @@ def list_conversions(
     )
 
 
-def _time_cursor(cursor: str) -> tuple[datetime, int]:
-    moment, _, key = cursor.partition("_")
+def _time_cursor(cursor: str, key: Column[Any]) -> tuple[datetime, Any]:
+    """A `<time>_<key>` cursor's time and its `key` value (`_cursor_value`)."""
+    moment, _, value = cursor.partition("_")
     try:
         when = datetime.fromisoformat(moment) if len(moment) <= 40 else None
     except ValueError:
         when = None
-    if when is None or when.tzinfo is None or not (key.isascii() and key.isdigit()):
+    if when is None or when.tzinfo is None:
         raise InvalidInput("cursor", "not a cursor from a previous page")
-    if len(key) > 10 or int(key) > MAX_ID:
-        raise InvalidInput("cursor", "not a cursor from a previous page")
-    return when, int(key)
+    return when, _cursor_value(key, value)
 
 
 def iter_conversions(engine: Engine, **filters: Any) -> Iterator[dict[str, Any]]:

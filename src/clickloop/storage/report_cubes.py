@@ -347,7 +347,9 @@ def settle(engine: Engine) -> None:
         return
     with reader_engine(engine).connect() as conn:
         position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
-    while last > position:
+    if last <= position:
+        return
+    while True:  # a transaction per chunk: the click writer waits for one at most
         with engine.begin() as conn:
             if catch_up(conn) < FOLLOW_CHUNK:
                 return
