@@ -192,3 +192,21 @@ def test_postback_cost_replaces_the_click_cost_once(engine: Engine) -> None:
         Decimal(0),
     )
     assert by_domain == totals.cost
+
+
+def test_the_one_level_report_reads_a_marked_dimensions_cube(engine: Engine) -> None:
+    """GET /api/v1/reports, the dashboard and the campaign list run through build_report, which
+    is not handed the settings: a marked sub_id_2 is still read from `report_marked`."""
+    _seed(engine)
+    entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_2"]})
+    report_cubes.rebuild(engine)
+    report = build_report(
+        engine,
+        group_by="sub_id_2",
+        date_from=date(2026, 3, 28),
+        date_to=date(2026, 3, 29),
+        timezone="UTC",
+        currency="USD",
+    )
+    assert report.source == "aggregates:marked"
+    assert [(row.key, row.clicks) for row in report.rows] == [("zone-7", 3)]

@@ -31,7 +31,7 @@ from clickloop.services.report_query import (
 )
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
-from clickloop.storage.report_cubes import settle, stored_daily_zone
+from clickloop.storage.report_cubes import settle, stored_daily_zone, stored_marked_dimensions
 
 PATHS = ("auto", "raw", "aggregates", "hourly")
 # The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
@@ -139,7 +139,7 @@ def run_report(
     path: str = "auto",
 ) -> ReportResult:
     """Run `query` (built by report_query.parse_query or directly) with the tracker `settings`
-    (currency, report_marked_dimensions); the daily cubes' zone is read from the database.
+    (currency); the marked dimensions and the daily cubes' zone are read from the database.
     `path` forces "raw", "aggregates" (the smallest cube, daily or hourly) or "hourly" (tests
     compare them); `statement_timeout` (seconds, 0: the engine's own) bounds each statement."""
     if path not in PATHS:
@@ -148,7 +148,6 @@ def run_report(
     win = sql.window(query.date_from, query.date_to, zone)
     previous_range = _previous_range(query) if query.compare else None
     previous_win = sql.window(*previous_range, zone) if previous_range else None
-    marked = tuple(settings.get("report_marked_dimensions") or ())
     windows = [win] if previous_win is None else [win, previous_win]
     metrics = [metric(name) for name in query.metrics]
     wanted = {m.name: m for m in metrics}
@@ -166,7 +165,7 @@ def run_report(
             # Read in the report's own transaction: the zone and readiness the cubes have then.
             days = stored_daily_zone(conn)
             daily = days.ready and days.timezone == query.timezone and path != "hourly"
-            cube = _pick_cube(query, windows, marked, daily=daily)
+            cube = _pick_cube(query, windows, stored_marked_dimensions(conn), daily=daily)
         if path in ("aggregates", "hourly") and cube is None:
             raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
         plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)

@@ -103,6 +103,17 @@ def marked_dimensions(conn: Connection) -> tuple[str, ...]:
     return _report_settings(conn)[0]
 
 
+def stored_marked_dimensions(conn: Connection) -> tuple[str, ...]:
+    """The `report_marked_dimensions` setting as stored now (no cache: what a report may read
+    from `report_marked`, whoever asked for the report)."""
+    s = t.settings.c
+    return _marked_of(conn.execute(select(s.value).where(s.key == MARKED_SETTING)).scalar())
+
+
+def _marked_of(value: Any) -> tuple[str, ...]:
+    return tuple(n for n in value if n in rf.MARKABLE) if isinstance(value, list) else ()
+
+
 def daily_zone(conn: Connection) -> DailyZone:
     """The zone the writers keep the daily cubes in (the `report_daily_zone` setting)."""
     return _report_settings(conn)[1]
@@ -129,8 +140,7 @@ def _report_settings(conn: Connection) -> tuple[tuple[str, ...], DailyZone]:
     values = dict(
         conn.execute(select(s.key, s.value).where(s.key.in_([MARKED_SETTING, DAILY_SETTING]))).all()
     )
-    value = values.get(MARKED_SETTING)
-    names = tuple(n for n in value if n in rf.MARKABLE) if isinstance(value, list) else ()
+    names = _marked_of(values.get(MARKED_SETTING))
     zone = daily_zone_of(values.get(DAILY_SETTING))
     _settings_cache[database] = (now, names, zone)
     return names, zone
