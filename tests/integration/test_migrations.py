@@ -207,3 +207,24 @@ def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> 
     # 0012 keeps its time as µs since the epoch.
     last = micros_of(now - timedelta(hours=1, microseconds=250))
     assert [tuple(row) for row in rows] == [(campaign, 7, last, None)]
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_upgrade_waits_for_a_rebuild_of_the_marked_spans(
+    empty_engine: Engine, marked: bool
+) -> None:
+    """0014 adds the marked fields' spans empty: with marked facts already kept, the daily
+    aggregates are not ready (reports read the hourly ones) until a rebuild fills them."""
+    engine = empty_engine
+    upgrade(engine, "0013_campaign_clicks_by_time")
+    if marked:
+        row = {"hour": 1, "campaign_id": 1, "traffic_source_id": 0, "offer_id": 0}
+        row |= {"dimension": "sub_id_1", "value": "z", "fact": "clicks", "n": 1, "u": 0, "m": 0}
+        with engine.begin() as conn:
+            conn.execute(insert(t.report_marked).values(row))
+    upgrade(engine)
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
+        ).scalar()
+    assert value == {"timezone": "UTC", "ready": not marked}

@@ -84,7 +84,7 @@ def store_clicks(engine: Engine, rows: list[dict[str, Any]], *, follow: bool = F
     asyncio.run(run())
 
 
-CUBE_TABLES = [*t.report_cubes.values(), t.report_marked, *t.report_daily_cubes.values()]
+CUBE_TABLES = t.report_aggregates
 
 
 def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ...]]:

@@ -312,7 +312,7 @@ def _fill_cubes(engine: Engine, zone: str) -> None:
     marked, the daily ones in `zone` (the report zone)."""
     entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1"], "timezone": zone})
     with engine.begin() as conn:
-        for table in [*t.report_cubes.values(), t.report_marked, *t.report_daily_cubes.values()]:
+        for table in t.report_aggregates:
             conn.execute(delete(table))
     report_cubes.rebuild(engine)
 
@@ -404,3 +404,36 @@ def _no_rezone_wait() -> Any:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(report_cubes, "REZONE_WAIT", 0)
         yield
+
+
+@pytest.mark.parametrize(
+    "grouping", [["sub_id_1"], ["sub_id_1", "day"], ["day_of_week", "sub_id_1"]]
+)
+def test_a_marked_field_alone_reads_its_spans_of_days(
+    engine: Engine, world: World, grouping: list[str]
+) -> None:
+    """A report on a marked field over whole days, without campaign, source or offer, reads
+    the marked spans (these four days are one span; grouped by day, one-day spans), and says
+    the same as the raw tables."""
+    at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
+    clicks = [
+        {"minute": minute, "campaign": i % 2, "offer": 0, "country": "DE", "sub_id_1": zone}
+        | {"device_type": "mobile", "is_unique": True, "cost": "0.1"}
+        for i, (minute, zone) in enumerate(at)
+    ]
+    posts = [(0, "", "sale", "10.5", None, 30 * 60), (2, "x", "lead", "3", None, 5)]
+    _store(engine, world, clicks, posts)
+    _fill_cubes(engine, "UTC")
+    days = {"from": "2026-03-28", "to": "2026-03-31", "timezone": "UTC"}
+    query = parse_query(
+        {"grouping": grouping, "metrics": [*METRICS, "profit"], "range": days},
+        now=NOW,
+        default_timezone="UTC",
+        conversion_types=known_types(["upsale"]),
+    )
+    tracker = entities.get_settings(engine)
+    raw = run_report(engine, query, settings=tracker, path="raw")
+    spans = run_report(engine, query, settings=tracker)
+    assert spans.source == "aggregates:marked_spans"
+    assert spans.as_dict() | {"source": "raw"} == raw.as_dict()
+    assert len(raw.rows) == (3 if grouping == ["sub_id_1"] else 5)

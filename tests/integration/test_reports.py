@@ -196,7 +196,7 @@ def test_postback_cost_replaces_the_click_cost_once(engine: Engine) -> None:
 
 def test_the_one_level_report_reads_a_marked_dimensions_cube(engine: Engine) -> None:
     """GET /api/v1/reports, the dashboard and the campaign list run through build_report, which
-    is not handed the settings: a marked sub_id_2 is still read from `report_marked`."""
+    is not handed the settings: a marked sub_id_2 is still read from its spans of days."""
     _seed(engine)
     entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_2"]})
     report_cubes.rebuild(engine)
@@ -208,5 +208,5 @@ def test_the_one_level_report_reads_a_marked_dimensions_cube(engine: Engine) -> 
         timezone="UTC",
         currency="USD",
     )
-    assert report.source == "aggregates:marked"
+    assert report.source == "aggregates:marked_spans"
     assert [(row.key, row.clicks) for row in report.rows] == [("zone-7", 3)]

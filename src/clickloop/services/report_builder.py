@@ -199,8 +199,8 @@ def _pick_cube(
 ) -> tuple[str, Table, str | None] | None:
     """The smallest cube holding every grouped or filtered dimension: a daily one when `daily`
     (they are kept in the query's zone, and its range is whole local days there) and no hour
-    is asked for; else an hourly one if the zone's offsets fit whole hours over the range; else
-    None (raw)."""
+    is asked for, or the marked spans for one marked field without campaign, source or offer;
+    else an hourly one if the zone's offsets fit whole hours over the range; else None (raw)."""
     needed = {*query.grouping, *(rule.name for rule in query.filters)}
     if daily and not needed & HOUR_DIMENSIONS:
         for name in DAILY_BY_SIZE:
@@ -210,6 +210,9 @@ def _pick_cube(
                 held.update(ENTITY_DIMENSIONS)
             if needed <= held:
                 return name, t.report_daily_cubes[name], None
+        alone = needed - {"conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
+        if len(alone) == 1 and next(iter(alone)) in marked:
+            return "marked_spans", t.report_marked_spans, next(iter(alone))
     if not all(w.whole_hours for w in windows):
         return None
     needed -= sql.EVERY_CUBE

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
+from clickloop.domain.report_facts import SPAN_DAYS, spans
 from clickloop.services.report_metrics import NOT_CONVERSIONS, NOT_REVENUE
 from clickloop.services.report_query import (
     CYCLE_DIMENSIONS,
@@ -361,9 +362,9 @@ def cube_facts(
     attribution: str,
     marked: str | None = None,
 ) -> Subquery:
-    """Facts from a cube (`marked`: the dimension report_marked rows are read for), one per cube
-    row: `grouped` sums them in a single aggregation. A daily cube (a `day` column, local days
-    in the window's zone) is read for the window's local days."""
+    """Facts from a cube (`marked`: the dimension report_marked or report_marked_spans rows are
+    read for), one per cube row: `grouped` sums them in a single aggregation. A daily cube (a
+    `day` column, local days in the window's zone) is read for the window's local days."""
     q = cube.c
     prefix = "ct:" if attribution == "click_time" else "vt:"
     offers = t.offers.alias("offer_of_cube")
@@ -378,6 +379,17 @@ def cube_facts(
         scan = Scan(column=column, epoch=local, kind=kind, network=network, local=local)
         first, last = (day_number(moment.astimezone(win.zone).date()) for moment in win.span)
         in_range = [q.day >= first, q.day < last]
+        if "days" in q:  # the marked spans: a few per range, or its days for time buckets
+            timed = {*grouping, *(f.name for f in filters)} & {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
+            longest = 1 if timed else SPAN_DAYS[-1]
+            in_range = [
+                or_(
+                    *(
+                        and_(q.days == days, q.day == day)
+                        for days, day in spans(first, last, longest)
+                    )
+                )
+            ]
     else:
         scan = Scan(column=column, epoch=q.hour * 3600, kind=kind, network=network)
         in_range = [

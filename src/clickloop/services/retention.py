@@ -146,8 +146,8 @@ def refresh_statistics(engine: Engine) -> None:
     of each index)."""
     with writer_engine(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
-            cubes = [*t.report_cubes.values(), t.report_marked, *t.report_daily_cubes.values()]
-            conn.exec_driver_sql(f"ANALYZE clicks, {', '.join(c.name for c in cubes)}")
+            names = ", ".join(table.name for table in t.report_aggregates)
+            conn.exec_driver_sql(f"ANALYZE clicks, {names}")
         else:
             conn.exec_driver_sql("PRAGMA analysis_limit=1000")
             conn.exec_driver_sql("ANALYZE")

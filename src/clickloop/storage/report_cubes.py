@@ -94,6 +94,8 @@ Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (clic
 def cube_table(name: str) -> Table:
     if name == rf.MARKED:
         return t.report_marked
+    if name == rf.MARKED_SPANS:
+        return t.report_marked_spans
     hourly = t.report_cubes.get(name)
     return hourly if hourly is not None else t.report_daily_cubes[name]
 
@@ -407,8 +409,9 @@ def rebuild(
     the first and the last click or conversion), one hour per transaction, so the server keeps
     writing meanwhile; then the daily cubes, one local day per transaction, in the zone of the
     `timezone` setting, for the same days (every day of the raw tables and the hourly cubes
-    when that moves them to another zone or they were not ready). `hourly=False` recomputes
-    only the daily cubes. Returns the number of clicks counted."""
+    when that moves them to another zone or they were not ready), and the marked fields' spans
+    of several days over those days. `hourly=False` recomputes only the daily cubes and the
+    spans. Returns the number of clicks counted."""
     c, v, h = t.clicks.c, t.conversions.c, t.report_cubes["campaigns"].c
     with engine.connect() as conn:
         clicked = conn.execute(select(func.min(c.created_at), func.max(c.created_at))).one()
@@ -429,16 +432,22 @@ def rebuild(
         first = min(starts) if every_day or since is None else since
         last = max(ends) if every_day or until is None else until
         days = range(rf.day_of(first, zone), rf.day_of(last, zone) + 1)
-    total = len(hours) + len(days)
+    # Then the longer spans of the marked fields, from their one-day spans.
+    spans = [
+        (length, day)
+        for length in rf.SPAN_DAYS[1:]
+        for day in range(days.start - days.start % length, days.stop, length)
+    ]
     clicks = 0
-    for done, hour in enumerate(hours, start=1):
-        clicks += _rebuild_hour(engine, hour)
+    steps: list[Callable[[], int | None]] = [
+        *(functools.partial(_rebuild_hour, engine, hour) for hour in hours),
+        *(functools.partial(_rebuild_day, engine, day, zone) for day in days),
+        *(functools.partial(_rebuild_span, engine, *span) for span in spans),
+    ]
+    for done, step in enumerate(steps, start=1):
+        clicks += step() or 0  # an hour says how many clicks it counted
         if progress is not None:
-            progress(done, total)
-    for done, day in enumerate(days, start=len(hours) + 1):
-        _rebuild_day(engine, day, zone)
-        if progress is not None:
-            progress(done, total)
+            progress(done, len(steps))
     _write_daily_zone(engine, DailyZone(zone.key, True))
     return clicks
 
@@ -461,7 +470,7 @@ def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
     if current.timezone != target.timezone:
         time.sleep(REZONE_WAIT)
     with engine.begin() as conn:
-        for table in t.report_daily_cubes.values():
+        for table in _daily_tables():
             conn.execute(delete(table))
     return target.zone, True
 
@@ -499,45 +508,85 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
 
 
 def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
-    """Replace the daily cubes' rows of one local day: summed from the hourly cubes when the
-    day starts and ends on whole UTC hours (every zone but those with :30 or :45 offsets), else
-    from the raw tables."""
+    """Replace the daily cubes' rows of one local day (and the marked fields' one-day spans):
+    summed from the hourly cubes when the day starts and ends on whole UTC hours (every zone but
+    those with :30 or :45 offsets), else from the raw tables."""
     local = datetime.combine(_EPOCH + timedelta(days=day), datetime.min.time())
     start = local.replace(tzinfo=zone).astimezone(UTC)
     end = (local + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
     whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
-    daily = list(t.report_daily_cubes.values())
+    spans = t.report_marked_spans
     with engine.begin() as conn:
         caught_up(conn)
         if conn.dialect.name == "postgresql":
             read = _hourly_tables() if whole else []
-            names = ", ".join(table.name for table in [*daily, *read])
+            names = ", ".join(table.name for table in [*_daily_tables(), *read])
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-        for table in daily:
+        for table in t.report_daily_cubes.values():
             conn.execute(delete(table).where(table.c.day == day))
+        conn.execute(delete(spans).where(spans.c.days == 1, spans.c.day == day))
         if whole:
             hours = (int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
             for name, table in t.report_daily_cubes.items():
-                conn.execute(_daily_from_hourly(name, table, day, hours))
+                entities, dimensions = rf.DAILY_CUBES[name]
+                source = next(
+                    hourly
+                    for cube, hourly in t.report_cubes.items()
+                    if rf.CUBES[cube] == dimensions
+                )
+                conn.execute(
+                    _summed(table, (day,), source, (*entities, *dimensions), _hours(source, hours))
+                )
+            marked_hours = _hours(t.report_marked, hours)
+            conn.execute(
+                _summed(spans, (1, day), t.report_marked, ("dimension", "value"), marked_hours)
+            )
             return
-        units, _ = _units_between(conn, start, end, ())
+        marked = marked_dimensions(conn)
+        units, _ = _units_between(conn, start, end, marked)
         facts: rf.Facts = {}
         only = range(day, day + 1)
         for click, conversions in units.values():
-            rf.unit_facts(click, conversions, (), facts, zone=zone, days=only)
-        apply(conn, facts)
+            rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
+        # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
+        apply(
+            conn,
+            {key: v for key, v in facts.items() if key[0] != rf.MARKED_SPANS or key[1][0] == 1},
+        )
 
 
-def _daily_from_hourly(name: str, table: Table, day: int, hours: tuple[int, int]) -> Any:
-    """INSERT … SELECT of one day of a daily cube from the hourly cube of its dimensions."""
-    entities, dimensions = rf.DAILY_CUBES[name]
-    source = next(hourly for cube, hourly in t.report_cubes.items() if rf.CUBES[cube] == dimensions)
-    keys = [source.c[column] for column in (*entities, *dimensions, "fact")]
+def _rebuild_span(engine: Engine, length: int, first: int) -> None:
+    """Replace the marked fields' span of `length` days from `first` by the sum of its days'."""
+    spans = t.report_marked_spans
+    q = spans.c
+    with engine.begin() as conn:
+        caught_up(conn)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"LOCK TABLE {spans.name} IN EXCLUSIVE MODE"))
+        conn.execute(delete(spans).where(q.days == length, q.day == first))
+        days = [q.days == 1, q.day >= first, q.day < first + length]
+        conn.execute(_summed(spans, (length, first), spans, ("dimension", "value"), days))
+
+
+def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:
+    return [source.c.hour >= hours[0], source.c.hour < hours[1]]
+
+
+def _summed(
+    table: Table,
+    prefix: tuple[int, ...],
+    source: Table,
+    keys: Sequence[str],
+    where: Sequence[Any],
+) -> Any:
+    """INSERT … SELECT into `table` of `prefix` (its first columns: the day, a span's length)
+    and `source`'s facts where `where` holds, summed by `keys` and the fact."""
+    columns = [source.c[column] for column in (*keys, "fact")]
     sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
     query = (
-        select(literal(day), *keys, *sums)
-        .where(source.c.hour >= hours[0], source.c.hour < hours[1])
-        .group_by(*keys)
+        select(*(literal(value) for value in prefix), *columns, *sums)
+        .where(*where)
+        .group_by(*columns)
         .having(or_(*(total != 0 for total in sums)))
     )
     return insert(table).from_select([column.name for column in table.columns], query)
@@ -570,6 +619,10 @@ def _units_between(
 
 def _hourly_tables() -> list[Table]:
     return [*t.report_cubes.values(), t.report_marked]
+
+
+def _daily_tables() -> list[Table]:
+    return [*t.report_daily_cubes.values(), t.report_marked_spans]
 
 
 @functools.cache

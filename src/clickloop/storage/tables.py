@@ -471,6 +471,23 @@ report_daily_cubes: dict[str, Table] = {
     for name, (entities, dimensions) in REPORT_DAILY_CUBES.items()
 }
 
+# The marked dimensions per span of `days` local days from `day` (the daily cubes' zone) without
+# the campaign, source and offer: domain/report_facts.py, MARKED_SPANS.
+report_marked_spans = Table(
+    "report_marked_spans",
+    metadata,
+    Column("days", Integer, primary_key=True),
+    *_daily_columns((), ("dimension", "value")),
+)
+
+# Every aggregate table, hourly then daily.
+report_aggregates: list[Table] = [
+    *report_cubes.values(),
+    report_marked,
+    *report_daily_cubes.values(),
+    report_marked_spans,
+]
+
 saved_reports = Table(
     "saved_reports",
     metadata,
