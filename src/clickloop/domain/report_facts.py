@@ -367,12 +367,6 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     return _Keyed(bases, texts, tuple(marked), tuple(cubes))
 
 
-def add_facts(into: Facts, more: Facts) -> None:
-    """Add `more` to `into`."""
-    for key, (n, u, m) in more.items():
-        _add_to(into, key, n, u, m)
-
-
 def difference(after: Facts, before: Facts) -> Facts:
     """after - before, without the facts that did not change."""
     changed: Facts = {}

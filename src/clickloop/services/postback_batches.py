@@ -121,7 +121,7 @@ class _Batch:
         self._conn = conn
         self._whole = whole
         # Conversions that moved in the other units: (click fields, before, after), for the cubes.
-        self.moved: list[tuple[str, Mapping[str, Any], Conversion | None, Conversion]] = []
+        self.moved: list[tuple[Mapping[str, Any], Conversion | None, Conversion]] = []
         self._config_version = config_version
         self._now = now
         self._known: dict[tuple[str, str], _Tracked] = {}
@@ -194,7 +194,7 @@ class _Batch:
             outcome = Outcome.ACCEPTED
         if subid not in self._whole:
             was = None if before is None else _conversion(before)
-            self.moved.append((subid, click.fields, was, _conversion(decision.state)))
+            self.moved.append((click.fields, was, _conversion(decision.state)))
         if parsed.click_fields or parsed.cost is not None:
             # Deliveries render the click as it is when they are queued: earlier changes go out
             # before this postback changes the click.

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from clickloop.domain import report_facts as rf
 from clickloop.storage import partitions
 from clickloop.storage import tables as t
-from clickloop.storage.click_visitors import mark_unique, micros_of
+from clickloop.storage.click_visitors import mark_unique
 from clickloop.storage.conversions import column_processors, sqlite_cursor
 from clickloop.storage.db import reader_engine
 from clickloop.storage.driver_sql import UPSERT_CHUNK, execute, sizes
@@ -43,7 +43,6 @@ MARKED_TTL = 2.0
 # them: every process has read the new zone by then (they cache it for MARKED_TTL).
 REZONE_WAIT = 2 * MARKED_TTL
 _EPOCH = date(1970, 1, 1)
-_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +78,11 @@ _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
 FOLLOW_INTERVAL = 0.5
 FOLLOW_CHUNK = 50_000
 _fold_lock_files: dict[str, int] = {}  # database path -> the fold lock's descriptor
-# Where the cubes are and how far there is to go: (clicks position, last click rowid, moves
-# position, last move id).
 _POSITION_SQL = (
     "SELECT (SELECT position FROM cube_watermarks WHERE name = 'clicks'), "
-    "(SELECT coalesce(max(rowid), 0) FROM clicks), "
-    "(SELECT position FROM cube_watermarks WHERE name = 'moves'), "
-    "(SELECT coalesce(max(id), 0) FROM cube_moves)"
+    "(SELECT coalesce(max(rowid), 0) FROM clicks)"
 )
-_POSITIONS_SQL = (
-    "SELECT position FROM cube_watermarks WHERE name IN ('clicks', 'moves') ORDER BY name"
-)
-_MOVE_SQL = (
-    "UPDATE cube_watermarks SET position = CASE name WHEN 'clicks' THEN ? ELSE ? END "
-    "WHERE name IN ('clicks', 'moves')"
-)
-_FOLDED_MOVES_SQL = "DELETE FROM cube_moves WHERE id <= ?"
-_MOVE_COLUMNS = (
-    "subid",
-    *(f"{side}_{name}" for side in ("before", "after") for name in ("type", "payout", "at")),
-)
+_MOVE_SQL = "UPDATE cube_watermarks SET position = ? WHERE name = 'clicks' AND position = ?"
 _REWIND_SQL = (
     "UPDATE cube_watermarks SET position = (SELECT coalesce(max(rowid), 0) FROM clicks) "
     "WHERE name = 'clicks' AND position > (SELECT coalesce(max(rowid), 0) FROM clicks)"
@@ -237,49 +221,23 @@ def tracked(conn: Connection, subids: Collection[str]) -> Iterator[None]:
 
 
 def fact_fields(conn: Connection) -> tuple[str, ...]:
-    """The click fields add_conversion_changes reads now: rf.FACT_FIELDS, then the marked ones
-    (none on SQLite, where the fold reads them)."""
-    if conn.dialect.name == "sqlite":
-        return ()
+    """The click fields add_conversion_changes reads now: rf.FACT_FIELDS, then the marked ones."""
     return (*rf.FACT_FIELDS, *_report_settings(conn)[0])
 
 
 def add_conversion_changes(
     conn: Connection,
-    changes: Sequence[tuple[str, Mapping[str, Any], rf.Conversion | None, rf.Conversion | None]],
+    changes: Sequence[tuple[Mapping[str, Any], rf.Conversion | None, rf.Conversion | None]],
     fields: tuple[str, ...],
 ) -> None:
-    """Add what these conversion changes (the click's subid and `fields`, as fact_fields named
-    them when the click was read; before or None; after or None) moved, in units where nothing
-    else changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and
-    works out all their facts. On SQLite they are logged in `cube_moves` for the next fold (a
-    row each instead of an upsert per cube: the postback writer's lock is the bottleneck)."""
+    """Add what these conversion changes (the click's `fields`, as fact_fields named them when
+    the click was read; before or None; after or None) moved, in units where nothing else
+    changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works
+    out all their facts. Payouts are in millionths already (domain/money.py quantizes them)."""
     if not changes:
         return
-    if conn.dialect.name == "sqlite":
-        rows = [(subid, *_logged(before), *_logged(after)) for subid, _, before, after in changes]
-        start = 0
-        for size in sizes(len(rows), UPSERT_CHUNK):
-            sql = _insert_sql("cube_moves", _MOVE_COLUMNS, size)
-            execute(conn, sql, tuple(itertools.chain.from_iterable(rows[start : start + size])))
-            start += size
-        return
     marked = fields[len(rf.FACT_FIELDS) :]
-    moved = [(click, before, after) for _, click, before, after in changes]
-    apply(conn, rf.conversion_facts(moved, marked, _report_settings(conn)[1].zone))
-
-
-def _logged(conversion: rf.Conversion | None) -> tuple[Any, ...]:
-    if conversion is None:
-        return None, None, None
-    kind, payout, converted_at = conversion
-    return kind, _micros(payout), micros_of(converted_at)
-
-
-def _unlogged(kind: str | None, payout: int | None, at: int | None) -> rf.Conversion | None:
-    if kind is None or payout is None or at is None:
-        return None
-    return kind, Decimal(payout).scaleb(-6), _EPOCH_UTC + timedelta(microseconds=at)
+    apply(conn, rf.conversion_facts(changes, marked, _report_settings(conn)[1].zone))
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -296,70 +254,40 @@ def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
 
 @dataclass(frozen=True, slots=True)
 class Fold:
-    """The facts of the clicks whose rowids are in clicks' (start, end] and of the moves whose
-    ids are in moves' (start, end]."""
+    """The facts of the clicks whose rowids are in (start, end]."""
 
-    clicks: tuple[int, int]
-    moves: tuple[int, int]
+    start: int
+    end: int
     facts: rf.Facts
-
-    @property
-    def size(self) -> int:
-        return max(self.clicks[1] - self.clicks[0], self.moves[1] - self.moves[0])
 
 
 def pending_fold(conn: Connection, limit: int = FOLLOW_CHUNK) -> Fold | None:
-    """SQLite: the facts of up to `limit` clicks and `limit` conversion moves past the
-    `cube_watermarks` positions, or None when the cubes hold them all; a read transaction is
-    enough (fold_in checks that the positions did not move meanwhile). Commits are serialised,
-    a new click takes the largest rowid + 1 and a move the next id, so every click or move
-    committed later is past the position.
+    """SQLite: the facts of up to `limit` clicks past the `cube_watermarks` position, or None
+    when the cubes hold every click; a read transaction is enough (fold_in checks that the
+    position did not move meanwhile). Commits are serialised and a new click takes the largest
+    rowid + 1, so every click committed later has a larger rowid than the position.
 
-    What makes this exact: the clicks past the position are as their batch inserted them, and
-    the clicks of the moves past it as when they moved. A write that changes a click's facts (a
-    postback's cost or sub_id: `tracked`) catches up first; a delete of the newest clicks moves
-    the position back (`clicks_deleted`)."""
+    What makes this exact: the clicks past the position are as their batch inserted them. A
+    write that changes a click's facts (a postback's cost or sub_id: `tracked`) catches up
+    first; a conversion that only moves (`add_conversion_changes`) changes no `clicks` fact;
+    a delete of the newest clicks moves the position back (`clicks_deleted`)."""
     if conn.dialect.name != "sqlite":
         return None
     cursor = sqlite_cursor(conn)
-    clicks_at, last_click, moves_at, last_move = cursor.execute(_POSITION_SQL).fetchone()
-    if last_click <= clicks_at and last_move <= moves_at:
+    position, last = cursor.execute(_POSITION_SQL).fetchone()
+    if last <= position:
         return None
-    clicks = (clicks_at, max(clicks_at, min(last_click, clicks_at + limit)))
-    moves = (moves_at, max(moves_at, min(last_move, moves_at + limit)))
+    end = min(last, position + limit)
     marked, days = _report_settings(conn)
-    facts: rf.Facts = {}
-    if clicks[1] > clicks[0]:
-        groups = cursor.execute(_follow_sql(marked), clicks)
-        facts = rf.grouped_clicks_facts(groups, marked, days.zone)
-    if moves[1] > moves[0]:
-        moved = rf.conversion_facts(_logged_moves(conn, moves, marked), marked, days.zone)
-        rf.add_facts(facts, moved)
-    return Fold(clicks, moves, facts)
-
-
-def _logged_moves(
-    conn: Connection, ids: tuple[int, int], marked: tuple[str, ...]
-) -> Iterator[tuple[Mapping[str, Any], rf.Conversion | None, rf.Conversion | None]]:
-    """The moves logged with ids in (start, end], each with its click's fact fields now."""
-    fields = (*rf.FACT_FIELDS, *marked)
-    loads = _loads(conn.dialect, fields)
-    for row in sqlite_cursor(conn).execute(_moves_sql(marked), ids):
-        click = {
-            name: _load(loads, name, value) for name, value in zip(fields, row[6:], strict=True)
-        }
-        yield click, _unlogged(*row[0:3]), _unlogged(*row[3:6])
+    groups = cursor.execute(_follow_sql(marked), (position, end))
+    return Fold(position, end, rf.grouped_clicks_facts(groups, marked, days.zone))
 
 
 def fold_in(conn: Connection, fold: Fold) -> bool:
-    """In a write transaction: add the fold's facts to the cubes and move the positions past
-    it, unless something moved them since the fold was read (then nothing)."""
-    cursor = sqlite_cursor(conn)
-    if cursor.execute(_POSITIONS_SQL).fetchall() != [(fold.clicks[0],), (fold.moves[0],)]:
+    """In a write transaction: add the fold's facts to the cubes and move the position past
+    it, unless something moved the position since the fold was read (then nothing)."""
+    if not sqlite_cursor(conn).execute(_MOVE_SQL, (fold.end, fold.start)).rowcount:
         return False
-    cursor.execute(_MOVE_SQL, (fold.clicks[1], fold.moves[1]))
-    if fold.moves[1] > fold.moves[0]:
-        cursor.execute(_FOLDED_MOVES_SQL, (fold.moves[1],))
     apply(conn, fold.facts)
     return True
 
@@ -421,7 +349,7 @@ def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
     if fold is None:
         return 0
     fold_in(conn, fold)
-    return fold.size
+    return fold.end - fold.start
 
 
 def settle(engine: Engine) -> None:
@@ -430,10 +358,8 @@ def settle(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
         return
     with reader_engine(engine).connect() as conn:
-        clicks_at, last_click, moves_at, last_move = (
-            sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
-        )
-    if last_click <= clicks_at and last_move <= moves_at:
+        position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
+    if last <= position:
         return
     while True:  # a transaction per chunk: the click writer waits for one at most
         with engine.begin() as conn:
@@ -717,23 +643,6 @@ def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int) -
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
         f"ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n, "
         f"u = {table}.u + excluded.u, m = {table}.m + excluded.m"
-    )
-
-
-@functools.cache
-def _insert_sql(table: str, columns: tuple[str, ...], rows: int) -> str:
-    one = "(" + ", ".join(["?"] * len(columns)) + ")"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"
-
-
-@functools.cache
-def _moves_sql(marked: tuple[str, ...]) -> str:
-    """The moves of an id range with their clicks' fact fields (rf.FACT_FIELDS, the marked)."""
-    sides = ", ".join(f"m.{name}" for name in _MOVE_COLUMNS[1:])
-    fields = ", ".join(f"c.{name}" for name in (*rf.FACT_FIELDS, *marked))
-    return (
-        f"SELECT {sides}, {fields} FROM cube_moves m JOIN clicks c ON c.subid = m.subid "
-        "WHERE m.id > ? AND m.id <= ?"
     )
 
 

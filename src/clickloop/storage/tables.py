@@ -390,34 +390,13 @@ click_visitors = Table(
     sqlite_with_rowid=False,
 )
 
-# How far the report cubes have followed (storage/report_cubes.py, pending_fold): on SQLite,
-# the row `clicks` holds the last clicks rowid whose facts are in the cubes, `moves` the last
-# cube_moves id.
+# How far the report cubes have followed a raw table (storage/cube_follower.py): on SQLite,
+# the row `clicks` holds the last clicks rowid whose facts are in the cubes.
 cube_watermarks = Table(
     "cube_watermarks",
     metadata,
     Column("name", String(32), primary_key=True),
     Column("position", BigInteger, nullable=False),
-)
-
-# SQLite: conversions that postbacks moved (a new one, a status or payout change) and that the
-# cubes have yet to take in, folded with the clicks past the watermark. Payouts in millionths,
-# times in µs since the epoch; a side is NULL when the conversion did not exist then.
-cube_moves = Table(
-    "cube_moves",
-    metadata,
-    Column("id", Integer, primary_key=True),  # never reused: a fold's position
-    Column("subid", String(24), nullable=False),
-    *(
-        column
-        for side in ("before", "after")
-        for column in (
-            Column(f"{side}_type", String(64)),
-            Column(f"{side}_payout", BigInteger),
-            Column(f"{side}_at", BigInteger),
-        )
-    ),
-    sqlite_autoincrement=True,
 )
 
 # One row (id 1): when `serve` next fetches the ECB rates, and how the last attempts went. The
