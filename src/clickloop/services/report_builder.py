@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, func, select
+from sqlalchemy import ColumnElement, Select, Table, func, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -282,10 +282,9 @@ class _Plan:
     def _columns(self, grouped: Any) -> dict[str, ColumnElement[Any]]:
         return {name: grouped.c[f"b{i}"] for i, name in enumerate(self.bases)}
 
-    def _filtered(
-        self, grouped: Any, filters: Sequence[Any]
-    ) -> tuple[Select[Any], list[Any], dict[str, Any]]:
-        """The grouped rows that pass the metric filters, with names of labelled dimensions."""
+    def _filtered(self, grouped: Any, filters: Sequence[Any]) -> Select[Any]:
+        """The grouped rows that pass the metric filters, with the names of the entities
+        grouped by (l<i>: the campaign's, the offer's…)."""
         columns = self._columns(grouped)
         keys = [grouped.c[f"d{i}"] for i in range(len(self.query.grouping))]
         labels: dict[str, Any] = {}  # dimension -> its entity's name column (as l<i>)
@@ -310,31 +309,29 @@ class _Plan:
             column.label(f"l{self.query.grouping.index(name)}") for name, column in labels.items()
         ]
         query = select(*keys, *columns.values(), *named).select_from(source)
-        return query.where(*conditions), keys, labels
+        return query.where(*conditions)
 
     def page(self, conn: Connection, win: sql.Window) -> tuple[list[ResultRow], ResultRow, int]:
         """The page's rows, the totals of every group that passes, and how many do."""
         q = self.query
         grouped = self.grouped(conn, win, q.filters)
-        filtered, keys, labels = self._filtered(grouped, q.metric_filters)
-        columns = self._columns(grouped)
-        order = []
-        for key in _sort_keys(q):
-            if key.name in q.grouping:
-                i = q.grouping.index(key.name)
-                value = func.coalesce(labels[key.name], "") if key.name in labels else keys[i]
-            else:
-                value = self.wanted[key.name].sql(columns)
-            order.append((value.desc() if key.descending else value.asc()).nulls_last())
-        order += [k.asc() for k in keys]  # ties in a stable order, so pages do not overlap
-        # The row count and the totals ride along as window sums: one pass over the groups.
-        overall = [func.sum(c).over().label(f"t{i}") for i, c in enumerate(columns.values())]
-        statement = (
-            filtered.add_columns(func.count().over().label("total_rows"), *overall)
-            .order_by(*order)
+        filtered = self._filtered(grouped, q.metric_filters)
+        # The groups are made once, then read twice: for the page, and for their count and
+        # totals. Window sums over every group cost more (at 283k groups, 1.2 s against 0.8).
+        kept = filtered.cte("kept").prefix_with("MATERIALIZED")
+        page = (
+            select(kept)
+            .order_by(*self._order(kept))
             .limit(q.limit)
             .offset(q.offset)
+            .subquery("page")
         )
+        overall = select(
+            func.count().label("total_rows"),
+            *(func.sum(kept.c[f"b{i}"]).label(f"t{i}") for i in range(len(self.bases))),
+        ).subquery("overall")
+        both = page.join(overall, true())  # one row of totals beside each row of the page
+        statement = select(page, overall).select_from(both).order_by(*self._order(page))
         found = conn.execute(statement).all()
         rows = [self._row(record) for record in found]
         if not found and not q.offset:  # no group passes
@@ -346,12 +343,29 @@ class _Plan:
         totals = ResultRow(dimensions={}, labels={}, values=self._values_of(sums))
         return rows, totals, int(fields["total_rows"])
 
+    def _order(self, groups: Any) -> list[Any]:
+        """The asked order over `groups` (columns d<i>, b<i>, l<i> as _filtered names them),
+        then the keys, so that ties come in a stable order and pages do not overlap."""
+        q = self.query
+        keys = [groups.c[f"d{i}"] for i in range(len(q.grouping))]
+        columns = {name: groups.c[f"b{i}"] for i, name in enumerate(self.bases)}
+        order = []
+        for key in _sort_keys(q):
+            if key.name in q.grouping:
+                i = q.grouping.index(key.name)
+                labelled = key.name in sql.ENTITY_TABLES
+                value = func.coalesce(groups.c[f"l{i}"], "") if labelled else keys[i]
+            else:
+                value = self.wanted[key.name].sql(columns)
+            order.append((value.desc() if key.descending else value.asc()).nulls_last())
+        return order + [k.asc() for k in keys]
+
     def count(self, conn: Connection, filtered: Select[Any]) -> int:
         return int(conn.execute(select(func.count()).select_from(filtered.subquery())).scalar_one())
 
     def totals(self, conn: Connection, win: sql.Window, filters: Sequence[Any]) -> ResultRow:
         grouped = self.grouped(conn, win, self.query.filters)
-        filtered, _, _ = self._filtered(grouped, filters)
+        filtered = self._filtered(grouped, filters)
         kept = filtered.subquery("kept")
         sums = [
             func.coalesce(func.sum(kept.c[f"b{i}"]), 0).label(f"b{i}")
@@ -374,7 +388,7 @@ class _Plan:
                 values = [value or "0" for value in values]
             narrowed.append(DimensionFilter(name=name, operator="in_list", values=tuple(values)))
         grouped = self.grouped(conn, win, narrowed)
-        filtered, _, _ = self._filtered(grouped, ())
+        filtered = self._filtered(grouped, ())
         before = [self._row(record) for record in conn.execute(filtered)]
         return {_key(row, q.grouping): row for row in before}
 

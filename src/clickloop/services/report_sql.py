@@ -438,7 +438,8 @@ def grouped(
     is_click = f.fact == "clicks"
 
     def total(condition: ColumnElement[bool], measure: ColumnElement[Any]) -> Any:
-        return func.coalesce(func.sum(case((condition, measure), else_=0)), 0)
+        # FILTER, not a CASE giving 0: the rows of other facts (most of them) skip the sum.
+        return func.coalesce(func.sum(measure).filter(condition), 0)
 
     def base(name: str) -> Any:
         if name == "clicks":
