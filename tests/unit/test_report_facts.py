@@ -131,3 +131,23 @@ def test_conversion_moves_are_what_the_unit_facts_moved(
 
     expected = rf.difference(facts(current), facts(kept))
     assert rf.conversion_facts(changes, marked, zone) == expected
+
+
+@given(
+    first=st.integers(20_000, 20_100),
+    days=st.integers(1, 120),
+    longest=st.sampled_from(rf.SPAN_DAYS),
+)
+def test_spans_cover_a_range_of_days_once(first: int, days: int, longest: int) -> None:
+    """A range of days is spans that follow each other from its first day to its last, each
+    starting on a multiple of its length and none longer than asked: at most two of each
+    length besides the longest."""
+    found = rf.spans(first, first + days, longest)
+    at = first
+    for length, start in found:
+        assert start == at and start % length == 0
+        assert length in rf.SPAN_DAYS and length <= longest
+        at += length
+    assert at == first + days
+    lengths = [length for length, _ in found]
+    assert all(lengths.count(n) <= 2 for n in rf.SPAN_DAYS if n < longest)
