@@ -540,6 +540,13 @@ class Loader:
     def __exit__(self, *exc: object) -> None:
         for sql in self.indexes:
             self.db.execute(sql)
+        if self.sqlite:
+            # The aggregates are left empty for `clickloop reports rebuild` to fill: a fold of
+            # every click past the watermark first would be work the rebuild throws away.
+            self.db.execute(
+                "UPDATE cube_watermarks SET position = (SELECT coalesce(max(rowid), 0) FROM clicks)"
+                " WHERE name = 'clicks'"
+            )
         self.db.execute("ANALYZE")
         self.db.close()
 
