@@ -348,7 +348,7 @@ class _Plan:
         then the keys, so that ties come in a stable order and pages do not overlap."""
         q = self.query
         keys = [groups.c[f"d{i}"] for i in range(len(q.grouping))]
-        columns = {name: groups.c[f"b{i}"] for i, name in enumerate(self.bases)}
+        columns = self._columns(groups)
         order = []
         for key in _sort_keys(q):
             if key.name in q.grouping:
