@@ -8,6 +8,7 @@ Money bases are integer micro-units, as stored.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -146,8 +147,10 @@ _FIXED: dict[str, Metric] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def metric(name: str) -> Metric:
-    """The metric called `name` (a name parse_query accepted)."""
+    """The metric called `name` (a name parse_query accepted); made once per name (a report
+    asks for each of its metrics on every row)."""
     if name in _FIXED:
         return _FIXED[name]
     if name in TYPE_COUNT_METRICS:
