@@ -579,8 +579,9 @@ def _summed(
     keys: Sequence[str],
     where: Sequence[Any],
 ) -> Any:
-    """INSERT … SELECT into `table` of `prefix` (its first columns: the day, a span's length)
-    and `source`'s facts where `where` holds, summed by `keys` and the fact."""
+    """INSERT … SELECT into `table` of `prefix` (its first columns: a daily cube's day, a
+    span's length and first day) and `source`'s facts where `where` holds, summed by `keys` and
+    the fact."""
     columns = [source.c[column] for column in (*keys, "fact")]
     sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
     query = (
