@@ -228,3 +228,23 @@ def test_upgrade_waits_for_a_rebuild_of_the_marked_spans(
             select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
         ).scalar()
     assert value == {"timezone": "UTC", "ready": not marked}
+
+
+def test_upgrade_sums_the_daily_campaign_countries_from_the_daily_countries(
+    empty_engine: Engine,
+) -> None:
+    """0015 fills the new cube from the daily countries cube (same days, same zone), summed
+    over sources and offers, so the daily cubes stay ready."""
+    engine = empty_engine
+    upgrade(engine, "0014_report_marked_spans")
+    rows = [
+        {"day": 20000, "campaign_id": 1, "traffic_source_id": source, "offer_id": offer}
+        | {"country": "DE", "fact": "clicks", "n": n, "u": 1, "m": 250_000}
+        for source, offer, n in ((1, 2, 3), (4, 5, 2), (4, 6, 1))
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(t.report_daily_cubes["daily_countries"]), rows)
+    upgrade(engine)
+    with engine.connect() as conn:
+        found = conn.execute(select(t.report_daily_cubes["daily_campaign_countries"])).all()
+    assert [tuple(row) for row in found] == [(20000, 1, "DE", "clicks", 6, 3, 750_000)]

@@ -79,6 +79,11 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     assert report(engine, "UTC", ["device_type", "week"])[0] == "aggregates:daily_device_totals"
     by_campaign = [{"name": "campaign", "operator": "equals", "value": str(campaign)}]
     assert report(engine, "UTC", ["country"], filters=by_campaign)[0] == (
+        "aggregates:daily_campaign_countries"
+    )
+    # The network is the offer's: a cube without the offer cannot tell it.
+    by_network = [{"name": "affiliate_network", "operator": "is_empty"}]
+    assert report(engine, "UTC", ["campaign", "country"], filters=by_network)[0] == (
         "aggregates:daily_countries"
     )
     # Hours are not in the daily cubes; country with device is in no cube.

@@ -30,10 +30,12 @@ CUBES: dict[str, tuple[str, ...]] = {
 }
 BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
 # Daily cube name -> (its entity columns, its other dimensions), by local day. The `_totals`
-# ones drop the campaign, source and offer: a report by country alone reads days x countries.
+# ones drop the campaign, source and offer: a report by country alone reads days x countries;
+# campaign > country reads days x campaigns x countries, not x sources x offers too.
 DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_campaigns": (BASE_DIMENSIONS, ()),
     "daily_countries": (BASE_DIMENSIONS, ("country",)),
+    "daily_campaign_countries": (("campaign_id",), ("country",)),
     "daily_devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
     "daily_languages": (BASE_DIMENSIONS, ("language",)),
     "daily_country_totals": ((), ("country",)),
@@ -148,7 +150,7 @@ def unit_facts(
         if days is not None:
             daily = [row for row in daily if row[0] in days]
         groups = [
-            (cube, (*(base if entities else ()), *texts[dims]))
+            (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *texts[dims]))
             for cube, (entities, dims) in DAILY_CUBES.items()
         ]
         _add(facts, groups, daily)
@@ -360,7 +362,10 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     picks = [(cube, (0, *base, *(at[d] for d in dims), fact)) for cube, dims in CUBES.items()]
     picks += [(MARKED, (0, *base, name_at[n], at[n], fact)) for n in marked]
     picks += [
-        (cube, (1, *(base if entities else ()), *(at[d] for d in dims), fact))
+        (
+            cube,
+            (1, *(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims), fact),
+        )
         for cube, (entities, dims) in DAILY_CUBES.items()
     ]
     cubes = [(cube, itemgetter(*indices)) for cube, indices in picks]

@@ -41,6 +41,7 @@ DAILY_BY_SIZE = (
     "daily_language_totals",
     "daily_country_totals",
     "daily_campaigns",
+    "daily_campaign_countries",
     "daily_devices",
     "daily_languages",
     "daily_countries",
@@ -206,8 +207,7 @@ def _pick_cube(
         for name in DAILY_BY_SIZE:
             entities, extras = t.REPORT_DAILY_CUBES[name]
             held = {*extras, "conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
-            if entities:
-                held.update(ENTITY_DIMENSIONS)
+            held.update(sql.entities_held(entities))
             if needed <= held:
                 return name, t.report_daily_cubes[name], None
         alone = needed - {"conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}

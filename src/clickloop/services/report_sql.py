@@ -194,6 +194,15 @@ class Scan:
     local: ColumnElement[Any] | None = None  # local seconds, when the table holds local days
 
 
+def entities_held(columns: Sequence[str]) -> set[str]:
+    """The entity dimensions a table with these id columns answers (the network by the offer)."""
+    return {
+        name
+        for name in ENTITY_DIMENSIONS
+        if f"{name}_id" in columns or (name == "affiliate_network" and "offer_id" in columns)
+    }
+
+
 def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
     """A dimension's value in a scan: ids (0 for none), text ('' for none) or bucket numbers."""
     if name == "affiliate_network":
