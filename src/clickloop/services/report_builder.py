@@ -48,6 +48,8 @@ DAILY_BY_SIZE = (
 )
 # What a daily cube cannot tell apart: the hours of a day.
 HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
+# What every daily table holds besides its own columns: the fact's type and the local days.
+EVERY_DAILY = frozenset(("conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS))
 _PG_QUERY_CANCELED = "57014"
 
 
@@ -206,11 +208,10 @@ def _pick_cube(
     if daily and not needed & HOUR_DIMENSIONS:
         for name in DAILY_BY_SIZE:
             entities, extras = t.REPORT_DAILY_CUBES[name]
-            held = {*extras, "conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
-            held.update(sql.entities_held(entities))
+            held = {*extras, *EVERY_DAILY, *sql.entities_held(entities)}
             if needed <= held:
                 return name, t.report_daily_cubes[name], None
-        alone = needed - {"conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
+        alone = needed - EVERY_DAILY
         if len(alone) == 1 and next(iter(alone)) in marked:
             return "marked_spans", t.report_marked_spans, next(iter(alone))
     if not all(w.whole_hours for w in windows):

@@ -470,7 +470,7 @@ def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
     if current.timezone != target.timezone:
         time.sleep(REZONE_WAIT)
     with engine.begin() as conn:
-        for table in _daily_tables():
+        for table in t.report_daily_aggregates:
             conn.execute(delete(table))
     return target.zone, True
 
@@ -493,9 +493,10 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
         caught_up(conn)
         if conn.dialect.name == "postgresql":
             # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
-            names = ", ".join(table.name for table in _hourly_tables())
+            names = ", ".join(table.name for table in t.report_hourly_aggregates)
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-        for table in _hourly_tables():  # on SQLite this write takes the lock before the reads
+        # On SQLite the first delete takes the write lock before the reads.
+        for table in t.report_hourly_aggregates:
             conn.execute(delete(table).where(table.c.hour == hour))
         marked = marked_dimensions(conn)
         units, clicks = _units_between(conn, start, end, marked)
@@ -519,8 +520,8 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     with engine.begin() as conn:
         caught_up(conn)
         if conn.dialect.name == "postgresql":
-            read = _hourly_tables() if whole else []
-            names = ", ".join(table.name for table in [*_daily_tables(), *read])
+            read = t.report_hourly_aggregates if whole else []
+            names = ", ".join(table.name for table in [*t.report_daily_aggregates, *read])
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
         for table in t.report_daily_cubes.values():
             conn.execute(delete(table).where(table.c.day == day))
@@ -616,14 +617,6 @@ def _units_between(
         .distinct()
     ).scalars()
     return read_units(conn, clicked | set(converted), marked), len(clicked)
-
-
-def _hourly_tables() -> list[Table]:
-    return [*t.report_cubes.values(), t.report_marked]
-
-
-def _daily_tables() -> list[Table]:
-    return [*t.report_daily_cubes.values(), t.report_marked_spans]
 
 
 @functools.cache

@@ -480,13 +480,10 @@ report_marked_spans = Table(
     *_daily_columns((), ("dimension", "value")),
 )
 
-# Every aggregate table, hourly then daily.
-report_aggregates: list[Table] = [
-    *report_cubes.values(),
-    report_marked,
-    *report_daily_cubes.values(),
-    report_marked_spans,
-]
+# The aggregate tables by UTC hour, those by local day, and all of them.
+report_hourly_aggregates: list[Table] = [*report_cubes.values(), report_marked]
+report_daily_aggregates: list[Table] = [*report_daily_cubes.values(), report_marked_spans]
+report_aggregates: list[Table] = [*report_hourly_aggregates, *report_daily_aggregates]
 
 saved_reports = Table(
     "saved_reports",
