@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.mmap_dict import MmapedDict
 from sqlalchemy.engine import Engine
 
-from clickloop.http.metrics import QUEUE_METRIC
+from clickloop.http.metrics import FLUSH_SECONDS, QUEUE_METRIC
 from clickloop.services.outbox import queue_deliveries
 from tests.conftest import Server, server_on
 from tests.integration.test_outbox import NOW, make_world
@@ -77,19 +77,23 @@ def test_every_scrape_sums_both_worker_processes(server: Server, engine: Engine)
         return 200
 
     # The kernel hands connections to either process; a busy machine may give one all of a
-    # round, so click in rounds until both have answered some.
+    # round, so click in rounds until both have answered some. Each process writes its counts
+    # to its file every FLUSH_SECONDS (and a click's latency just after its answer is sent).
     sent = 0
     for _ in range(20):
         with ThreadPoolExecutor(16) as pool:
             assert set(pool.map(click, range(CLICKS))) == {404}
         sent += CLICKS
-        per_process = clicks_per_process(server.data_dir / "metrics")
+        deadline = time.monotonic() + FLUSH_SECONDS + 5
+        while (
+            sum((per_process := clicks_per_process(server.data_dir / "metrics")).values()) != sent
+        ):
+            assert time.monotonic() < deadline, f"the files never counted {sent}: {per_process}"
+            time.sleep(0.05)
         if all(per_process.values()) and len(per_process) == 2:
             break
-    assert sum(per_process.values()) == sent
     assert len([n for n in per_process.values() if n]) == 2, per_process
-    # A click's latency is observed just after its answer is sent: the last may trail it.
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + FLUSH_SECONDS + 5
     while sample(scrape(server)[1], "clickloop_click_seconds_count") != sent:
         assert time.monotonic() < deadline, "the latency histogram never counted every click"
         time.sleep(0.05)

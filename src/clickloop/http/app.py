@@ -19,7 +19,13 @@ from sqlalchemy.engine import Engine
 from clickloop.domain.secrets import SecretMaskingFilter
 from clickloop.http.api import create_api
 from clickloop.http.demo import demo_offer
-from clickloop.http.metrics import CLICK_SECONDS, POSTBACK_SECONDS, MetricsEndpoint
+from clickloop.http.metrics import (
+    CLICK_SECONDS,
+    FLUSH_SECONDS,
+    POSTBACK_SECONDS,
+    MetricsEndpoint,
+    flush_tallies,
+)
 from clickloop.http.postbacks import PostbackHandler
 from clickloop.http.protocol import open_connections
 from clickloop.http.responses import Receive, Scope, Send, send_text
@@ -217,6 +223,7 @@ class ClickloopApp:
             self.click_writer.start()
         await self._declare_secrets()
         self._tasks.append(asyncio.create_task(self._poll_config()))
+        self._tasks.append(asyncio.create_task(self._flush_metrics()))
         if self.engine.dialect.name == "sqlite":
             self._tasks.append(asyncio.create_task(self._follow_clicks()))
         self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
@@ -229,6 +236,7 @@ class ClickloopApp:
                 await task
         await self.click_writer.stop()  # the same writer twice: stopped once
         await self.writer.stop()
+        flush_tallies()
 
     async def reload_config(self) -> None:
         config = await asyncio.to_thread(load_config, self.engine)
@@ -252,6 +260,11 @@ class ClickloopApp:
                     await self.reload_config()
             except Exception as exc:  # a database hiccup must not end polling
                 log.warning("config poll failed: %s", exc)
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            flush_tallies()
 
     async def _follow_clicks(self) -> None:
         """SQLite: fold the clicks into the report cubes every FOLLOW_INTERVAL (one process at

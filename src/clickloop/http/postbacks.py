@@ -9,7 +9,6 @@ import hmac
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection, Engine
@@ -17,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from clickloop.domain.clicks import first_header_address
 from clickloop.domain.postbacks import MAX_BODY_BYTES, Outcome, answer_postback
 from clickloop.errors import StorageUnavailable
+from clickloop.http.metrics import Tally
 from clickloop.http.responses import (
     NO_STORE,
     Receive,
@@ -43,7 +43,7 @@ from clickloop.storage.writer import GroupCommitWriter
 log = logging.getLogger(__name__)
 
 POSTBACKS = Counter("clickloop_postbacks_total", "Postback requests by outcome", ["outcome"])
-_COUNTERS: dict[str, Any] = {}  # POSTBACKS by outcome: labels() costs more than inc()
+_COUNTERS: dict[str, Tally] = {}  # POSTBACKS by outcome: labels() costs more than inc()
 RETRY_AFTER = (b"retry-after", b"5")
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 # Request headers kept in the received-postback log (the rest is noise or secrets).
@@ -237,7 +237,7 @@ class PostbackHandler:
 def _count(outcome: str) -> None:
     counter = _COUNTERS.get(outcome)
     if counter is None:
-        counter = _COUNTERS[outcome] = POSTBACKS.labels(outcome)
+        counter = _COUNTERS[outcome] = Tally(POSTBACKS.labels(outcome))
     counter.inc()
 
 

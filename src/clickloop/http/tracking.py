@@ -25,6 +25,7 @@ from clickloop.domain.clicks import (
 from clickloop.domain.costs import cost_at_click
 from clickloop.domain.macros import render
 from clickloop.errors import StorageUnavailable
+from clickloop.http.metrics import Tally
 from clickloop.http.responses import HTML, NO_STORE, Scope, Send, send_response, send_text
 from clickloop.logs import Outage
 from clickloop.services.config import CampaignView, TrackerConfig
@@ -44,10 +45,10 @@ _URL_UNSAFE = re.compile(r"[^A-Za-z0-9" + re.escape(_URL_SAFE) + "]")
 
 CLICKS = Counter("clickloop_clicks_total", "Campaign link requests by outcome", ["outcome"])
 # Bound once: `labels()` looks the child up under a lock on every call.
-_REDIRECTED = CLICKS.labels("redirected")
-_UNKNOWN_ALIAS = CLICKS.labels("unknown_alias")
-_NO_OFFER = CLICKS.labels("no_offer")
-_STORAGE_UNAVAILABLE = CLICKS.labels("storage_unavailable")
+_REDIRECTED = Tally(CLICKS.labels("redirected"))
+_UNKNOWN_ALIAS = Tally(CLICKS.labels("unknown_alias"))
+_NO_OFFER = Tally(CLICKS.labels("no_offer"))
+_STORAGE_UNAVAILABLE = Tally(CLICKS.labels("storage_unavailable"))
 NOT_FOUND_PAGE = b"<!doctype html><title>Not found</title><p>This link is not active.</p>"
 _RETRY_AFTER = (b"retry-after", b"1")
 
