@@ -338,7 +338,7 @@ class _Plan:
         both = page.join(overall, true())  # one row of totals beside each row of the page
         statement = select(page, overall).select_from(both).order_by(*self._order(page))
         found = conn.execute(statement).all()
-        rows = [self._row(record) for record in found]
+        rows = self._rows(found)
         if not found and not q.offset:  # no group passes
             return rows, ResultRow(dimensions={}, labels={}, values=self._values_of(_ZEROS)), 0
         if not found:  # a page past the end
@@ -394,7 +394,7 @@ class _Plan:
             narrowed.append(DimensionFilter(name=name, operator="in_list", values=tuple(values)))
         grouped = self.grouped(conn, win, narrowed)
         filtered = self._filtered(grouped, ())
-        before = [self._row(record) for record in conn.execute(filtered)]
+        before = self._rows(conn.execute(filtered).all())
         return {_key(row, q.grouping): row for row in before}
 
     def _values(self, record: Any) -> dict[str, Value]:
@@ -404,16 +404,35 @@ class _Plan:
     def _values_of(self, sums: Mapping[str, int]) -> dict[str, Value]:
         return {name: metric(name).value(sums) for name in self.query.metrics}
 
-    def _row(self, record: Any) -> ResultRow:
-        fields = record._mapping
-        dimensions: dict[str, str] = {}
-        labels: dict[str, str] = {}
-        for i, name in enumerate(self.query.grouping):
-            value = _shown(name, fields[f"d{i}"])
-            dimensions[name] = value
-            named = fields.get(f"l{i}")
-            labels[name] = str(named) if named is not None else (value or "(none)")
-        return ResultRow(dimensions=dimensions, labels=labels, values=self._values(record))
+    def _rows(self, records: Sequence[Any]) -> list[ResultRow]:
+        """Result rows of records with the columns d<i>, l<i> (entities only) and b<i>, read
+        by position: a page can be 10,000 rows, and lookups by name cost a third of building
+        them."""
+        if not records:
+            return []
+        at = {name: i for i, name in enumerate(records[0]._fields)}
+        grouping = [
+            (name, at[f"d{i}"], at.get(f"l{i}")) for i, name in enumerate(self.query.grouping)
+        ]
+        bases = [(name, at[f"b{i}"]) for i, name in enumerate(self.bases)]
+        values = [(name, metric(name).value) for name in self.query.metrics]
+        rows = []
+        for record in records:
+            dimensions: dict[str, str] = {}
+            labels: dict[str, str] = {}
+            for name, d, label in grouping:
+                value = dimensions[name] = _shown(name, record[d])
+                named = None if label is None else record[label]
+                labels[name] = str(named) if named is not None else (value or "(none)")
+            sums = {name: int(record[b]) for name, b in bases}
+            rows.append(
+                ResultRow(
+                    dimensions=dimensions,
+                    labels=labels,
+                    values={name: value(sums) for name, value in values},
+                )
+            )
+        return rows
 
 
 def _sort_keys(query: ReportQuery) -> tuple[SortKey, ...]:

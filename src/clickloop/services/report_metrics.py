@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, cast, func
@@ -47,12 +48,6 @@ def money(micros: int) -> Decimal:
     return Decimal(micros).scaleb(-6)
 
 
-def ratio(numerator: Decimal, denominator: Decimal, places: str) -> Decimal | None:
-    if not denominator:
-        return None
-    return (numerator / denominator).quantize(Decimal(places))
-
-
 def _base(name: str, kind: str) -> Metric:
     value: Callable[[Bases], Value] = (
         (lambda b: money(b[name])) if kind == "money" else (lambda b: b[name])
@@ -69,11 +64,25 @@ def _ratio(
     places: str,
     minus: tuple[str, ...] = (),
 ) -> Metric:
-    """(sum(numerator) - sum(minus)) * scale / sum(denominator), None when that is 0."""
+    """(sum(numerator) - sum(minus)) * scale / sum(denominator) to `places` (half to even),
+    None when the denominator is 0. Worked out in integers: exact, and a tenth of the time of
+    Decimal division (a 10,000-row page has tens of thousands of ratios)."""
+    exponent = Decimal(places).as_tuple().exponent
+    assert isinstance(exponent, int)
+    ratio = Fraction(scale) * 10**-exponent
+    times, per = ratio.numerator, ratio.denominator
 
     def value(b: Bases) -> Value:
-        top = sum(b[n] for n in numerator) - sum(b[n] for n in minus)
-        return ratio(Decimal(top) * scale, Decimal(sum(b[n] for n in denominator)), places)
+        below = sum([b[n] for n in denominator]) * per
+        if not below:
+            return None
+        top = (sum([b[n] for n in numerator]) - sum([b[n] for n in minus])) * times
+        if below < 0:
+            top, below = -top, -below
+        whole, rest = divmod(top, below)
+        if 2 * rest > below or (2 * rest == below and whole % 2):
+            whole += 1
+        return Decimal(whole).scaleb(exponent)
 
     def sql(c: Columns) -> ColumnElement[Any]:
         top: ColumnElement[Any] = _sum(c, numerator)
