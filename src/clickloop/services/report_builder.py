@@ -415,7 +415,6 @@ class _Plan:
             (name, at[f"d{i}"], at.get(f"l{i}")) for i, name in enumerate(self.query.grouping)
         ]
         bases = [(name, at[f"b{i}"]) for i, name in enumerate(self.bases)]
-        values = [(name, metric(name).value) for name in self.query.metrics]
         rows = []
         for record in records:
             dimensions: dict[str, str] = {}
@@ -425,13 +424,8 @@ class _Plan:
                 named = None if label is None else record[label]
                 labels[name] = str(named) if named is not None else (value or "(none)")
             sums = {name: int(record[b]) for name, b in bases}
-            rows.append(
-                ResultRow(
-                    dimensions=dimensions,
-                    labels=labels,
-                    values={name: value(sums) for name, value in values},
-                )
-            )
+            values = self._values_of(sums)
+            rows.append(ResultRow(dimensions=dimensions, labels=labels, values=values))
         return rows
 
 
