@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
+from clickloop.domain import report_facts as rf
 from clickloop.services import entities
 from clickloop.storage import tables as t
 from clickloop.storage.click_visitors import micros_of
-from clickloop.storage.db import make_engine, upgrade
+from clickloop.storage.db import alembic_config, make_engine, upgrade
 from clickloop.storage.tables import metadata
 from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_admin, _pg_url_for
 
@@ -234,11 +236,11 @@ def test_upgrade_sums_the_daily_campaign_countries_from_the_daily_countries(
     empty_engine: Engine,
 ) -> None:
     """0015 fills the new cube from the daily countries cube (same days, same zone), summed
-    over sources and offers, so the daily cubes stay ready."""
+    over sources and offers, so the daily cubes stay ready; 0016 spans its days."""
     engine = empty_engine
     upgrade(engine, "0014_report_marked_spans")
     rows = [
-        {"day": 20000, "campaign_id": 1, "traffic_source_id": source, "offer_id": offer}
+        {"day": 20005, "campaign_id": 1, "traffic_source_id": source, "offer_id": offer}
         | {"country": "DE", "fact": "clicks", "n": n, "u": 1, "m": 250_000}
         for source, offer, n in ((1, 2, 3), (4, 5, 2), (4, 6, 1))
     ]
@@ -247,4 +249,42 @@ def test_upgrade_sums_the_daily_campaign_countries_from_the_daily_countries(
     upgrade(engine)
     with engine.connect() as conn:
         found = conn.execute(select(t.report_daily_cubes["daily_campaign_countries"])).all()
-    assert [tuple(row) for row in found] == [(20000, 1, "DE", "clicks", 6, 3, 750_000)]
+    spans = [(1, 20005), (2, 20004), (4, 20004), (8, 20000), (16, 20000)]
+    assert sorted(tuple(row) for row in found) == [
+        (days, day, 1, "DE", "clicks", 6, 3, 750_000) for days, day in spans
+    ]
+
+
+def test_upgrade_spans_the_campaign_countries_and_downgrade_keeps_the_days(
+    empty_engine: Engine,
+) -> None:
+    """0016 keeps each day of the campaign-and-country cube as its one-day span and adds every
+    longer span as the sum of its days (what a rebuild writes); its downgrade gives the days
+    back."""
+    engine = empty_engine
+    upgrade(engine, "0015_daily_campaign_countries")
+    days = [
+        (day, campaign, country, fact, day % 7 + 1, day % 2, 250_000 * (day % 3))
+        for day in range(20003, 20040)
+        for campaign, country, fact in ((1, "DE", "clicks"), (2, "", "vt:sale"))
+        if (day + campaign) % 5
+    ]
+    sql = "INSERT INTO report_daily_campaign_countries VALUES (?, ?, ?, ?, ?, ?, ?)"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s"), days)
+    upgrade(engine)
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for day, *key, n, u, m in days:
+        for length in rf.SPAN_DAYS:
+            found = sums.setdefault((length, day - day % length, *key), [0, 0, 0])
+            for i, value in enumerate((n, u, m)):
+                found[i] += value
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
+    assert sorted(tuple(row) for row in found) == sorted(
+        (*key, *totals) for key, totals in sums.items()
+    )
+    command.downgrade(alembic_config(engine), "0015_daily_campaign_countries")
+    with engine.connect() as conn:
+        back = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
+    assert sorted(tuple(row) for row in back) == sorted(days)

@@ -407,17 +407,24 @@ def _no_rezone_wait() -> Any:
 
 
 @pytest.mark.parametrize(
-    "grouping", [["sub_id_1"], ["sub_id_1", "day"], ["day_of_week", "sub_id_1"]]
+    ("grouping", "spans", "rows"),
+    [
+        (["sub_id_1"], "marked_spans", 3),
+        (["sub_id_1", "day"], "marked_spans", 5),
+        (["day_of_week", "sub_id_1"], "marked_spans", 5),
+        (["campaign", "country"], "daily_campaign_countries", 3),
+        (["country", "day", "campaign"], "daily_campaign_countries", 6),
+    ],
 )
-def test_a_marked_field_alone_reads_its_spans_of_days(
-    engine: Engine, world: World, grouping: list[str]
+def test_spans_of_days_answer_as_the_raw_tables(
+    engine: Engine, world: World, grouping: list[str], spans: str, rows: int
 ) -> None:
-    """A report on a marked field over whole days, without campaign, source or offer, reads
-    the marked spans (these four days are one span; grouped by day, one-day spans), and says
-    the same as the raw tables."""
+    """A report on a marked field alone or on campaign and country, over whole days, reads
+    spans of days (these four days are one span; grouped by day, one-day spans), and says the
+    same as the raw tables."""
     at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
     clicks = [
-        {"minute": minute, "campaign": i % 2, "offer": 0, "country": "DE", "sub_id_1": zone}
+        {"minute": minute, "campaign": i % 2, "offer": 0, "country": zone[0], "sub_id_1": zone}
         | {"device_type": "mobile", "is_unique": True, "cost": "0.1"}
         for i, (minute, zone) in enumerate(at)
     ]
@@ -433,7 +440,7 @@ def test_a_marked_field_alone_reads_its_spans_of_days(
     )
     tracker = entities.get_settings(engine)
     raw = run_report(engine, query, settings=tracker, path="raw")
-    spans = run_report(engine, query, settings=tracker)
-    assert spans.source == "aggregates:marked_spans"
-    assert spans.as_dict() | {"source": "raw"} == raw.as_dict()
-    assert len(raw.rows) == (3 if grouping == ["sub_id_1"] else 5)
+    spanned = run_report(engine, query, settings=tracker)
+    assert spanned.source == f"aggregates:{spans}"
+    assert spanned.as_dict() | {"source": "raw"} == raw.as_dict()
+    assert len(raw.rows) == rows

@@ -409,7 +409,7 @@ def rebuild(
     the first and the last click or conversion), one hour per transaction, so the server keeps
     writing meanwhile; then the daily cubes, one local day per transaction, in the zone of the
     `timezone` setting, for the same days (every day of the raw tables and the hourly cubes
-    when that moves them to another zone or they were not ready), and the marked fields' spans
+    when that moves them to another zone or they were not ready), and the spans
     of several days over those days. `hourly=False` recomputes only the daily cubes and the
     spans. Returns the number of clicks counted."""
     c, v, h = t.clicks.c, t.conversions.c, t.report_cubes["campaigns"].c
@@ -432,7 +432,7 @@ def rebuild(
         first = min(starts) if every_day or since is None else since
         last = max(ends) if every_day or until is None else until
         days = range(rf.day_of(first, zone), rf.day_of(last, zone) + 1)
-    # Then the longer spans of the marked fields, from their one-day spans.
+    # Then the longer spans (of the spanned cubes and the marked fields), from the one-day ones.
     spans = [
         (length, day)
         for length in rf.SPAN_DAYS[1:]
@@ -509,23 +509,21 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
 
 
 def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
-    """Replace the daily cubes' rows of one local day (and the marked fields' one-day spans):
+    """Replace the daily cubes' rows of one local day (of the spanned ones, the one-day span):
     summed from the hourly cubes when the day starts and ends on whole UTC hours (every zone but
     those with :30 or :45 offsets), else from the raw tables."""
     local = datetime.combine(_EPOCH + timedelta(days=day), datetime.min.time())
     start = local.replace(tzinfo=zone).astimezone(UTC)
     end = (local + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
     whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
-    spans = t.report_marked_spans
     with engine.begin() as conn:
         caught_up(conn)
         if conn.dialect.name == "postgresql":
             read = t.report_hourly_aggregates if whole else []
             names = ", ".join(table.name for table in [*t.report_daily_aggregates, *read])
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-        for table in t.report_daily_cubes.values():
-            conn.execute(delete(table).where(table.c.day == day))
-        conn.execute(delete(spans).where(spans.c.days == 1, spans.c.day == day))
+        for table in t.report_daily_aggregates:
+            conn.execute(delete(table).where(*_one_day(table, day)))
         if whole:
             hours = (int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
             for name, table in t.report_daily_cubes.items():
@@ -535,38 +533,52 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
                     for cube, hourly in t.report_cubes.items()
                     if rf.CUBES[cube] == dimensions
                 )
+                prefix = (1, day) if "days" in table.c else (day,)
                 conn.execute(
-                    _summed(table, (day,), source, (*entities, *dimensions), _hours(source, hours))
+                    _summed(table, prefix, source, (*entities, *dimensions), _hours(source, hours))
                 )
-            marked_hours = _hours(t.report_marked, hours)
+            marked = t.report_marked
             conn.execute(
-                _summed(spans, (1, day), t.report_marked, ("dimension", "value"), marked_hours)
+                _summed(
+                    t.report_marked_spans,
+                    (1, day),
+                    marked,
+                    ("dimension", "value"),
+                    _hours(marked, hours),
+                )
             )
             return
-        marked = marked_dimensions(conn)
-        units, _ = _units_between(conn, start, end, marked)
+        marked_names = marked_dimensions(conn)
+        units, _ = _units_between(conn, start, end, marked_names)
         facts: rf.Facts = {}
         only = range(day, day + 1)
         for click, conversions in units.values():
-            rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
+            rf.unit_facts(click, conversions, marked_names, facts, zone=zone, days=only)
         # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
-        apply(
-            conn,
-            {key: v for key, v in facts.items() if key[0] != rf.MARKED_SPANS or key[1][0] == 1},
-        )
+        apply(conn, {key: v for key, v in facts.items() if key[0] not in _SPANS or key[1][0] == 1})
+
+
+_SPANS = {*rf.SPANNED, rf.MARKED_SPANS}  # the cubes of spans of days
+
+
+def _one_day(table: Table, day: int) -> list[Any]:
+    """A daily table's rows of `day` alone (of a spanned one, the one-day span)."""
+    return [table.c.day == day, *([table.c.days == 1] if "days" in table.c else [])]
 
 
 def _rebuild_span(engine: Engine, length: int, first: int) -> None:
-    """Replace the marked fields' span of `length` days from `first` by the sum of its days'."""
-    spans = t.report_marked_spans
-    q = spans.c
+    """Replace the spans of `length` days from `first` by the sums of their days'."""
     with engine.begin() as conn:
         caught_up(conn)
         if conn.dialect.name == "postgresql":
-            conn.execute(text(f"LOCK TABLE {spans.name} IN EXCLUSIVE MODE"))
-        conn.execute(delete(spans).where(q.days == length, q.day == first))
-        days = [q.days == 1, q.day >= first, q.day < first + length]
-        conn.execute(_summed(spans, (length, first), spans, ("dimension", "value"), days))
+            names = ", ".join(table.name for table in t.report_span_aggregates)
+            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
+        for table in t.report_span_aggregates:
+            q = table.c
+            conn.execute(delete(table).where(q.days == length, q.day == first))
+            keys = [c.name for c in table.primary_key if c.name not in ("days", "day", "fact")]
+            days = [q.days == 1, q.day >= first, q.day < first + length]
+            conn.execute(_summed(table, (length, first), table, keys, days))
 
 
 def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES, DAILY_CUBES
+from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES, DAILY_CUBES, SPANNED
 
 MICROS = Decimal(1_000_000)
 SUB_ID_COUNT = 30
@@ -454,8 +454,12 @@ report_marked = Table(
 REPORT_DAILY_CUBES = DAILY_CUBES
 
 
-def _daily_columns(entities: tuple[str, ...], dimensions: tuple[str, ...]) -> list[Column[Any]]:
+def _daily_columns(
+    entities: tuple[str, ...], dimensions: tuple[str, ...], *, spanned: bool = False
+) -> list[Column[Any]]:
+    # A spanned cube's row holds `days` local days from `day` (domain/report_facts.py, SPANNED).
     return [
+        *([Column("days", Integer, primary_key=True)] if spanned else []),
         Column("day", Integer, primary_key=True),
         *(Column(name, Integer, primary_key=True) for name in entities),
         *(Column(name, Text, primary_key=True) for name in dimensions),
@@ -467,23 +471,26 @@ def _daily_columns(entities: tuple[str, ...], dimensions: tuple[str, ...]) -> li
 
 
 report_daily_cubes: dict[str, Table] = {
-    name: Table(f"report_{name}", metadata, *_daily_columns(entities, dimensions))
+    name: Table(
+        f"report_{name}", metadata, *_daily_columns(entities, dimensions, spanned=name in SPANNED)
+    )
     for name, (entities, dimensions) in REPORT_DAILY_CUBES.items()
 }
 
 # The marked dimensions per span of `days` local days from `day` (the daily cubes' zone) without
 # the campaign, source and offer: domain/report_facts.py, MARKED_SPANS.
 report_marked_spans = Table(
-    "report_marked_spans",
-    metadata,
-    Column("days", Integer, primary_key=True),
-    *_daily_columns((), ("dimension", "value")),
+    "report_marked_spans", metadata, *_daily_columns((), ("dimension", "value"), spanned=True)
 )
 
 # The aggregate tables by UTC hour, those by local day, and all of them.
 report_hourly_aggregates: list[Table] = [*report_cubes.values(), report_marked]
 report_daily_aggregates: list[Table] = [*report_daily_cubes.values(), report_marked_spans]
 report_aggregates: list[Table] = [*report_hourly_aggregates, *report_daily_aggregates]
+# Those kept per span of days (the longer spans are sums of the one-day ones).
+report_span_aggregates: list[Table] = [
+    table for table in report_daily_aggregates if "days" in table.c
+]
 
 saved_reports = Table(
     "saved_reports",
