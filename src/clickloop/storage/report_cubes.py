@@ -384,16 +384,23 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
     """Add `facts` to the cubes: multi-row upserts per cube of power-of-two sizes (`_sizes`),
     keys sorted so two transactions lock shared rows in the same order (PostgreSQL)."""
     by_cube: dict[str, list[tuple[Any, ...]]] = {}
+    micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
     for (cube, key), (n, u, m) in facts.items():
-        by_cube.setdefault(cube, []).append((*key, n, u, _micros(m)))
+        amount = micros.get(m)
+        if amount is None:
+            amount = micros[m] = _micros(m)
+        rows = by_cube.get(cube)
+        if rows is None:
+            rows = by_cube[cube] = []
+        rows.append((*key, n, u, amount))
     dialect = conn.dialect.name
     for cube in sorted(by_cube):
         rows = sorted(by_cube[cube])
-        table = cube_table(cube)
         start = 0
         for size in sizes(len(rows), UPSERT_CHUNK):
-            sql = _upsert_sql(dialect, table.name, _columns(table), size)
-            execute(conn, sql, tuple(itertools.chain.from_iterable(rows[start : start + size])))
+            chunk = rows[start : start + size] if start or size < len(rows) else rows
+            params = tuple(itertools.chain.from_iterable(chunk))
+            execute(conn, _upsert_sql(dialect, cube, size), params)
             start += size
 
 
@@ -631,24 +638,23 @@ def _units_between(
     return read_units(conn, clicked | set(converted), marked), len(clicked)
 
 
-@functools.cache
-def _columns(table: Table) -> tuple[str, ...]:
-    return tuple(column.name for column in table.columns)
-
-
 def _micros(amount: Decimal | int) -> int:
     return int((Decimal(amount) * t.MICROS).to_integral_value())
 
 
 @functools.cache
-def _upsert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int) -> str:
+def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
+    """The upsert of `rows` rows into `cube`'s table, adding to the facts of the keys there."""
+    table = cube_table(cube)
+    columns = [column.name for column in table.columns]
     mark = "?" if dialect == "sqlite" else "%s"
     one = "(" + ", ".join([mark] * len(columns)) + ")"
     key = ", ".join(columns[:-3])
+    name = table.name
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
-        f"ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n, "
-        f"u = {table}.u + excluded.u, m = {table}.m + excluded.m"
+        f"INSERT INTO {name} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n, "
+        f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
     )
 
 
