@@ -18,7 +18,11 @@ from sqlalchemy import insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain import report_facts as rf
+from clickloop.errors import InvalidInput
 from clickloop.services import entities
+from clickloop.services.report_builder import run_report
+from clickloop.services.report_query import known_types, parse_query
+from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from clickloop.storage.click_visitors import micros_of
 from clickloop.storage.db import alembic_config, make_engine, upgrade
@@ -168,7 +172,11 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
         value = conn.execute(
             select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
         ).scalar()
-    assert value == {"timezone": "Europe/Berlin", "ready": False}
+    assert value == {
+        "timezone": "Europe/Berlin",
+        "ready": False,
+        "unfilled": ["country_device_totals"],  # 0017
+    }
 
 
 def test_daily_cubes_of_a_new_database_are_ready_in_utc(engine: Engine) -> None:
@@ -288,3 +296,44 @@ def test_upgrade_spans_the_campaign_countries_and_downgrade_keeps_the_days(
     with engine.connect() as conn:
         back = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
     assert sorted(tuple(row) for row in back) == sorted(days)
+
+
+def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0017 adds country by device type empty: on a database with clicks no report reads it
+    (geo by device reads the clicks) until a rebuild, even `--daily`, fills it from them."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine, "0016_campaign_country_spans")
+    now = datetime.now(UTC).replace(microsecond=0)
+    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
+    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    clicks = [
+        {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
+        | {"country": country, "device_type": device, "is_unique": True}
+        for i, (country, device) in enumerate([("DE", "mobile"), ("DE", "desktop"), ("US", "")])
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), clicks)
+    upgrade(engine)
+    query = parse_query(
+        {"grouping": ["country", "device_type"], "range": {"preset": "last_7_days"}},
+        now=now,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
+    tracker = entities.get_settings(engine)
+    raw = run_report(engine, query, settings=tracker, path="raw")
+    assert len(raw.rows) == 3
+    assert run_report(engine, query, settings=tracker).source == "raw"
+    with pytest.raises(InvalidInput):
+        run_report(engine, query, settings=tracker, path="hourly")
+    report_cubes.rebuild(engine, hourly=False)
+    for path, source in (
+        ("auto", "daily_country_device_totals"),
+        ("hourly", "country_device_totals"),
+    ):
+        cubed = run_report(engine, query, settings=tracker, path=path)
+        assert cubed.source == f"aggregates:{source}"
+        assert cubed.as_dict() | {"source": "raw"} == raw.as_dict()

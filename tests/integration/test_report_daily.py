@@ -86,9 +86,16 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     assert report(engine, "UTC", ["campaign", "country"], filters=by_network)[0] == (
         "aggregates:daily_countries"
     )
-    # Hours are not in the daily cubes; country with device is in no cube.
+    # Geo by device over all traffic has a cube; by campaign, none.
+    assert report(engine, "UTC", ["country", "device_type"])[0] == (
+        "aggregates:daily_country_device_totals"
+    )
+    assert report(engine, "UTC", ["country", "device_type"], filters=by_campaign)[0] == "raw"
+    # Hours are not in the daily cubes.
     assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:campaigns"
-    assert report(engine, "UTC", ["country", "device_type"])[0] == "raw"
+    assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (
+        "aggregates:country_device_totals"
+    )
 
 
 def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaign: int) -> None:

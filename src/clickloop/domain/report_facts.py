@@ -21,14 +21,17 @@ from typing import Any
 
 from clickloop.domain.costs import click_cost
 
-# Cube name -> the dimensions it holds besides the campaign, the traffic source and the offer.
-CUBES: dict[str, tuple[str, ...]] = {
-    "campaigns": (),
-    "countries": ("country",),
-    "devices": ("device_type", "os", "browser"),
-    "languages": ("language",),
-}
 BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
+# Hourly cube name -> (its entity columns, its other dimensions), by UTC hour. Most carry the
+# campaign, source and offer, so those filters work on them; country by device type is kept
+# without them (geo by device over all traffic: each hour's few rows, the daily cube's source).
+CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "campaigns": (BASE_DIMENSIONS, ()),
+    "countries": (BASE_DIMENSIONS, ("country",)),
+    "devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
+    "languages": (BASE_DIMENSIONS, ("language",)),
+    "country_device_totals": ((), ("country", "device_type")),
+}
 # Daily cube name -> (its entity columns, its other dimensions), by local day. The `_totals`
 # ones drop the campaign, source and offer: a report by country alone reads days x countries;
 # campaign > country reads days x campaigns x countries, not x sources x offers too.
@@ -41,6 +44,7 @@ DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_country_totals": ((), ("country",)),
     "daily_device_totals": ((), ("device_type", "os", "browser")),
     "daily_language_totals": ((), ("language",)),
+    "daily_country_device_totals": ((), ("country", "device_type")),
 }
 MARKED = "marked"
 # The marked fields again without campaign, source and offer, per span of local days: a span of
@@ -68,7 +72,7 @@ CLICK_FIELDS = (
     *BASE_DIMENSIONS,
     "cost",
     "is_unique",
-    *sorted({name for dims in CUBES.values() for name in dims}),
+    *sorted({name for _, dims in CUBES.values() for name in dims}),
 )
 CONVERSION_FIELDS = ("type", "payout", "cost", "converted_at")
 # What makes new clicks alike (new_clicks_facts): the fields besides their time, cost and
@@ -80,7 +84,9 @@ _NO_COST = Decimal(0)
 # What conversion_facts reads of a click: its time and the fields its facts are keyed by.
 FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
-_DIMENSION_SETS = tuple(sorted({*CUBES.values(), *(dims for _, dims in DAILY_CUBES.values())}))
+_DIMENSION_SETS = tuple(
+    sorted({dims for cubes in (CUBES, DAILY_CUBES) for _, dims in cubes.values()})
+)
 
 Key = tuple[str, tuple[Any, ...]]  # (cube, (hour or day, base..., dimensions..., fact))
 Facts = dict[Key, list[Any]]  # -> [n, u, m]
@@ -145,7 +151,10 @@ def unit_facts(
         hourly = [(hour_of(at), fact, n, u, m) for at, fact, n, u, m in rows]
         if hours is not None:
             hourly = [row for row in hourly if row[0] in hours]
-        groups = [(cube, (*base, *texts[dims])) for cube, dims in CUBES.items()]
+        groups = [
+            (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *texts[dims]))
+            for cube, (entities, dims) in CUBES.items()
+        ]
         groups += [(MARKED, (*base, name, _text(click.get(name)))) for name in marked]
         _add(facts, groups, hourly)
     if days is not None or hours is None:
@@ -368,7 +377,11 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     base = tuple(range(2, 2 + len(bases)))
     name_at = {name: 2 + len(bases) + len(texts) + i for i, name in enumerate(marked)}
     fact = 2 + len(bases) + len(texts) + len(marked)
-    picks = [(cube, (0, *base, *(at[d] for d in dims), fact)) for cube, dims in CUBES.items()]
+    picks = [
+        (cube, (0, *(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims)))
+        for cube, (entities, dims) in CUBES.items()
+    ]
+    picks = [(cube, (*indices, fact)) for cube, indices in picks]
     picks += [(MARKED, (0, *base, name_at[n], at[n], fact)) for n in marked]
     daily = [
         (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims)))

@@ -34,22 +34,24 @@ from clickloop.storage.db import reader_engine
 from clickloop.storage.report_cubes import settle, stored_daily_zone, stored_marked_dimensions
 
 PATHS = ("auto", "raw", "aggregates", "hourly")
-# The daily cubes, smallest first as measured at 10M clicks (docs/reports.md, "Aggregates"):
-# a report reads the first that holds its dimensions.
+# The daily and the hourly cubes, smallest first as measured at 10M clicks (docs/reports.md,
+# "Aggregates"): a report reads the first that holds its dimensions.
 DAILY_BY_SIZE = (
     "daily_device_totals",
     "daily_language_totals",
     "daily_country_totals",
+    "daily_country_device_totals",
     "daily_campaigns",
     "daily_campaign_countries",
     "daily_devices",
     "daily_languages",
     "daily_countries",
 )
+HOURLY_BY_SIZE = ("campaigns", "country_device_totals", "devices", "languages", "countries")
 # What a daily cube cannot tell apart: the hours of a day.
 HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
-# What every daily table holds besides its own columns: the fact's type and the local days.
-EVERY_DAILY = frozenset(("conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS))
+# What every cube holds besides its own columns: the fact's type and the time buckets.
+EVERY_CUBE = frozenset(("conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS))
 _PG_QUERY_CANCELED = "57014"
 
 
@@ -168,7 +170,8 @@ def run_report(
             # Read in the report's own transaction: the zone and readiness the cubes have then.
             days = stored_daily_zone(conn)
             daily = days.ready and days.timezone == query.timezone and path != "hourly"
-            cube = _pick_cube(query, windows, stored_marked_dimensions(conn), daily=daily)
+            marked = stored_marked_dimensions(conn)
+            cube = _pick_cube(query, windows, marked, daily=daily, unfilled=days.unfilled)
         if path in ("aggregates", "hourly") and cube is None:
             raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
         plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
@@ -198,31 +201,48 @@ def _previous_range(query: ReportQuery) -> tuple[date, date]:
 
 
 def _pick_cube(
-    query: ReportQuery, windows: Sequence[sql.Window], marked: Collection[str], *, daily: bool
+    query: ReportQuery,
+    windows: Sequence[sql.Window],
+    marked: Collection[str],
+    *,
+    daily: bool,
+    unfilled: Collection[str] = (),
 ) -> tuple[str, Table, str | None] | None:
     """The smallest cube holding every grouped or filtered dimension: a daily one when `daily`
     (they are kept in the query's zone, and its range is whole local days there) and no hour
     is asked for, or the marked spans for one marked field without campaign, source or offer;
-    else an hourly one if the zone's offsets fit whole hours over the range; else None (raw)."""
+    else an hourly one (not `unfilled` yet) if the zone's offsets fit whole hours over the
+    range; else None (raw)."""
     needed = {*query.grouping, *(rule.name for rule in query.filters)}
     if daily and not needed & HOUR_DIMENSIONS:
-        for name in DAILY_BY_SIZE:
-            entities, extras = t.REPORT_DAILY_CUBES[name]
-            held = {*extras, *EVERY_DAILY, *sql.entities_held(entities)}
-            if needed <= held:
-                return name, t.report_daily_cubes[name], None
-        alone = needed - EVERY_DAILY
+        found = _smallest(needed, DAILY_BY_SIZE, t.REPORT_DAILY_CUBES)
+        if found is not None:
+            return found, t.report_daily_cubes[found], None
+        alone = needed - EVERY_CUBE
         if len(alone) == 1 and next(iter(alone)) in marked:
             return "marked_spans", t.report_marked_spans, next(iter(alone))
     if not all(w.whole_hours for w in windows):
         return None
-    needed -= sql.EVERY_CUBE
-    by_size = sorted(t.REPORT_CUBES.items(), key=lambda item: len(item[1]))
-    for name, extras in by_size:
-        if needed <= set(extras):
-            return name, t.report_cubes[name], None
-    if len(needed) == 1 and next(iter(needed)) in marked:
-        return "marked", t.report_marked, next(iter(needed))
+    filled = tuple(name for name in HOURLY_BY_SIZE if name not in unfilled)
+    found = _smallest(needed, filled, t.REPORT_CUBES)
+    if found is not None:
+        return found, t.report_cubes[found], None
+    alone = needed - sql.EVERY_CUBE
+    if len(alone) == 1 and next(iter(alone)) in marked:
+        return "marked", t.report_marked, next(iter(alone))
+    return None
+
+
+def _smallest(
+    needed: set[str],
+    names: Sequence[str],
+    cubes: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
+) -> str | None:
+    """The first of `names` whose cube holds every `needed` dimension."""
+    for name in names:
+        entities, extras = cubes[name]
+        if needed <= {*extras, *EVERY_CUBE, *sql.entities_held(entities)}:
+            return name
     return None
 
 

@@ -48,10 +48,12 @@ _EPOCH = date(1970, 1, 1)
 @dataclass(frozen=True, slots=True)
 class DailyZone:
     """Where the daily cubes stand: the zone their days are in, and whether they hold every
-    day (false from an upgrade or a change of zone until a rebuild fills them)."""
+    day (false from an upgrade or a change of zone until a rebuild fills them); and the hourly
+    cubes an upgrade added to a database with clicks, empty until a rebuild fills them."""
 
     timezone: str
     ready: bool
+    unfilled: tuple[str, ...] = ()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -63,13 +65,17 @@ def daily_zone_of(value: Any) -> DailyZone:
     whose writers always kept them in UTC) is UTC and ready; anything unreadable is not ready."""
     if value is None:
         return DailyZone("UTC", True)
-    if isinstance(value, dict) and isinstance(value.get("timezone"), str):
-        try:
-            ZoneInfo(value["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
-            return DailyZone("UTC", False)
-        return DailyZone(value["timezone"], value.get("ready") is True)
-    return DailyZone("UTC", False)
+    if not isinstance(value, dict):
+        return DailyZone("UTC", False)
+    unfilled = value.get("unfilled", [])
+    unfilled = tuple(unfilled) if isinstance(unfilled, list) else tuple(rf.CUBES)
+    if not isinstance(value.get("timezone"), str):
+        return DailyZone("UTC", False, unfilled)
+    try:
+        ZoneInfo(value["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        return DailyZone("UTC", False, unfilled)
+    return DailyZone(value["timezone"], value.get("ready") is True, unfilled)
 
 
 _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
@@ -418,7 +424,8 @@ def rebuild(
     `timezone` setting, for the same days (every day of the raw tables and the hourly cubes
     when that moves them to another zone or they were not ready), and the spans
     of several days over those days. `hourly=False` recomputes only the daily cubes and the
-    spans. Returns the number of clicks counted."""
+    spans, unless an hourly cube is unfilled (DailyZone): then every hour is recomputed.
+    Returns the number of clicks counted."""
     c, v, h = t.clicks.c, t.conversions.c, t.report_cubes["campaigns"].c
     with engine.connect() as conn:
         clicked = conn.execute(select(func.min(c.created_at), func.max(c.created_at))).one()
@@ -426,7 +433,9 @@ def rebuild(
         kept = conn.execute(select(func.min(h.hour), func.max(h.hour))).one()
     starts = [moment for moment in (clicked[0], converted[0]) if moment is not None]
     ends = [moment for moment in (clicked[1], converted[1]) if moment is not None]
-    zone, every_day = _daily_target(engine)
+    zone, every_day, unfilled = _daily_target(engine)
+    if unfilled:
+        hourly, since, until = True, None, None
     hours = range(0)
     if hourly and starts:
         hours = range(rf.hour_of(since or min(starts)), rf.hour_of(until or max(ends)) + 1)
@@ -459,10 +468,10 @@ def rebuild(
     return clicks
 
 
-def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
-    """The zone the daily cubes are to be in (the `timezone` setting), and whether every day
-    must be recomputed: when they are in another zone (then, once the writers have all moved
-    to the new one, they are emptied first) or not ready."""
+def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool, tuple[str, ...]]:
+    """The zone the daily cubes are to be in (the `timezone` setting), whether every day
+    must be recomputed (when they are in another zone: then, once the writers have all moved
+    to the new one, they are emptied first; or not ready), and the unfilled hourly cubes."""
     s = t.settings.c
     with engine.connect() as conn:
         values = dict(
@@ -472,18 +481,20 @@ def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool]:
     target = daily_zone_of({"timezone": wanted if isinstance(wanted, str) else "UTC"})
     current = daily_zone_of(values.get(DAILY_SETTING))
     if current == DailyZone(target.timezone, True):
-        return target.zone, False
-    _write_daily_zone(engine, DailyZone(target.timezone, False))
+        return target.zone, False, ()
+    _write_daily_zone(engine, DailyZone(target.timezone, False, current.unfilled))
     if current.timezone != target.timezone:
         time.sleep(REZONE_WAIT)
     with engine.begin() as conn:
         for table in t.report_daily_aggregates:
             conn.execute(delete(table))
-    return target.zone, True
+    return target.zone, True, current.unfilled
 
 
 def _write_daily_zone(engine: Engine, state: DailyZone) -> None:
-    value = {"timezone": state.timezone, "ready": state.ready}
+    value: dict[str, Any] = {"timezone": state.timezone, "ready": state.ready}
+    if state.unfilled:
+        value["unfilled"] = list(state.unfilled)
     with engine.begin() as conn:
         s = t.settings.c
         if not conn.execute(
@@ -535,11 +546,7 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
             hours = (int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
             for name, table in t.report_daily_cubes.items():
                 entities, dimensions = rf.DAILY_CUBES[name]
-                source = next(
-                    hourly
-                    for cube, hourly in t.report_cubes.items()
-                    if rf.CUBES[cube] == dimensions
-                )
+                source = t.report_cubes[_hourly_source(name)]
                 prefix = (1, day) if "days" in table.c else (day,)
                 conn.execute(
                     _summed(table, prefix, source, (*entities, *dimensions), _hours(source, hours))
@@ -566,6 +573,20 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
 
 
 _SPANS = {*rf.SPANNED, rf.MARKED_SPANS}  # the cubes of spans of days
+
+
+@functools.cache
+def _hourly_source(daily: str) -> str:
+    """The hourly cube a daily one is summed from: of those holding its entities and
+    dimensions, the one with the fewest entities (the fewest rows: country totals come from
+    country by device type, not by campaign, source and offer)."""
+    entities, dimensions = rf.DAILY_CUBES[daily]
+    holding = [
+        (len(held[0]), len(held[1]), name)
+        for name, held in rf.CUBES.items()
+        if {*entities} <= {*held[0]} and {*dimensions} <= {*held[1]}
+    ]
+    return min(holding)[2]
 
 
 def _one_day(table: Table, day: int) -> list[Any]:

@@ -415,8 +415,8 @@ rate_updates = Table(
 
 # --- report aggregates -----------------------------------------------------------------------
 # Each cube holds, per UTC hour and per combination of its dimensions, the facts of the clicks
-# and conversions there (docs/reports.md, "Aggregates"). Every cube carries the campaign, the
-# traffic source and the offer, so those filters work on any of them. NULL dimensions are kept
+# and conversions there (docs/reports.md, "Aggregates"); all but the `_totals` carry the campaign,
+# the traffic source and the offer, so those filters work on them. NULL dimensions are kept
 # as 0 (ids) or '' (text): primary-key columns cannot be NULL on PostgreSQL.
 # `fact`: "clicks" (n = clicks, u = unique clicks, m = their cost), "ct:<type>" (conversions by
 # click time: n = count, m = payout) or "vt:<type>" (the same by conversion time).
@@ -424,10 +424,10 @@ REPORT_CUBES = CUBES
 REPORT_BASE_DIMENSIONS = BASE_DIMENSIONS
 
 
-def _cube_columns(dimensions: tuple[str, ...]) -> list[Column[Any]]:
+def _cube_columns(entities: tuple[str, ...], dimensions: tuple[str, ...]) -> list[Column[Any]]:
     return [
         Column("hour", BigInteger, primary_key=True),  # epoch seconds // 3600
-        *(Column(name, Integer, primary_key=True) for name in REPORT_BASE_DIMENSIONS),
+        *(Column(name, Integer, primary_key=True) for name in entities),
         *(Column(name, Text, primary_key=True) for name in dimensions),
         Column("fact", String(80), primary_key=True),
         Column("n", BigInteger, nullable=False),
@@ -437,8 +437,8 @@ def _cube_columns(dimensions: tuple[str, ...]) -> list[Column[Any]]:
 
 
 report_cubes: dict[str, Table] = {
-    name: Table(f"report_{name}", metadata, *_cube_columns(dimensions))
-    for name, dimensions in REPORT_CUBES.items()
+    name: Table(f"report_{name}", metadata, *_cube_columns(entities, dimensions))
+    for name, (entities, dimensions) in REPORT_CUBES.items()
 }
 
 # Dimensions a user marked for aggregation (the `report_marked_dimensions` setting, for example
@@ -446,7 +446,7 @@ report_cubes: dict[str, Table] = {
 report_marked = Table(
     "report_marked",
     metadata,
-    *_cube_columns(("dimension", "value")),
+    *_cube_columns(REPORT_BASE_DIMENSIONS, ("dimension", "value")),
 )
 
 # The same facts per local day (in the zone the `report_daily_zone` setting names) instead of the
