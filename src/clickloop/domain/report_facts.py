@@ -151,20 +151,14 @@ def unit_facts(
         hourly = [(hour_of(at), fact, n, u, m) for at, fact, n, u, m in rows]
         if hours is not None:
             hourly = [row for row in hourly if row[0] in hours]
-        groups = [
-            (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *texts[dims]))
-            for cube, (entities, dims) in CUBES.items()
-        ]
+        groups = _groups(CUBES, base, texts)
         groups += [(MARKED, (*base, name, _text(click.get(name)))) for name in marked]
         _add(facts, groups, hourly)
     if days is not None or hours is None:
         daily = [(day_of(at, zone), fact, n, u, m) for at, fact, n, u, m in rows]
         if days is not None:
             daily = [row for row in daily if row[0] in days]
-        groups = [
-            (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *texts[dims]))
-            for cube, (entities, dims) in DAILY_CUBES.items()
-        ]
+        groups = _groups(DAILY_CUBES, base, texts)
         spanned = [(cube, values) for cube, values in groups if cube in SPANNED]
         spanned += [(MARKED_SPANS, (name, _text(click.get(name)))) for name in marked]
         _add(facts, [group for group in groups if group[0] not in SPANNED], daily)
@@ -173,6 +167,18 @@ def unit_facts(
                 for key in _span_keys(cube, day, values, fact):
                     _add_to(facts, key, n, u, m)
     return facts
+
+
+def _groups(
+    cubes: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]],
+    base: tuple[Any, ...],
+    texts: Mapping[tuple[str, ...], tuple[str, ...]],
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """Each cube with the unit's values of its entities and dimensions."""
+    return [
+        (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *texts[dims]))
+        for cube, (entities, dims) in cubes.items()
+    ]
 
 
 def spans(first: int, end: int, longest: int = SPAN_DAYS[-1]) -> list[tuple[int, int]]:
@@ -377,16 +383,14 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     base = tuple(range(2, 2 + len(bases)))
     name_at = {name: 2 + len(bases) + len(texts) + i for i, name in enumerate(marked)}
     fact = 2 + len(bases) + len(texts) + len(marked)
-    picks = [
-        (cube, (0, *(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims)))
-        for cube, (entities, dims) in CUBES.items()
-    ]
-    picks = [(cube, (*indices, fact)) for cube, indices in picks]
+
+    def held(entities: tuple[str, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
+        """Where a cube's entity ids and dimensions are in `normal`."""
+        return (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims))
+
+    picks = [(cube, (0, *held(*columns), fact)) for cube, columns in CUBES.items()]
     picks += [(MARKED, (0, *base, name_at[n], at[n], fact)) for n in marked]
-    daily = [
-        (cube, (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims)))
-        for cube, (entities, dims) in DAILY_CUBES.items()
-    ]
+    daily = [(cube, held(*columns)) for cube, columns in DAILY_CUBES.items()]
     picks += [(cube, (1, *indices, fact)) for cube, indices in daily if cube not in SPANNED]
     cubes = tuple((cube, itemgetter(*indices)) for cube, indices in picks)
     # A tuple whatever the count: itemgetter of one index gives the value itself.
