@@ -67,8 +67,8 @@ def daily_zone_of(value: Any) -> DailyZone:
         return DailyZone("UTC", True)
     if not isinstance(value, dict):
         return DailyZone("UTC", False)
-    unfilled = value.get("unfilled", [])
-    unfilled = tuple(unfilled) if isinstance(unfilled, list) else tuple(rf.CUBES)
+    listed = value.get("unfilled", [])
+    unfilled = tuple(n for n in listed if n in rf.CUBES) if isinstance(listed, list) else ()
     if not isinstance(value.get("timezone"), str):
         return DailyZone("UTC", False, unfilled)
     try:
@@ -551,23 +551,17 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
                 conn.execute(
                     _summed(table, prefix, source, (*entities, *dimensions), _hours(source, hours))
                 )
-            marked = t.report_marked
+            spans, marked_hours = t.report_marked_spans, _hours(t.report_marked, hours)
             conn.execute(
-                _summed(
-                    t.report_marked_spans,
-                    (1, day),
-                    marked,
-                    ("dimension", "value"),
-                    _hours(marked, hours),
-                )
+                _summed(spans, (1, day), t.report_marked, ("dimension", "value"), marked_hours)
             )
             return
-        marked_names = marked_dimensions(conn)
-        units, _ = _units_between(conn, start, end, marked_names)
+        marked = marked_dimensions(conn)
+        units, _ = _units_between(conn, start, end, marked)
         facts: rf.Facts = {}
         only = range(day, day + 1)
         for click, conversions in units.values():
-            rf.unit_facts(click, conversions, marked_names, facts, zone=zone, days=only)
+            rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
         # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
         apply(conn, {key: v for key, v in facts.items() if key[0] not in _SPANS or key[1][0] == 1})
 
