@@ -12,7 +12,7 @@ and the marked fields' facts each span of days holds (MARKED_SPANS).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
@@ -337,9 +337,6 @@ def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...
         for cube, project in keyed.spanned:
             for key in _span_keys(cube, normal[1], project(normal), normal[-1]):
                 _add_to(facts, key, n, u, m)
-        for name, value in keyed.marked(normal):
-            for key in _span_keys(MARKED_SPANS, normal[1], (name, value), normal[-1]):
-                _add_to(facts, key, n, u, m)
     return facts
 
 
@@ -347,18 +344,14 @@ def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...
 class _Keyed:
     """How a signature becomes each cube's key: `normal` makes it (hour, day, base ids or 0,
     texts or "", the marked names, the fact), and each cube's itemgetter picks its key from
-    that, in unit_facts' order (a SPANNED cube's: its dimensions, spanned from the day)."""
+    that, in unit_facts' order (a SPANNED cube's or a marked field's spans: its dimensions,
+    spanned from the day)."""
 
     bases: tuple[int, ...]
     texts: tuple[int, ...]
     names: tuple[str, ...]
     cubes: tuple[tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]], ...]
     spanned: tuple[tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]], ...]
-
-    def marked(self, normal: tuple[Any, ...]) -> Iterator[tuple[str, str]]:
-        """The marked names with their values in `normal` (the last of its texts)."""
-        end = 2 + len(self.bases) + len(self.texts)
-        return zip(self.names, normal[end - len(self.names) : end], strict=True)
 
     def normal(self, signature: tuple[Any, ...]) -> tuple[Any, ...]:
         return (
@@ -394,10 +387,10 @@ def _keyed(marked: tuple[str, ...]) -> _Keyed:
     picks += [(cube, (1, *indices, fact)) for cube, indices in daily if cube not in SPANNED]
     cubes = tuple((cube, itemgetter(*indices)) for cube, indices in picks)
     # A tuple whatever the count: itemgetter of one index gives the value itself.
+    spans = [(cube, indices) for cube, indices in daily if cube in SPANNED]
+    spans += [(MARKED_SPANS, (name_at[n], at[n])) for n in marked]
     spanned = tuple(
-        (cube, lambda normal, at=indices: tuple(normal[i] for i in at))
-        for cube, indices in daily
-        if cube in SPANNED
+        (cube, lambda normal, at=indices: tuple(normal[i] for i in at)) for cube, indices in spans
     )
     return _Keyed(bases, texts, tuple(marked), cubes, spanned)
 
