@@ -83,6 +83,9 @@ SIGNATURE_FIELDS = tuple(
 _NO_COST = Decimal(0)
 # What conversion_facts reads of a click: its time and the fields its facts are keyed by.
 FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
+# A conversion_moves row: where and what a conversion moved, before the cubes project it (a
+# marked field's row names it in `dimension`; the others leave it and `value` NULL).
+MOVE_COLUMNS = ("hour", "day", *SIGNATURE_FIELDS, "dimension", "value", "fact", "n", "m")
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
 _DIMENSION_SETS = tuple(
     sorted({dims for cubes in (CUBES, DAILY_CUBES) for _, dims in cubes.values()})
@@ -284,6 +287,42 @@ def conversion_facts(
     and the click's fields as they were. Equal to difference(unit_facts after, unit_facts before)
     for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out. `click`
     needs `created_at` and the FACT_FIELDS (with the marked ones)."""
+    facts = _projected(_conversion_sums(changes, marked, zone), tuple(marked))
+    # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
+    return {key: moved for key, moved in facts.items() if moved[0] or moved[2]}
+
+
+def conversion_moves(
+    changes: Iterable[tuple[Mapping[str, Any], Conversion | None, Conversion | None]],
+    marked: Collection[str],
+    zone: tzinfo = UTC,
+) -> list[tuple[Any, ...]]:
+    """conversion_facts before their projection on the cubes, as rows of MOVE_COLUMNS (m in
+    millionths): one per signature with the cubes' dimensions (no marked field), and one per
+    marked field with its name and value. Summed per cube they are conversion_facts."""
+    marked = tuple(marked)
+    keyed = _keyed(marked)
+    dimensions = 2 + len(SIGNATURE_FIELDS)  # hour, day, then the signature fields in `normal`
+    rows = []
+    for signature, (n, _, m) in _conversion_sums(changes, marked, zone).items():
+        if not (n or m):
+            continue
+        normal = keyed.normal(signature)
+        head, fact, micros = normal[:dimensions], normal[-1], int(m.scaleb(6))
+        rows.append((*head, None, None, fact, n, micros))
+        rows += [
+            (*head, name, value, fact, n, micros)
+            for name, value in zip(marked, normal[dimensions:], strict=False)
+        ]
+    return rows
+
+
+def _conversion_sums(
+    changes: Iterable[tuple[Mapping[str, Any], Conversion | None, Conversion | None]],
+    marked: Collection[str],
+    zone: tzinfo,
+) -> dict[tuple[Any, ...], list[Any]]:
+    """The changes' ct:/vt: moves summed by signature (hour, local day, fields, fact)."""
     fields = (*SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     moves: list[tuple[int, str, int, Decimal]] = []
@@ -306,9 +345,7 @@ def conversion_facts(
             else:
                 found[0] += n
                 found[2] += m
-    facts = _projected(sums, tuple(marked))
-    # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
-    return {key: moved for key, moved in facts.items() if moved[0] or moved[2]}
+    return sums
 
 
 def _moves(clicked: int, conversion: Conversion, sign: int) -> list[tuple[int, str, int, Decimal]]:

@@ -94,6 +94,14 @@ _REWIND_SQL = (
     "WHERE name = 'clicks' AND position > (SELECT coalesce(max(rowid), 0) FROM clicks)"
 )
 
+_MOVES_SQL = (
+    f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in rf.MOVE_COLUMNS)})"
+)
+_MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
+_MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORDER BY id LIMIT ?)"
+_EVERY_CUBE = (*rf.CUBES, *rf.DAILY_CUBES, rf.MARKED, rf.MARKED_SPANS)
+
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
 
@@ -239,11 +247,19 @@ def add_conversion_changes(
     """Add what these conversion changes (the click's `fields`, as fact_fields named them when
     the click was read; before or None; after or None) moved, in units where nothing else
     changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works
-    out all their facts. Payouts are in millionths already (domain/money.py quantizes them)."""
+    out all their facts. On SQLite they wait in `cube_moves` for the follower (fold_moves), a
+    row or two per change instead of a row per cube; on PostgreSQL they go to the cubes now.
+    Payouts are in millionths already (domain/money.py quantizes them)."""
     if not changes:
         return
     marked = fields[len(rf.FACT_FIELDS) :]
-    apply(conn, rf.conversion_facts(changes, marked, _report_settings(conn)[1].zone))
+    zone = _report_settings(conn)[1].zone
+    if conn.dialect.name == "sqlite":
+        rows = rf.conversion_moves(changes, marked, zone)
+        if rows:
+            sqlite_cursor(conn).executemany(_MOVES_SQL, rows)
+        return
+    apply(conn, rf.conversion_facts(changes, marked, zone))
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -302,17 +318,23 @@ async def follow(
     engine: Engine, run: Callable[[Callable[[Connection], bool]], Awaitable[bool]]
 ) -> bool:
     """One step of a server process's follower (SQLite): read the clicks past the position in
-    a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them in
-    through `run` (the click writer's: with its next batch). Whether it folded anything."""
+    a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them and
+    the pending conversion moves in through `run` (the click writer's: with its next batch).
+    Whether it folded anything."""
     if engine.dialect.name != "sqlite":
         return False
     with _fold_lock(engine) as mine:
         if not mine:
             return False
-        fold = await asyncio.to_thread(_read_fold, engine)
-        if fold is None:
+        fold, moves = await asyncio.to_thread(_read_fold, engine)
+        if fold is None and not moves:
             return False
-        return await run(functools.partial(fold_in, fold=fold))
+        return await run(functools.partial(_fold_both, fold=fold))
+
+
+def _fold_both(conn: Connection, fold: Fold | None) -> bool:
+    folded = fold is not None and fold_in(conn, fold)
+    return fold_moves(conn) > 0 or folded
 
 
 @contextlib.contextmanager
@@ -343,9 +365,31 @@ def _fold_lock(engine: Engine) -> Iterator[bool]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _read_fold(engine: Engine) -> Fold | None:
+def _read_fold(engine: Engine) -> tuple[Fold | None, bool]:
+    """The clicks' pending fold, and whether conversion moves wait too."""
     with reader_engine(engine).connect() as conn:
-        return pending_fold(conn)
+        return pending_fold(conn), _moves_pending(conn)
+
+
+def _moves_pending(conn: Connection) -> bool:
+    return sqlite_cursor(conn).execute(_MOVES_PENDING_SQL).fetchone() is not None
+
+
+def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
+    """SQLite, in a write transaction: add up to `limit` of the oldest conversion moves waiting
+    in `cube_moves` to every cube, with one INSERT … SELECT … GROUP BY per cube, and delete
+    them; returns how many (0: none, or not SQLite). The moves are deltas, so whenever they
+    land the cubes end equal to the raw tables; a rebuild folds them first (`everything_in`)."""
+    if conn.dialect.name != "sqlite":
+        return 0
+    cursor = sqlite_cursor(conn)
+    last, count = cursor.execute(_MOVES_CHUNK_SQL, (limit,)).fetchone()
+    if not count:
+        return 0
+    for cube in _EVERY_CUBE:
+        cursor.execute(_fold_moves_sql(cube), (last,))
+    cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
+    return int(count)
 
 
 def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
@@ -359,23 +403,32 @@ def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
 
 
 def settle(engine: Engine) -> None:
-    """Bring the cubes up to every committed click before a report reads them (SQLite; a
-    plain read when there is nothing to fold)."""
+    """Bring the cubes up to every committed click and conversion before a report reads them
+    (SQLite; a plain read when there is nothing to fold)."""
     if engine.dialect.name != "sqlite":
         return
     with reader_engine(engine).connect() as conn:
         position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
-    if last <= position:
+        moves = _moves_pending(conn)
+    if last <= position and not moves:
         return
     while True:  # a transaction per chunk: the click writer waits for one at most
         with engine.begin() as conn:
-            if catch_up(conn) < FOLLOW_CHUNK:
+            if catch_up(conn) < FOLLOW_CHUNK and fold_moves(conn) < FOLLOW_CHUNK:
                 return
 
 
 def caught_up(conn: Connection) -> None:
     """catch_up until the cubes hold every click (a rebuild recomputes from all of them)."""
     while catch_up(conn) == FOLLOW_CHUNK:
+        pass
+
+
+def everything_in(conn: Connection) -> None:
+    """Before a rebuild replaces some of the cubes' rows: every click and every conversion move
+    in the cubes (a move folded later would count twice)."""
+    caught_up(conn)
+    while fold_moves(conn) == FOLLOW_CHUNK:
         pass
 
 
@@ -508,7 +561,7 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
     start = datetime.fromtimestamp(hour * 3600, UTC)
     end = start + timedelta(hours=1)
     with engine.begin() as conn:
-        caught_up(conn)
+        everything_in(conn)
         if conn.dialect.name == "postgresql":
             # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
             names = ", ".join(table.name for table in t.report_hourly_aggregates)
@@ -535,7 +588,7 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     end = (local + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
     whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
     with engine.begin() as conn:
-        caught_up(conn)
+        everything_in(conn)
         if conn.dialect.name == "postgresql":
             read = t.report_hourly_aggregates if whole else []
             names = ", ".join(table.name for table in [*t.report_daily_aggregates, *read])
@@ -591,7 +644,7 @@ def _one_day(table: Table, day: int) -> list[Any]:
 def _rebuild_span(engine: Engine, length: int, first: int) -> None:
     """Replace the spans of `length` days from `first` by the sums of their days'."""
     with engine.begin() as conn:
-        caught_up(conn)
+        everything_in(conn)
         if conn.dialect.name == "postgresql":
             names = ", ".join(table.name for table in t.report_span_aggregates)
             conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
@@ -670,6 +723,30 @@ def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
         f"INSERT INTO {name} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
         f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n, "
         f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
+    )
+
+
+@functools.cache
+def _fold_moves_sql(cube: str) -> str:
+    """The moves up to an id summed into `cube` (rf.conversion_moves): a marked field's rows
+    into the marked cubes, the others into the rest; into a cube of spans, once per length."""
+    table = cube_table(cube)
+    name = table.name
+    keys = [column.name for column in table.columns][:-3]
+    spanned = "days" in table.c
+    picks = [
+        "s.days" if key == "days" else "day - day % s.days" if key == "day" and spanned else key
+        for key in keys
+    ]
+    lengths = " UNION ALL ".join(f"SELECT {days} AS days" for days in rf.SPAN_DAYS)
+    spans = f" JOIN ({lengths}) s" if spanned else ""
+    rows = "dimension IS NOT NULL" if cube in (rf.MARKED, rf.MARKED_SPANS) else "dimension IS NULL"
+    return (
+        f"INSERT INTO {name} ({', '.join(keys)}, n, u, m) "
+        f"SELECT {', '.join(picks)}, n, 0, m FROM cube_moves{spans} "
+        f"WHERE id <= ? AND {rows} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {name}.n + excluded.n, "
+        f"m = {name}.m + excluded.m"
     )
 
 

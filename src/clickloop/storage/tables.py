@@ -28,7 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from clickloop.domain.report_facts import BASE_DIMENSIONS, CUBES, DAILY_CUBES, SPANNED
+from clickloop.domain.report_facts import (
+    BASE_DIMENSIONS,
+    CUBES,
+    DAILY_CUBES,
+    SIGNATURE_FIELDS,
+    SPANNED,
+)
 
 MICROS = Decimal(1_000_000)
 SUB_ID_COUNT = 30
@@ -491,6 +497,25 @@ report_aggregates: list[Table] = [*report_hourly_aggregates, *report_daily_aggre
 report_span_aggregates: list[Table] = [
     table for table in report_daily_aggregates if "days" in table.c
 ]
+
+# SQLite: what conversions moved and the cubes do not hold yet (report_facts.MOVE_COLUMNS). A
+# postback adds its moves here, a row or two per changed conversion, instead of a row to every
+# cube; the follower sums them into each cube with one statement per cube and deletes them
+# (storage/report_cubes.py, fold_moves). Dimensions as in the cubes: ids 0 and texts '' for none.
+cube_moves = Table(
+    "cube_moves",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("hour", BigInteger, nullable=False),
+    Column("day", Integer, nullable=False),
+    *(Column(name, Integer, nullable=False) for name in BASE_DIMENSIONS),
+    *(Column(name, Text, nullable=False) for name in SIGNATURE_FIELDS[len(BASE_DIMENSIONS) :]),
+    Column("dimension", Text),  # a marked field's name, or NULL for the cubes' row
+    Column("value", Text),
+    Column("fact", String(80), nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("m", BigInteger, nullable=False),  # millionths
+)
 
 saved_reports = Table(
     "saved_reports",
