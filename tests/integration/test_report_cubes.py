@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
@@ -163,6 +163,42 @@ def test_incremental_cubes_equal_a_rebuild(
     kept = cube_rows(engine)
     report_cubes.rebuild(engine, since=START - timedelta(days=2), until=START + timedelta(days=5))
     assert cube_rows(engine) == kept
+
+
+def test_conversion_moves_count_once_whenever_they_reach_the_cubes(engine: Engine) -> None:
+    """A postback's conversion moves wait in cube_moves, out of the cubes, until the follower
+    or a report adds them; a rebuild while they wait adds them first, so none counts twice."""
+    world = _world(engine)
+    clicks = [
+        {
+            "subid": f"c{n}",
+            "created_at": START + timedelta(minutes=n),
+            "campaign_id": world.campaign_id,
+            "offer_id": world.plain_offer_id,
+            "country": "DE",
+            "user_agent": AGENTS[n],
+            "ip": "10.0.0.1",
+            "sub_id_1": "z1",
+        }
+        for n in range(2)
+    ]
+    store_clicks(engine, clicks, follow=True)
+    _send(engine, ["subid=c0&status=lead&payout=3", "subid=c1&status=sale&payout=7.5"])
+    with engine.connect() as conn:
+        # Each a row for the cubes and one for the marked sub_id_1 and keyword, by click and
+        # by conversion time.
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 12
+        campaigns = t.report_cubes["campaigns"].c
+        converted = select(func.count()).where(campaigns.fact.like("ct:%"))
+        assert conn.execute(converted).scalar() == 0
+    report_cubes.rebuild(engine, since=START - timedelta(days=1), until=START + timedelta(days=5))
+    kept = cube_rows(engine)
+    report_cubes.rebuild(engine, since=START - timedelta(days=1), until=START + timedelta(days=5))
+    assert cube_rows(engine) == kept
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
+        sale = select(campaigns.m).where(campaigns.fact == "ct:sale")
+        assert conn.execute(sale).scalar() == Decimal("7.5")
 
 
 def keep_daily_cubes_in(engine: Engine, zone: str) -> None:

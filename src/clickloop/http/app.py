@@ -224,8 +224,7 @@ class ClickloopApp:
         await self._declare_secrets()
         self._tasks.append(asyncio.create_task(self._poll_config()))
         self._tasks.append(asyncio.create_task(self._flush_metrics()))
-        if self.engine.dialect.name == "sqlite":
-            self._tasks.append(asyncio.create_task(self._follow_clicks()))
+        self._tasks.append(asyncio.create_task(self._follow()))
         self._tasks.extend(asyncio.create_task(task(self)) for task in self._background)
 
     async def shutdown(self) -> None:
@@ -266,15 +265,15 @@ class ClickloopApp:
             await asyncio.sleep(FLUSH_SECONDS)
             flush_tallies()
 
-    async def _follow_clicks(self) -> None:
-        """SQLite: fold the clicks into the report cubes every FOLLOW_INTERVAL (one process at
-        a time: report_cubes.follow)."""
+    async def _follow(self) -> None:
+        """Fold the new clicks (SQLite) and the conversions' moves into the report cubes every
+        FOLLOW_INTERVAL (report_cubes.follow)."""
         while True:
             await asyncio.sleep(FOLLOW_INTERVAL)
             try:
                 await follow(self.engine, self.click_writer.run)
             except Exception as exc:  # a database hiccup must not end following
-                log.warning("folding clicks into the report cubes failed: %s", exc)
+                log.warning("folding into the report cubes failed: %s", exc)
 
 
 def create_app(settings: Settings, engine: Engine, **kwargs: Any) -> ClickloopApp:

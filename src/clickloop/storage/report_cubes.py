@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Table, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import String, Table, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from clickloop.domain import report_facts as rf
@@ -99,8 +99,23 @@ _MOVES_SQL = (
     f"VALUES ({', '.join('?' for _ in rf.MOVE_COLUMNS)})"
 )
 _MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
+# SQLite: the moves up to an id are summed into the cubes, then deleted (one writer: no move
+# up to that id can commit meanwhile).
 _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORDER BY id LIMIT ?)"
-_EVERY_CUBE = (*rf.CUBES, *rf.DAILY_CUBES, rf.MARKED, rf.MARKED_SPANS)
+# PostgreSQL: the moves are taken out in one statement (the ones committed by then) into a
+# temporary table of the connection's, then summed from there; folds take turns by the lock.
+_PG_TAKE_MOVES = (
+    "LOCK TABLE cube_moves IN SHARE UPDATE EXCLUSIVE MODE",
+    "CREATE TEMPORARY TABLE IF NOT EXISTS folding_moves (LIKE cube_moves)",
+)
+_PG_TAKEN_SQL = (
+    "WITH taken AS (DELETE FROM cube_moves WHERE id IN "
+    "(SELECT id FROM cube_moves ORDER BY id LIMIT %s) RETURNING *) "
+    "INSERT INTO folding_moves SELECT * FROM taken"
+)
+# In the order `apply` upserts (cube names sorted), so that folds and click batches lock
+# shared rows in one order (PostgreSQL).
+_EVERY_CUBE = tuple(sorted((*rf.CUBES, *rf.DAILY_CUBES, rf.MARKED, rf.MARKED_SPANS)))
 
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
@@ -247,19 +262,21 @@ def add_conversion_changes(
     """Add what these conversion changes (the click's `fields`, as fact_fields named them when
     the click was read; before or None; after or None) moved, in units where nothing else
     changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works
-    out all their facts. On SQLite they wait in `cube_moves` for the follower (fold_moves), a
-    row or two per change instead of a row per cube; on PostgreSQL they go to the cubes now.
-    Payouts are in millionths already (domain/money.py quantizes them)."""
+    out all their facts. They wait in `cube_moves` for the follower (fold_moves): a row or two
+    per change instead of a row in every cube, and no cube row locked by the postback (hot rows
+    would make concurrent postbacks take turns on PostgreSQL). Payouts are in millionths
+    already (domain/money.py quantizes them)."""
     if not changes:
         return
     marked = fields[len(rf.FACT_FIELDS) :]
     zone = _report_settings(conn)[1].zone
-    if conn.dialect.name == "sqlite":
-        rows = rf.conversion_moves(changes, marked, zone)
-        if rows:
-            sqlite_cursor(conn).executemany(_MOVES_SQL, rows)
+    rows = rf.conversion_moves(changes, marked, zone)
+    if not rows:
         return
-    apply(conn, rf.conversion_facts(changes, marked, zone))
+    if conn.dialect.name == "sqlite":
+        sqlite_cursor(conn).executemany(_MOVES_SQL, rows)
+    else:
+        conn.exec_driver_sql(_MOVES_SQL.replace("?", "%s"), rows)
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -317,12 +334,14 @@ def fold_in(conn: Connection, fold: Fold) -> bool:
 async def follow(
     engine: Engine, run: Callable[[Callable[[Connection], bool]], Awaitable[bool]]
 ) -> bool:
-    """One step of a server process's follower (SQLite): read the clicks past the position in
+    """One step of a server process's follower. SQLite: read the clicks past the position in
     a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them and
-    the pending conversion moves in through `run` (the click writer's: with its next batch).
-    Whether it folded anything."""
+    the waiting conversion moves in through `run` (the click writer's: with its next batch).
+    PostgreSQL: fold the waiting conversion moves in a transaction of their own (in a batch of
+    the click writer's, the cubes' rows would stay locked until it commits). Whether it folded
+    anything."""
     if engine.dialect.name != "sqlite":
-        return False
+        return await asyncio.to_thread(_fold_moves_alone, engine) > 0
     with _fold_lock(engine) as mine:
         if not mine:
             return False
@@ -372,23 +391,46 @@ def _read_fold(engine: Engine) -> tuple[Fold | None, bool]:
 
 
 def _moves_pending(conn: Connection) -> bool:
-    return sqlite_cursor(conn).execute(_MOVES_PENDING_SQL).fetchone() is not None
+    return execute(conn, _MOVES_PENDING_SQL, ()).fetchone() is not None
+
+
+def _fold_moves_alone(engine: Engine) -> int:
+    """Fold the waiting conversion moves, a transaction per FOLLOW_CHUNK (a plain read when
+    none wait); how many."""
+    with reader_engine(engine).connect() as conn:
+        if not _moves_pending(conn):
+            return 0
+    folded = 0
+    while True:
+        with engine.begin() as conn:
+            count = fold_moves(conn)
+        folded += count
+        if count < FOLLOW_CHUNK:
+            return folded
 
 
 def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
-    """SQLite, in a write transaction: add up to `limit` of the oldest conversion moves waiting
-    in `cube_moves` to every cube, with one INSERT … SELECT … GROUP BY per cube, and delete
-    them; returns how many (0: none, or not SQLite). The moves are deltas, so whenever they
-    land the cubes end equal to the raw tables; a rebuild folds them first (`everything_in`)."""
-    if conn.dialect.name != "sqlite":
-        return 0
-    cursor = sqlite_cursor(conn)
-    last, count = cursor.execute(_MOVES_CHUNK_SQL, (limit,)).fetchone()
-    if not count:
-        return 0
-    for cube in _EVERY_CUBE:
-        cursor.execute(_fold_moves_sql(cube), (last,))
-    cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
+    """In a write transaction: add up to `limit` of the oldest conversion moves waiting in
+    `cube_moves` to every cube, with one INSERT … SELECT per cube, and delete them; returns
+    how many. The moves are deltas, so whenever they land the cubes end equal to the raw
+    tables; a rebuild adds them first (`everything_in`)."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        cursor = sqlite_cursor(conn)
+        last, count = cursor.execute(_MOVES_CHUNK_SQL, (limit,)).fetchone()
+        if not count:
+            return 0
+        for cube in _EVERY_CUBE:
+            cursor.execute(_fold_moves_sql(dialect, cube), (last,))
+        cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
+        return int(count)
+    for statement in _PG_TAKE_MOVES:
+        conn.exec_driver_sql(statement)
+    count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
+    if count:
+        for cube in _EVERY_CUBE:
+            conn.exec_driver_sql(_fold_moves_sql(dialect, cube))
+        conn.exec_driver_sql("DELETE FROM folding_moves")
     return int(count)
 
 
@@ -404,8 +446,9 @@ def catch_up(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
 
 def settle(engine: Engine) -> None:
     """Bring the cubes up to every committed click and conversion before a report reads them
-    (SQLite; a plain read when there is nothing to fold)."""
+    (a plain read when there is nothing to fold)."""
     if engine.dialect.name != "sqlite":
+        _fold_moves_alone(engine)
         return
     with reader_engine(engine).connect() as conn:
         position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
@@ -426,7 +469,11 @@ def caught_up(conn: Connection) -> None:
 
 def everything_in(conn: Connection) -> None:
     """Before a rebuild replaces some of the cubes' rows: every click and every conversion move
-    in the cubes (a move folded later would count twice)."""
+    in the cubes (a move folded later would count twice). On PostgreSQL no postback may add
+    moves until the transaction ends: one committed after the fold but before the rebuild's
+    read of the conversions would count twice."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE cube_moves IN EXCLUSIVE MODE")
     caught_up(conn)
     while fold_moves(conn) == FOLLOW_CHUNK:
         pass
@@ -727,24 +774,38 @@ def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
 
 
 @functools.cache
-def _fold_moves_sql(cube: str) -> str:
-    """The moves up to an id summed into `cube` (rf.conversion_moves): a marked field's rows
-    into the marked cubes, the others into the rest; into a cube of spans, once per length."""
+def _fold_moves_sql(dialect: str, cube: str) -> str:
+    """The waiting moves added to `cube` (rf.conversion_moves): a marked field's rows to the
+    marked cubes, the others to the rest; to a cube of spans, once per length. SQLite upserts
+    move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
+    refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
     table = cube_table(cube)
     name = table.name
     keys = [column.name for column in table.columns][:-3]
     spanned = "days" in table.c
+    start = "day - day % s.days" if dialect == "sqlite" else "day - mod(day, s.days)"
     picks = [
-        "s.days" if key == "days" else "day - day % s.days" if key == "day" and spanned else key
-        for key in keys
+        "s.days" if key == "days" else start if key == "day" and spanned else key for key in keys
     ]
     lengths = " UNION ALL ".join(f"SELECT {days} AS days" for days in rf.SPAN_DAYS)
-    spans = f" JOIN ({lengths}) s" if spanned else ""
+    spans = f" CROSS JOIN ({lengths}) s" if spanned else ""
     rows = "dimension IS NOT NULL" if cube in (rf.MARKED, rf.MARKED_SPANS) else "dimension IS NULL"
+    if dialect == "sqlite":
+        select_moves = (
+            f"SELECT {', '.join(picks)}, n, 0, m FROM cube_moves{spans} WHERE id <= ? AND {rows}"
+        )
+    else:
+        order = [
+            f'{key} COLLATE "C"' if isinstance(table.c[key].type, String) else key for key in keys
+        ]
+        select_moves = (
+            f"SELECT {', '.join(f'{pick} AS {key}' for pick, key in zip(picks, keys, strict=True))},"
+            f" sum(n), 0, sum(m) FROM folding_moves{spans} WHERE {rows} "
+            f"GROUP BY {', '.join(map(str, range(1, len(keys) + 1)))} "
+            f"HAVING sum(n) <> 0 OR sum(m) <> 0 ORDER BY {', '.join(order)}"
+        )
     return (
-        f"INSERT INTO {name} ({', '.join(keys)}, n, u, m) "
-        f"SELECT {', '.join(picks)}, n, 0, m FROM cube_moves{spans} "
-        f"WHERE id <= ? AND {rows} "
+        f"INSERT INTO {name} ({', '.join(keys)}, n, u, m) {select_moves} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {name}.n + excluded.n, "
         f"m = {name}.m + excluded.m"
     )
