@@ -798,9 +798,9 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
         order = [
             f'{key} COLLATE "C"' if isinstance(table.c[key].type, String) else key for key in keys
         ]
+        named = [f"{pick} AS {key}" for pick, key in zip(picks, keys, strict=True)]
         select_moves = (
-            f"SELECT {', '.join(f'{pick} AS {key}' for pick, key in zip(picks, keys, strict=True))},"
-            f" sum(n), 0, sum(m) FROM folding_moves{spans} WHERE {rows} "
+            f"SELECT {', '.join(named)}, sum(n), 0, sum(m) FROM folding_moves{spans} WHERE {rows} "
             f"GROUP BY {', '.join(map(str, range(1, len(keys) + 1)))} "
             f"HAVING sum(n) <> 0 OR sum(m) <> 0 ORDER BY {', '.join(order)}"
         )
