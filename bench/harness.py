@@ -78,18 +78,6 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_fold_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--fold-every",
-        type=int,
-        default=0,
-        metavar="BURSTS",
-        help="stop the app's clock-driven loops and fold the report cubes every BURSTS bursts "
-        "of 32 requests instead: the same work per request however slow the run (callgrind); "
-        "default: by the clock, as a server",
-    )
-
-
 def bench_database_url(option: str, directory: Path) -> str:
     """`option` (the `--database-url` given), which must name an empty database: the bench
     creates its schema and counts its rows; without it, a new SQLite file in `directory`."""

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import String, Table, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy import String, Table, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from clickloop.domain import report_facts as rf
@@ -103,9 +103,11 @@ _MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
 # up to that id can commit meanwhile).
 _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORDER BY id LIMIT ?)"
 # PostgreSQL: the moves are taken out in one statement (the ones committed by then) into a
-# temporary table of the connection's, then summed from there; folds take turns by the lock.
+# temporary table of the connection's, then summed from there; folds take turns by an
+# advisory lock (a table lock would wait for autovacuum, which cube_moves keeps busy).
+_FOLD_LOCK = 0x636C6D76
 _PG_TAKE_MOVES = (
-    "LOCK TABLE cube_moves IN SHARE UPDATE EXCLUSIVE MODE",
+    f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})",
     "CREATE TEMPORARY TABLE IF NOT EXISTS folding_moves (LIKE cube_moves)",
 )
 _PG_TAKEN_SQL = (
@@ -275,8 +277,12 @@ def add_conversion_changes(
         return
     if conn.dialect.name == "sqlite":
         sqlite_cursor(conn).executemany(_MOVES_SQL, rows)
-    else:
-        conn.exec_driver_sql(_MOVES_SQL.replace("?", "%s"), rows)
+        return
+    start = 0  # PostgreSQL: a statement per row would cost a round trip each
+    for size in sizes(len(rows), UPSERT_CHUNK):
+        params = tuple(itertools.chain.from_iterable(rows[start : start + size]))
+        execute(conn, _pg_moves_sql(size), params)
+        start += size
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -468,12 +474,17 @@ def caught_up(conn: Connection) -> None:
 
 
 def everything_in(conn: Connection) -> None:
-    """Before a rebuild replaces some of the cubes' rows: every click and every conversion move
-    in the cubes (a move folded later would count twice). On PostgreSQL no postback may add
-    moves until the transaction ends: one committed after the fold but before the rebuild's
-    read of the conversions would count twice."""
+    """Before a rebuild step replaces some of the cubes' rows: every click and every conversion
+    move in the cubes (a move folded later would count twice). On PostgreSQL the live writers
+    wait until the step commits: postbacks at their moves (one committed after the fold but
+    before the step's read of the conversions would count twice), click batches and folds at
+    the cubes, which are locked in the order every writer upserts them (`_EVERY_CUBE`), after
+    `cube_moves` as a postback batch takes them, so no writer waits for the step while holding
+    what it needs."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE cube_moves IN EXCLUSIVE MODE")
+        names = ", ".join(cube_table(cube).name for cube in _EVERY_CUBE)
+        conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
     caught_up(conn)
     while fold_moves(conn) == FOLLOW_CHUNK:
         pass
@@ -609,11 +620,6 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
     end = start + timedelta(hours=1)
     with engine.begin() as conn:
         everything_in(conn)
-        if conn.dialect.name == "postgresql":
-            # Live writers' upserts wait while the hour is replaced (see docs/reports.md).
-            names = ", ".join(table.name for table in t.report_hourly_aggregates)
-            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
-        # On SQLite the first delete takes the write lock before the reads.
         for table in t.report_hourly_aggregates:
             conn.execute(delete(table).where(table.c.hour == hour))
         marked = marked_dimensions(conn)
@@ -636,10 +642,6 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
     with engine.begin() as conn:
         everything_in(conn)
-        if conn.dialect.name == "postgresql":
-            read = t.report_hourly_aggregates if whole else []
-            names = ", ".join(table.name for table in [*t.report_daily_aggregates, *read])
-            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
         for table in t.report_daily_aggregates:
             conn.execute(delete(table).where(*_one_day(table, day)))
         if whole:
@@ -692,9 +694,6 @@ def _rebuild_span(engine: Engine, length: int, first: int) -> None:
     """Replace the spans of `length` days from `first` by the sums of their days'."""
     with engine.begin() as conn:
         everything_in(conn)
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(table.name for table in t.report_span_aggregates)
-            conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
         for table in t.report_span_aggregates:
             q = table.c
             conn.execute(delete(table).where(q.days == length, q.day == first))
@@ -771,6 +770,12 @@ def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
         f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n, "
         f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
     )
+
+
+@functools.cache
+def _pg_moves_sql(rows: int) -> str:
+    one = f"({', '.join(['%s'] * len(rf.MOVE_COLUMNS))})"
+    return f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
 @functools.cache
