@@ -6,6 +6,8 @@ and the daily ones in a zone with a DST change (New York) or a half-hour offset 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from clickloop.services import entities
@@ -199,6 +201,58 @@ def test_conversion_moves_count_once_whenever_they_reach_the_cubes(engine: Engin
         assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
         sale = select(campaigns.m).where(campaigns.fact == "ct:sale")
         assert conn.execute(sale).scalar() == Decimal("7.5")
+
+
+def test_folds_and_rebuilds_give_way_to_a_writer_holding_a_cube_row(engine: Engine) -> None:
+    """PostgreSQL: a fold waits 200 ms at most for a cube row a live writer holds, then leaves
+    its moves for the next fold; a rebuild step gives way the same and runs again once the
+    writer committed. The writer is never the one aborted."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    world = _world(engine)
+    click = {
+        "subid": "c0",
+        "created_at": START,
+        "campaign_id": world.campaign_id,
+        "offer_id": world.plain_offer_id,
+        "user_agent": AGENTS[0],
+        "ip": "10.0.0.1",
+    }
+    store_clicks(engine, [click])
+    _send(engine, ["subid=c0&status=lead&payout=3&tid=a", "subid=c0&status=lead&payout=4&tid=b"])
+    campaigns = t.report_cubes["campaigns"]
+    moves = t.cube_moves.c
+    with engine.connect() as conn:
+        key = conn.execute(
+            select(moves.hour, moves.campaign_id, moves.traffic_source_id, moves.offer_id)
+            .where(moves.dimension.is_(None), moves.fact == "ct:lead")
+            .limit(1)
+        ).one()
+    with engine.connect() as writer:
+        with writer.begin():  # a writer adding the same cube row, not committed yet
+            row = dict(
+                zip(("hour", "campaign_id", "traffic_source_id", "offer_id"), key, strict=True)
+            )
+            writer.execute(insert(campaigns).values(**row, fact="ct:lead", n=1, u=0, m=0))
+            assert asyncio.run(report_cubes.follow(engine, _no_writer)) is False
+            with engine.connect() as conn:
+                assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar()
+            rebuilding = threading.Thread(
+                target=report_cubes.rebuild, args=(engine,), kwargs={"since": START}
+            )
+            rebuilding.start()
+            time.sleep(0.5)  # the rebuild gives way at least once meanwhile
+            assert rebuilding.is_alive()
+        rebuilding.join(30)
+    assert not rebuilding.is_alive()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
+        leads = select(campaigns.c.n).where(campaigns.c.fact == "ct:lead")
+        assert conn.execute(leads).scalar() == 2  # the writer's row was replaced by the rebuild
+
+
+async def _no_writer(work: Any) -> Any:
+    raise AssertionError("PostgreSQL folds in a transaction of their own")
 
 
 def keep_daily_cubes_in(engine: Engine, zone: str) -> None:

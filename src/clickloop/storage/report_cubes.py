@@ -20,11 +20,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import String, Table, delete, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import DBAPIError
 
 from clickloop.domain import report_facts as rf
 from clickloop.storage import partitions
@@ -106,7 +107,14 @@ _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORD
 # temporary table of the connection's, then summed from there; folds take turns by an
 # advisory lock (a table lock would wait for autovacuum, which cube_moves keeps busy).
 _FOLD_LOCK = 0x636C6D76
+# PostgreSQL: a fold or a rebuild step waits this long for a lock, then gives way (a fold leaves
+# the moves to the next one, a rebuild step runs again after a pause): a live writer, which may
+# hold some cubes while it waits for another, is then never the one a deadlock aborts.
+_GIVE_WAY = "SET LOCAL lock_timeout = '200ms'"
+_GAVE_WAY = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
+_GIVE_WAY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1, 1, 2, 2, 5, 5, 10)  # seconds before trying again
 _PG_TAKE_MOVES = (
+    _GIVE_WAY,
     f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})",
     "CREATE TEMPORARY TABLE IF NOT EXISTS folding_moves (LIKE cube_moves)",
 )
@@ -119,6 +127,8 @@ _PG_TAKEN_SQL = (
 # shared rows in one order (PostgreSQL).
 _EVERY_CUBE = tuple(sorted((*rf.CUBES, *rf.DAILY_CUBES, rf.MARKED, rf.MARKED_SPANS)))
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
 
@@ -347,7 +357,12 @@ async def follow(
     the click writer's, the cubes' rows would stay locked until it commits). Whether it folded
     anything."""
     if engine.dialect.name != "sqlite":
-        return await asyncio.to_thread(_fold_moves_alone, engine) > 0
+        try:
+            return await asyncio.to_thread(_fold_waiting_moves, engine) > 0
+        except DBAPIError as exc:
+            if _gave_way(exc):
+                return False  # the next step folds them
+            raise
     with _fold_lock(engine) as mine:
         if not mine:
             return False
@@ -400,9 +415,9 @@ def _moves_pending(conn: Connection) -> bool:
     return execute(conn, _MOVES_PENDING_SQL, ()).fetchone() is not None
 
 
-def _fold_moves_alone(engine: Engine) -> int:
+def _fold_waiting_moves(engine: Engine) -> int:
     """Fold the waiting conversion moves, a transaction per FOLLOW_CHUNK (a plain read when
-    none wait); how many."""
+    none wait); how many. On PostgreSQL it may give way to a writer (DBAPIError, _gave_way)."""
     with reader_engine(engine).connect() as conn:
         if not _moves_pending(conn):
             return 0
@@ -454,7 +469,7 @@ def settle(engine: Engine) -> None:
     """Bring the cubes up to every committed click and conversion before a report reads them
     (a plain read when there is nothing to fold)."""
     if engine.dialect.name != "sqlite":
-        _fold_moves_alone(engine)
+        _giving_way(_fold_waiting_moves)(engine)
         return
     with reader_engine(engine).connect() as conn:
         position, last = sqlite_cursor(conn).execute(_POSITION_SQL).fetchone()
@@ -478,10 +493,11 @@ def everything_in(conn: Connection) -> None:
     move in the cubes (a move folded later would count twice). On PostgreSQL the live writers
     wait until the step commits: postbacks at their moves (one committed after the fold but
     before the step's read of the conversions would count twice), click batches and folds at
-    the cubes, which are locked in the order every writer upserts them (`_EVERY_CUBE`), after
-    `cube_moves` as a postback batch takes them, so no writer waits for the step while holding
-    what it needs."""
+    the cubes, locked in the order `apply` upserts them (`_EVERY_CUBE`); a writer that upserts
+    them twice in a transaction (a click batch, then a postback's unit) may still hold one the
+    step waits for, so the step gives way (`_giving_way`)."""
     if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_GIVE_WAY)
         conn.exec_driver_sql("LOCK TABLE cube_moves IN EXCLUSIVE MODE")
         names = ", ".join(cube_table(cube).name for cube in _EVERY_CUBE)
         conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
@@ -615,6 +631,29 @@ def _write_daily_zone(engine: Engine, state: DailyZone) -> None:
     forget_marked_dimensions()
 
 
+def _gave_way(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _GAVE_WAY
+
+
+def _giving_way(step: Callable[_P, _R]) -> Callable[_P, _R]:
+    """`step` (a transaction of its own) run again after a pause when it gave way to a live
+    writer on PostgreSQL, up to ~27 s."""
+
+    @functools.wraps(step)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        for pause in _GIVE_WAY_PAUSES:
+            try:
+                return step(*args, **kwargs)
+            except DBAPIError as exc:
+                if not _gave_way(exc):
+                    raise
+            time.sleep(pause)
+        return step(*args, **kwargs)
+
+    return run
+
+
+@_giving_way
 def _rebuild_hour(engine: Engine, hour: int) -> int:
     start = datetime.fromtimestamp(hour * 3600, UTC)
     end = start + timedelta(hours=1)
@@ -632,6 +671,7 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
         return clicks
 
 
+@_giving_way
 def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     """Replace the daily cubes' rows of one local day (of the spanned ones, the one-day span):
     summed from the hourly cubes when the day starts and ends on whole UTC hours (every zone but
@@ -690,6 +730,7 @@ def _one_day(table: Table, day: int) -> list[Any]:
     return [table.c.day == day, *([table.c.days == 1] if "days" in table.c else [])]
 
 
+@_giving_way
 def _rebuild_span(engine: Engine, length: int, first: int) -> None:
     """Replace the spans of `length` days from `first` by the sums of their days'."""
     with engine.begin() as conn:
