@@ -218,6 +218,35 @@ def test_rebuilds_amid_clicks_and_postbacks_keep_the_cubes_exact(
     assert cube_rows(engine) == kept
 
 
+def test_the_server_folds_the_conversion_moves_without_a_report(
+    server: Server, engine: Engine
+) -> None:
+    """The moves postbacks leave in cube_moves reach the cubes by the server's follower alone
+    (every 0.5 s), not only when a report settles them."""
+    from clickloop.services import entities
+
+    make_campaign(engine)
+    wait_for_link(server, "go")
+    subids: list[str] = []
+    _click_until_count(server, subids, 5)
+    key = str(entities.get_settings(engine)["postback_key"])
+    for subid in subids:
+        assert (
+            request(server, "GET", f"/{key}/postback?subid={subid}&status=lead&payout=2")[0] == 200
+        )
+    campaigns = t.report_cubes["campaigns"].c
+    leads = select(func.coalesce(func.sum(campaigns.n), 0)).where(campaigns.fact == "ct:lead")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(leads).scalar() == 5:
+                break
+        time.sleep(0.1)
+    with engine.connect() as conn:
+        assert conn.execute(leads).scalar() == 5
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
+
+
 def _click_until_count(server: Server, subids: list[str], count: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     for n in range(count):

@@ -234,7 +234,7 @@ def test_folds_and_rebuilds_give_way_to_a_writer_holding_a_cube_row(engine: Engi
                 zip(("hour", "campaign_id", "traffic_source_id", "offer_id"), key, strict=True)
             )
             writer.execute(insert(campaigns).values(**row, fact="ct:lead", n=1, u=0, m=0))
-            assert asyncio.run(report_cubes.follow(engine, _no_writer)) is False
+            assert asyncio.run(report_cubes.follow_moves(engine, _no_writer)) is False
             with engine.connect() as conn:
                 assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar()
             rebuilding = threading.Thread(

@@ -40,7 +40,7 @@ from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
-from clickloop.storage.report_cubes import FOLLOW_INTERVAL, add_clicks, follow
+from clickloop.storage.report_cubes import FOLLOW_INTERVAL, add_clicks, follow, follow_moves
 from clickloop.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -267,11 +267,12 @@ class ClickloopApp:
 
     async def _follow(self) -> None:
         """Fold the new clicks (SQLite) and the conversions' moves into the report cubes every
-        FOLLOW_INTERVAL (report_cubes.follow)."""
+        FOLLOW_INTERVAL (report_cubes.follow, follow_moves)."""
         while True:
             await asyncio.sleep(FOLLOW_INTERVAL)
             try:
                 await follow(self.engine, self.click_writer.run)
+                await follow_moves(self.engine, self.writer.run)
             except Exception as exc:  # a database hiccup must not end following
                 log.warning("folding into the report cubes failed: %s", exc)
 

@@ -350,12 +350,29 @@ def fold_in(conn: Connection, fold: Fold) -> bool:
 async def follow(
     engine: Engine, run: Callable[[Callable[[Connection], bool]], Awaitable[bool]]
 ) -> bool:
-    """One step of a server process's follower. SQLite: read the clicks past the position in
-    a thread, outside the writers' lock (the GROUP BY is most of the cost), then fold them and
-    the waiting conversion moves in through `run` (the click writer's: with its next batch).
-    PostgreSQL: fold the waiting conversion moves in a transaction of their own (in a batch of
-    the click writer's, the cubes' rows would stay locked until it commits). Whether it folded
+    """One step of a server process's click follower (SQLite): read the clicks past the
+    position in a thread, outside the writers' lock (the GROUP BY is most of the cost), then
+    fold them in through `run` (the click writer's: with its next batch). Whether it folded
     anything."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with _fold_lock(engine) as mine:
+        if not mine:
+            return False
+        fold = await asyncio.to_thread(_read_fold, engine)
+        if fold is None:
+            return False
+        return await run(functools.partial(fold_in, fold=fold))
+
+
+async def follow_moves(
+    engine: Engine, run: Callable[[Callable[[Connection], int]], Awaitable[int]]
+) -> bool:
+    """One step of a server process's follower of the conversion moves. SQLite: fold them
+    through `run` (the postback writer's, which wrote them: with its next batch, where the
+    fold waits for no other writer's lock). PostgreSQL: in transactions of their own (in a
+    writer's batch the cubes' rows would stay locked until it commits), giving way to the
+    writers (`_GIVE_WAY`). Whether it folded anything."""
     if engine.dialect.name != "sqlite":
         try:
             return await asyncio.to_thread(_fold_waiting_moves, engine) > 0
@@ -363,18 +380,9 @@ async def follow(
             if _gave_way(exc):
                 return False  # the next step folds them
             raise
-    with _fold_lock(engine) as mine:
-        if not mine:
-            return False
-        fold, moves = await asyncio.to_thread(_read_fold, engine)
-        if fold is None and not moves:
-            return False
-        return await run(functools.partial(_fold_both, fold=fold))
-
-
-def _fold_both(conn: Connection, fold: Fold | None) -> bool:
-    folded = fold is not None and fold_in(conn, fold)
-    return fold_moves(conn) > 0 or folded
+    if not await asyncio.to_thread(_moves_waiting, engine):
+        return False
+    return await run(fold_moves) > 0
 
 
 @contextlib.contextmanager
@@ -405,10 +413,14 @@ def _fold_lock(engine: Engine) -> Iterator[bool]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def _read_fold(engine: Engine) -> tuple[Fold | None, bool]:
-    """The clicks' pending fold, and whether conversion moves wait too."""
+def _read_fold(engine: Engine) -> Fold | None:
     with reader_engine(engine).connect() as conn:
-        return pending_fold(conn), _moves_pending(conn)
+        return pending_fold(conn)
+
+
+def _moves_waiting(engine: Engine) -> bool:
+    with reader_engine(engine).connect() as conn:
+        return _moves_pending(conn)
 
 
 def _moves_pending(conn: Connection) -> bool:
@@ -418,9 +430,8 @@ def _moves_pending(conn: Connection) -> bool:
 def _fold_waiting_moves(engine: Engine) -> int:
     """Fold the waiting conversion moves, a transaction per FOLLOW_CHUNK (a plain read when
     none wait); how many. On PostgreSQL it may give way to a writer (DBAPIError, _gave_way)."""
-    with reader_engine(engine).connect() as conn:
-        if not _moves_pending(conn):
-            return 0
+    if not _moves_waiting(engine):
+        return 0
     folded = 0
     while True:
         with engine.begin() as conn:
