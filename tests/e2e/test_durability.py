@@ -141,30 +141,11 @@ def _postback_until_refused(server: Server, key: str, subids: list[str], sent: l
 def test_report_cubes_equal_the_raw_tables_after_sigkill(server: Server, engine: Engine) -> None:
     """Clicks and postbacks in flight when the server is SIGKILLed leave the report cubes equal
     to what a rebuild computes from the raw tables: a change and its cube delta commit together."""
-    from clickloop.services import entities
     from clickloop.storage import report_cubes
     from tests.integration.test_report_cubes import cube_rows
 
-    make_campaign(engine)
-    entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1"]})
-    wait_for_link(server, "go")
-    first: list[str] = []
-    _click_until_count(server, first, 40)
-    key = str(entities.get_settings(engine)["postback_key"])
-    acknowledged: list[str] = []
-    sent: list[int] = []
-    workers = [
-        threading.Thread(target=_click_until_refused, args=(server, n, acknowledged))
-        for n in range(4)
-    ] + [
-        threading.Thread(target=_postback_until_refused, args=(server, key, first, sent))
-        for _ in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    deadline = time.monotonic() + 60
-    while (len(acknowledged) < 300 or len(sent) < 300) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    workers, acknowledged, sent = _traffic(server, engine, clients=4)
+    _wait_for(acknowledged, sent, 300)
     server.kill()
     for worker in workers:
         worker.join(30)
@@ -181,9 +162,31 @@ def test_rebuilds_amid_clicks_and_postbacks_keep_the_cubes_exact(
     """`reports rebuild` while clicks and postbacks (new conversions, status changes, cost and
     zone overwrites) keep arriving: no writer fails (on PostgreSQL every writer takes the cubes
     in one order, so none waits in a cycle), and the cubes end equal to a rebuild."""
-    from clickloop.services import entities
     from clickloop.storage import report_cubes
     from tests.integration.test_report_cubes import cube_rows
+
+    workers, acknowledged, sent = _traffic(server, engine, clients=2)
+    for goal in (100, 200, 300):
+        _wait_for(acknowledged, sent, goal)
+        report_cubes.rebuild(engine)
+    alive = [worker.is_alive() for worker in workers]  # a click answered but 302 ends its client
+    server.kill()
+    for worker in workers:
+        worker.join(30)
+    assert alive == [True] * len(workers)
+    assert len(sent) >= 300 and all(status < 500 for status in sent)
+    kept = cube_rows(engine)
+    report_cubes.rebuild(engine)
+    assert cube_rows(engine) == kept
+
+
+def _traffic(
+    server: Server, engine: Engine, *, clients: int
+) -> tuple[list[threading.Thread], list[str], list[int]]:
+    """A campaign with `sub_id_1` marked for the report cubes and 40 clicks, then `clients`
+    threads clicking and as many sending postbacks for those clicks, until the server is gone:
+    the threads, the acknowledged subids and the postbacks' statuses."""
+    from clickloop.services import entities
 
     make_campaign(engine)
     entities.update_settings(engine, {"report_marked_dimensions": ["sub_id_1"]})
@@ -195,27 +198,21 @@ def test_rebuilds_amid_clicks_and_postbacks_keep_the_cubes_exact(
     sent: list[int] = []
     workers = [
         threading.Thread(target=_click_until_refused, args=(server, n, acknowledged))
-        for n in range(2)
+        for n in range(clients)
     ] + [
         threading.Thread(target=_postback_until_refused, args=(server, key, first, sent))
-        for _ in range(2)
+        for _ in range(clients)
     ]
     for worker in workers:
         worker.start()
-    for goal in (100, 200, 300):
-        deadline = time.monotonic() + 60
-        while (len(acknowledged) < goal or len(sent) < goal) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        report_cubes.rebuild(engine)
-    alive = [worker.is_alive() for worker in workers]  # a click answered but 302 ends its client
-    server.kill()
-    for worker in workers:
-        worker.join(30)
-    assert alive == [True] * len(workers)
-    assert len(sent) >= 300 and all(status < 500 for status in sent)
-    kept = cube_rows(engine)
-    report_cubes.rebuild(engine)
-    assert cube_rows(engine) == kept
+    return workers, acknowledged, sent
+
+
+def _wait_for(acknowledged: list[str], sent: list[int], count: int) -> None:
+    """Until `count` clicks and `count` postbacks were answered (a minute at most)."""
+    deadline = time.monotonic() + 60
+    while (len(acknowledged) < count or len(sent) < count) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_the_server_folds_the_conversion_moves_without_a_report(

@@ -105,7 +105,8 @@ _MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
 _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORDER BY id LIMIT ?)"
 # PostgreSQL: the moves are taken out in one statement (the ones committed by then) into a
 # temporary table of the connection's, then summed from there; folds take turns by an
-# advisory lock (a table lock would wait for autovacuum, which cube_moves keeps busy).
+# advisory lock (a table lock of their own would wait for autovacuum, which cube_moves keeps
+# busy), taken after `cube_moves` as a rebuild step takes it, then the cubes.
 _FOLD_LOCK = 0x636C6D76
 # PostgreSQL: a fold or a rebuild step waits this long for a lock, then gives way (a fold leaves
 # the moves to the next one, a rebuild step runs again after a pause): a live writer, which may
@@ -115,6 +116,7 @@ _GAVE_WAY = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 _GIVE_WAY_PAUSES = (0.05, 0.1, 0.2, 0.5, 1, 1, 2, 2, 5, 5, 10)  # seconds before trying again
 _PG_TAKE_MOVES = (
     _GIVE_WAY,
+    "LOCK TABLE cube_moves IN ROW EXCLUSIVE MODE",
     f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})",
     "CREATE TEMPORARY TABLE IF NOT EXISTS folding_moves (LIKE cube_moves)",
 )
