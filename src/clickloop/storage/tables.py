@@ -498,9 +498,9 @@ report_span_aggregates: list[Table] = [
     table for table in report_daily_aggregates if "days" in table.c
 ]
 
-# SQLite: what conversions moved and the cubes do not hold yet (report_facts.MOVE_COLUMNS). A
-# postback adds its moves here, a row or two per changed conversion, instead of a row to every
-# cube; the follower sums them into each cube with one statement per cube and deletes them
+# What conversions moved and the cubes do not hold yet (report_facts.MOVE_COLUMNS). A postback
+# adds its moves here, a row or two per changed conversion, instead of a row to every cube; the
+# follower sums them into each cube with one statement per cube and deletes them
 # (storage/report_cubes.py, fold_moves). Dimensions as in the cubes: ids 0 and texts '' for none.
 cube_moves = Table(
     "cube_moves",

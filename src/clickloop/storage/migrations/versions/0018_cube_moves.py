@@ -1,5 +1,5 @@
-"""cube_moves: on SQLite a postback's conversion moves wait here for the follower, which sums
-them into the report cubes, instead of each postback upserting a row into every cube
+"""cube_moves: a postback's conversion moves wait here for the follower, which sums them into
+the report cubes, instead of each postback upserting a row into every cube
 
 Revision ID: 0018_cube_moves
 Revises: 0017_country_device_totals
