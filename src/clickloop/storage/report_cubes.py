@@ -458,6 +458,8 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
             cursor.execute(_fold_moves_sql(dialect, cube), (last,))
         cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
         return int(count)
+    if not _moves_pending(conn):  # a rebuild step's usual case: nothing to lock or take
+        return 0
     for statement in _PG_TAKE_MOVES:
         conn.exec_driver_sql(statement)
     count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
