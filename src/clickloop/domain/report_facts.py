@@ -1,10 +1,11 @@
 """What one click and its conversions add to the report cubes (docs/reports.md, "Aggregates").
 
 A click and its conversions are one unit: every write that changes either adds the unit's facts
-after the change minus its facts before, in the same transaction, so the cubes always equal what
-the raw tables say. Facts: `clicks` at the click's hour (n clicks, u unique, m their cost per
-`click_cost`), and per conversion `ct:<type>` at the click's hour and `vt:<type>` at the
-conversion's hour (n conversions, m payout), all under the click's dimensions. The daily cubes
+after the change minus its facts before, in the same transaction (new clicks on SQLite and moved
+conversions: leaves them for the follower), so the cubes always equal what the raw tables say.
+Facts: `clicks` at the click's hour (n clicks, u unique, m their cost per `click_cost`), and per
+conversion `ct:<type>` at the click's hour and `vt:<type>` at the conversion's hour (n
+conversions, m payout), all under the click's dimensions. The daily cubes
 get the same facts at the local day (in the zone they are kept for) instead of the UTC hour,
 and the marked fields' facts each span of days holds (MARKED_SPANS).
 """
@@ -81,7 +82,7 @@ SIGNATURE_FIELDS = tuple(
     name for name in CLICK_FIELDS if name not in ("created_at", "cost", "is_unique")
 )
 _NO_COST = Decimal(0)
-# What conversion_facts reads of a click: its time and the fields its facts are keyed by.
+# What conversion_moves reads of a click: its time and the fields its facts are keyed by.
 FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
 # A conversion_moves row: where and what a conversion moved, before the cubes project it (a
 # marked field's row names it in `dimension`; the others leave it and `value` NULL).
@@ -277,29 +278,19 @@ def grouped_clicks_facts(
 Conversion = tuple[str, Decimal, datetime]
 
 
-def conversion_facts(
-    changes: Iterable[tuple[Mapping[str, Any], Conversion | None, Conversion | None]],
-    marked: Collection[str],
-    zone: tzinfo = UTC,
-) -> Facts:
-    """What conversions that changed (click, before or None, after or None) move in the cubes,
-    when nothing else of their units changed: no cost carried by either state (click_cost stays)
-    and the click's fields as they were. Equal to difference(unit_facts after, unit_facts before)
-    for such a change, but only the conversion's own `ct:`/`vt:` facts are worked out. `click`
-    needs `created_at` and the FACT_FIELDS (with the marked ones)."""
-    facts = _projected(_conversion_sums(changes, marked, zone), tuple(marked))
-    # Moves that cancel out in a cube (lead -> sale in the same hour, say) leave nothing there.
-    return {key: moved for key, moved in facts.items() if moved[0] or moved[2]}
-
-
 def conversion_moves(
     changes: Iterable[tuple[Mapping[str, Any], Conversion | None, Conversion | None]],
     marked: Collection[str],
     zone: tzinfo = UTC,
 ) -> list[tuple[Any, ...]]:
-    """conversion_facts before their projection on the cubes, as rows of MOVE_COLUMNS (m in
-    millionths): one per signature with the cubes' dimensions (no marked field), and one per
-    marked field with its name and value. Summed per cube they are conversion_facts."""
+    """What conversions that changed (click, before or None, after or None) move in the cubes,
+    when nothing else of their units changed (no cost carried by either state: click_cost stays;
+    the click's fields as they were), before the cubes project it: rows of MOVE_COLUMNS (m in
+    millionths) summed by signature, one with the cubes' dimensions and one per marked field with
+    its name and value. Summed into each cube (storage/report_cubes.py, fold_moves) they are
+    difference(unit_facts after, unit_facts before) for such a change, but only the
+    conversion's own `ct:`/`vt:` facts are worked out. `click` needs `created_at` and the
+    FACT_FIELDS (with the marked ones)."""
     marked = tuple(marked)
     keyed = _keyed(marked)
     dimensions = 2 + len(SIGNATURE_FIELDS)  # hour, day, then the signature fields in `normal`

@@ -275,7 +275,7 @@ def add_conversion_changes(
 ) -> None:
     """Add what these conversion changes (the click's `fields`, as fact_fields named them when
     the click was read; before or None; after or None) moved, in units where nothing else
-    changed (rf.conversion_facts): cheaper than `tracked`, which reads the units twice and works
+    changed (rf.conversion_moves): cheaper than `tracked`, which reads the units twice and works
     out all their facts. They wait in `cube_moves` for the follower (fold_moves): a row or two
     per change instead of a row in every cube, and no cube row locked by the postback (hot rows
     would make concurrent postbacks take turns on PostgreSQL). Payouts are in millionths
