@@ -95,10 +95,6 @@ _REWIND_SQL = (
     "WHERE name = 'clicks' AND position > (SELECT coalesce(max(rowid), 0) FROM clicks)"
 )
 
-_MOVES_SQL = (
-    f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in rf.MOVE_COLUMNS)})"
-)
 _MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
 # SQLite: the moves up to an id are summed into the cubes, then deleted (one writer: no move
 # up to that id can commit meanwhile).
@@ -285,16 +281,7 @@ def add_conversion_changes(
     marked = fields[len(rf.FACT_FIELDS) :]
     zone = _report_settings(conn)[1].zone
     rows = rf.conversion_moves(changes, marked, zone)
-    if not rows:
-        return
-    if conn.dialect.name == "sqlite":
-        sqlite_cursor(conn).executemany(_MOVES_SQL, rows)
-        return
-    start = 0  # PostgreSQL: a statement per row would cost a round trip each
-    for size in sizes(len(rows), UPSERT_CHUNK):
-        params = tuple(itertools.chain.from_iterable(rows[start : start + size]))
-        execute(conn, _pg_moves_sql(size), params)
-        start += size
+    _in_chunks(conn, rows, functools.partial(_moves_sql, conn.dialect.name))
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -430,10 +417,9 @@ def _moves_pending(conn: Connection) -> bool:
 
 
 def _fold_waiting_moves(engine: Engine) -> int:
-    """Fold the waiting conversion moves, a transaction per FOLLOW_CHUNK (a plain read when
-    none wait); how many. On PostgreSQL it may give way to a writer (DBAPIError, _gave_way)."""
-    if not _moves_waiting(engine):
-        return 0
+    """PostgreSQL: fold the waiting conversion moves, a transaction per FOLLOW_CHUNK (only a
+    read when none wait: fold_moves looks first); how many. It may give way to a writer
+    (DBAPIError, _gave_way)."""
     folded = 0
     while True:
         with engine.begin() as conn:
@@ -543,13 +529,19 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
         rows.append((*key, n, u, amount))
     dialect = conn.dialect.name
     for cube in sorted(by_cube):
-        rows = sorted(by_cube[cube])
-        start = 0
-        for size in sizes(len(rows), UPSERT_CHUNK):
-            chunk = rows[start : start + size] if start or size < len(rows) else rows
-            params = tuple(itertools.chain.from_iterable(chunk))
-            execute(conn, _upsert_sql(dialect, cube, size), params)
-            start += size
+        _in_chunks(conn, sorted(by_cube[cube]), functools.partial(_upsert_sql, dialect, cube))
+
+
+def _in_chunks(
+    conn: Connection, rows: Sequence[tuple[Any, ...]], statement: Callable[[int], str]
+) -> None:
+    """`rows` through `statement(size)`, a multi-row statement per power-of-two chunk
+    (driver_sql.sizes): a statement per row would cost a round trip each on PostgreSQL."""
+    start = 0
+    for size in sizes(len(rows), UPSERT_CHUNK):
+        chunk = rows[start : start + size] if start or size < len(rows) else rows
+        execute(conn, statement(size), tuple(itertools.chain.from_iterable(chunk)))
+        start += size
 
 
 def rebuild(
@@ -829,8 +821,10 @@ def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
 
 
 @functools.cache
-def _pg_moves_sql(rows: int) -> str:
-    one = f"({', '.join(['%s'] * len(rf.MOVE_COLUMNS))})"
+def _moves_sql(dialect: str, rows: int) -> str:
+    """The insert of `rows` moves into `cube_moves`."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    one = f"({', '.join([mark] * len(rf.MOVE_COLUMNS))})"
     return f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
