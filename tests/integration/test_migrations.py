@@ -342,10 +342,11 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
 def test_downgrade_waits_until_the_conversion_moves_are_in_the_cubes(engine: Engine) -> None:
     """0018's downgrade drops cube_moves only once it is empty: moves still waiting would never
     reach the cubes of the version before (the server's follower or a rebuild adds them)."""
-    move = dict.fromkeys(rf.MOVE_COLUMNS, 0) | dict.fromkeys(("browser", "country"), "")
-    move |= dict.fromkeys(("device_type", "language", "os"), "") | {"fact": "ct:lead", "n": 1}
+    texts = rf.SIGNATURE_FIELDS[len(rf.BASE_DIMENSIONS) :]
+    move = dict.fromkeys(rf.MOVE_COLUMNS, 0) | dict.fromkeys(texts, "")
+    move |= {"dimension": None, "value": None, "fact": "ct:lead", "n": 1}
     with engine.begin() as conn:
-        conn.execute(insert(t.cube_moves).values(move | {"dimension": None, "value": None}))
+        conn.execute(insert(t.cube_moves).values(move))
     with pytest.raises(RuntimeError, match="conversion moves are waiting"):
         command.downgrade(alembic_config(engine), "0017_country_device_totals")
     with engine.begin() as conn:
