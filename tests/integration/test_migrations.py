@@ -175,7 +175,7 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
     assert value == {
         "timezone": "Europe/Berlin",
         "ready": False,
-        "unfilled": ["country_device_totals"],  # 0017
+        "unfilled": ["country_device_totals", "campaign_country_devices"],  # 0017, 0019
     }
 
 
@@ -298,14 +298,26 @@ def test_upgrade_spans_the_campaign_countries_and_downgrade_keeps_the_days(
     assert sorted(tuple(row) for row in back) == sorted(days)
 
 
+@pytest.mark.parametrize(
+    ("before", "by_campaign", "cube"),
+    [
+        ("0016_campaign_country_spans", False, "country_device_totals"),
+        ("0018_cube_moves", True, "campaign_country_devices"),
+    ],
+)
 def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
-    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    empty_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    before: str,
+    by_campaign: bool,
+    cube: str,
 ) -> None:
-    """0017 adds country by device type empty: on a database with clicks no report reads it
-    (geo by device reads the clicks) until a rebuild, even `--daily`, fills it from them."""
+    """0017 adds country by device type empty, 0019 the same by campaign: on a database with
+    clicks no report reads them (geo by device, over all traffic or for one campaign, reads the
+    clicks) until a rebuild, even `--daily`, fills them from the clicks."""
     monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
     engine = empty_engine
-    upgrade(engine, "0016_campaign_country_spans")
+    upgrade(engine, before)
     now = datetime.now(UTC).replace(microsecond=0)
     offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
     campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
@@ -317,8 +329,11 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     with engine.begin() as conn:
         conn.execute(insert(t.clicks), clicks)
     upgrade(engine)
+    body: dict[str, Any] = {"grouping": ["country", "device_type"]}
+    if by_campaign:
+        body["filters"] = [{"name": "campaign", "operator": "equals", "value": str(campaign)}]
     query = parse_query(
-        {"grouping": ["country", "device_type"], "range": {"preset": "last_7_days"}},
+        body | {"range": {"preset": "last_7_days"}},
         now=now,
         default_timezone="UTC",
         conversion_types=known_types([]),
@@ -330,10 +345,7 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     with pytest.raises(InvalidInput):
         run_report(engine, query, settings=tracker, path="hourly")
     report_cubes.rebuild(engine, hourly=False)
-    for path, source in (
-        ("auto", "daily_country_device_totals"),
-        ("hourly", "country_device_totals"),
-    ):
+    for path, source in (("auto", f"daily_{cube}"), ("hourly", cube)):
         cubed = run_report(engine, query, settings=tracker, path=path)
         assert cubed.source == f"aggregates:{source}"
         assert cubed.as_dict() | {"source": "raw"} == raw.as_dict()

@@ -86,11 +86,14 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     assert report(engine, "UTC", ["campaign", "country"], filters=by_network)[0] == (
         "aggregates:daily_countries"
     )
-    # Geo by device over all traffic has a cube; by campaign, none.
+    # Geo by device over all traffic and by campaign; with the source, none.
     assert report(engine, "UTC", ["country", "device_type"])[0] == (
         "aggregates:daily_country_device_totals"
     )
-    assert report(engine, "UTC", ["country", "device_type"], filters=by_campaign)[0] == "raw"
+    assert report(engine, "UTC", ["country", "device_type"], filters=by_campaign)[0] == (
+        "aggregates:daily_campaign_country_devices"
+    )
+    assert report(engine, "UTC", ["traffic_source", "country", "device_type"])[0] == "raw"
     # Hours are not in the daily cubes.
     assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:campaigns"
     assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (

@@ -414,18 +414,19 @@ def _no_rezone_wait() -> Any:
         (["day_of_week", "sub_id_1"], "marked_spans", 5),
         (["campaign", "country"], "daily_campaign_countries", 3),
         (["country", "day", "campaign"], "daily_campaign_countries", 6),
+        (["campaign", "country", "device_type"], "daily_campaign_country_devices", 4),
     ],
 )
 def test_spans_of_days_answer_as_the_raw_tables(
     engine: Engine, world: World, grouping: list[str], spans: str, rows: int
 ) -> None:
-    """A report on a marked field alone or on campaign and country, over whole days, reads
-    spans of days (these four days are one span; grouped by day, one-day spans), and says the
-    same as the raw tables."""
+    """A report on a marked field alone or on campaign and country (and device type), over whole
+    days, reads spans of days (these four days are one span; grouped by day, one-day spans), and
+    says the same as the raw tables."""
     at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
     clicks = [
         {"minute": minute, "campaign": i % 2, "offer": 0, "country": zone[0], "sub_id_1": zone}
-        | {"device_type": "mobile", "is_unique": True, "cost": "0.1"}
+        | {"device_type": "mobile" if i % 3 else "desktop", "is_unique": True, "cost": "0.1"}
         for i, (minute, zone) in enumerate(at)
     ]
     posts = [(0, "", "sale", "10.5", None, 30 * 60), (2, "x", "lead", "3", None, 5)]

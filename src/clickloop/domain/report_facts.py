@@ -25,13 +25,15 @@ from clickloop.domain.costs import click_cost
 BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
 # Hourly cube name -> (its entity columns, its other dimensions), by UTC hour. Most carry the
 # campaign, source and offer, so those filters work on them; country by device type is kept
-# without them (geo by device over all traffic: each hour's few rows, the daily cube's source).
+# without them (geo by device over all traffic: each hour's few rows, the daily cube's source)
+# and by campaign alone (geo by device for one campaign).
 CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "campaigns": (BASE_DIMENSIONS, ()),
     "countries": (BASE_DIMENSIONS, ("country",)),
     "devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
     "languages": (BASE_DIMENSIONS, ("language",)),
     "country_device_totals": ((), ("country", "device_type")),
+    "campaign_country_devices": (("campaign_id",), ("country", "device_type")),
 }
 # Daily cube name -> (its entity columns, its other dimensions), by local day. The `_totals`
 # ones drop the campaign, source and offer: a report by country alone reads days x countries;
@@ -46,6 +48,7 @@ DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_device_totals": ((), ("device_type", "os", "browser")),
     "daily_language_totals": ((), ("language",)),
     "daily_country_device_totals": ((), ("country", "device_type")),
+    "daily_campaign_country_devices": (("campaign_id",), ("country", "device_type")),
 }
 MARKED = "marked"
 # The marked fields again without campaign, source and offer, per span of local days: a span of
@@ -55,7 +58,7 @@ MARKED_SPANS = "marked_spans"
 SPAN_DAYS = (1, 2, 4, 8, 16)
 # Daily cubes kept per span as well (a `days` column before the day): campaign > country over
 # a month is ~3,000 groups of 264k daily rows at 10M clicks, which SQLite groups by sorting.
-SPANNED = frozenset({"daily_campaign_countries"})
+SPANNED = frozenset({"daily_campaign_countries", "daily_campaign_country_devices"})
 # Click fields a user may mark for aggregation in `report_marked`: the high-cardinality ones.
 MARKABLE = (
     "keyword",

@@ -46,8 +46,16 @@ DAILY_BY_SIZE = (
     "daily_devices",
     "daily_languages",
     "daily_countries",
+    "daily_campaign_country_devices",
 )
-HOURLY_BY_SIZE = ("campaigns", "country_device_totals", "devices", "languages", "countries")
+HOURLY_BY_SIZE = (
+    "campaigns",
+    "country_device_totals",
+    "devices",
+    "languages",
+    "countries",
+    "campaign_country_devices",
+)
 # What a daily cube cannot tell apart: the hours of a day.
 HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
 # What every cube holds besides its own columns: the fact's type and the time buckets.
