@@ -13,9 +13,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.test-installed lint
 	$(VENV)/bin/pytest -n auto
 
+# The bench scripts have no .py suffix: ruff is given them by name.
+BENCH_SCRIPTS := $(shell grep -l '^\#!.*python' bench/*)
+
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check src tests bench tools
-	$(VENV)/bin/ruff format --check src tests bench tools
+	$(VENV)/bin/ruff check src tests bench tools $(BENCH_SCRIPTS)
+	$(VENV)/bin/ruff format --check src tests bench tools $(BENCH_SCRIPTS)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

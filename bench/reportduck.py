@@ -92,13 +92,16 @@ def export(url: str, target: Path) -> Path:
     return target
 
 
-# Candidate cubes: (name, extra dimensions, bucket). The first ones are tables.REPORT_CUBES.
+# Candidate cubes: (name, extra dimensions, bucket). Those named as a cube are the cubes kept
+# (domain/report_facts.py; of a spanned one, its one-day rows).
 CANDIDATES: list[tuple[str, tuple[str, ...], str]] = [
     ("campaigns", (), "hour"),
     ("countries", ("country",), "hour"),
     ("devices", ("device_type", "os", "browser"), "hour"),
     ("languages", ("language",), "hour"),
     ("countries+devices", ("country", "device_type", "os", "browser"), "hour"),
+    ("country_device_totals", ("country", "device_type"), "hour, totals"),
+    ("campaign_country_devices", ("country", "device_type"), "hour, campaign"),
     ("countries+languages", ("country", "language"), "hour"),
     ("referrer_domain", ("referrer_domain",), "hour"),
     ("all low-cardinality (one wide cube)",
@@ -120,12 +123,16 @@ CANDIDATES: list[tuple[str, tuple[str, ...], str]] = [
     ("daily_country_totals", ("country",), "day, totals"),
     ("daily_device_totals", ("device_type", "os", "browser"), "day, totals"),
     ("daily_language_totals", ("language",), "day, totals"),
+    ("daily_campaign_countries", ("country",), "day, campaign"),
+    ("daily_campaign_country_devices", ("country", "device_type"), "day, campaign"),
 ]  # fmt: skip
 BASE = ("campaign_id", "traffic_source_id", "offer_id")
+# A bucket's entities after its comma: "hour" and "day" keep BASE.
+BUCKET_ENTITIES: dict[str, tuple[str, ...]] = {"totals": (), "campaign": ("campaign_id",)}
 
 
 def _bucket(column: str, bucket: str) -> str:
-    seconds = 3600 if bucket == "hour" else 86400  # "day" or "day, totals"
+    seconds = 3600 if bucket.startswith("hour") else 86400
     return f"(epoch({column})::BIGINT // {seconds})"
 
 
@@ -134,8 +141,9 @@ def cube_size(
 ) -> tuple[int, int]:
     """(rows of the `clicks` fact, all rows with the ct:/vt: conversion facts) of a cube with
     `dims` at `bucket` granularity: distinct key combinations, as the cube would store them.
-    A "totals" bucket drops the campaign, source and offer."""
-    base = () if bucket.endswith("totals") else BASE
+    A "totals" bucket drops the campaign, source and offer, a "campaign" one the source and
+    offer."""
+    base = BUCKET_ENTITIES.get(bucket.partition(", ")[2], BASE)
     keys = ", ".join(f"c.{name}" for name in (*base, *dims))
     clicks = con.execute(
         f"SELECT count(*) FROM (SELECT DISTINCT {_bucket('c.created_at', bucket)}, {keys}"
