@@ -73,6 +73,7 @@ def world(engine: Engine) -> World:
     )
     second = entities.create_campaign(engine, name="Two", alias="two", now=NOW)
     postbacks.add_conversion_type(engine, "upsale", now=NOW)
+    assert (first, second) == (1, 2)  # as filter_strategy names them
     return World(campaigns=(first, second), offers=(with_network, plain))
 
 
@@ -118,6 +119,9 @@ filter_strategy = st.sampled_from(
         {"name": "hour_of_day", "operator": "in_list", "values": [0, 1, 2, 22, 23]},
         {"name": "day_of_week", "operator": "equals", "value": 7},
         {"name": "campaign", "operator": "contains", "value": "one"},
+        # The world's campaigns are 1 and 2: a cube read for them seeks each bucket's rows.
+        {"name": "campaign", "operator": "equals", "value": "2"},
+        {"name": "campaign", "operator": "in_list", "values": ["1", "3"]},
         {"name": "affiliate_network", "operator": "is_empty"},
         {"name": "offer", "operator": "is_empty"},
     ]

@@ -192,6 +192,9 @@ class Scan:
     kind: ColumnElement[Any]
     network: ColumnElement[Any]  # the offer's affiliate network id (offers joined)
     local: ColumnElement[Any] | None = None  # local seconds, when the table holds local days
+    # Whether its columns may be NULL: the raw tables' may, the cubes keep 0 and '' instead, so
+    # their columns are compared bare and a filter on one seeks the primary key.
+    nullable: bool = True
 
 
 def entities_held(columns: Sequence[str]) -> set[str]:
@@ -207,14 +210,14 @@ def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
     """A dimension's value in a scan: ids (0 for none), text ('' for none) or bucket numbers."""
     if name == "affiliate_network":
         return func.coalesce(scan.network, 0)
-    if name in ENTITY_DIMENSIONS:
-        return func.coalesce(scan.column(f"{name}_id"), 0)
     if name == "conversion_type":
         return scan.kind
     if name in TIME_DIMENSIONS or name in CYCLE_DIMENSIONS:
         local = scan.local if scan.local is not None else local_seconds(scan.epoch, win.offsets)
         return time_bucket(name, local, win)
-    return func.coalesce(scan.column(name), "")
+    entity = name in ENTITY_DIMENSIONS
+    column = scan.column(f"{name}_id" if entity else name)
+    return func.coalesce(column, 0 if entity else "") if scan.nullable else column
 
 
 def filter_sql(rule: DimensionFilter, value: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -385,29 +388,25 @@ def cube_facts(
     network = offers.c.affiliate_network_id
     if "day" in q:
         local = q.day * 86400  # local seconds already: no offset to add
-        scan = Scan(column=column, epoch=local, kind=kind, network=network, local=local)
+        scan = Scan(
+            column=column, epoch=local, kind=kind, network=network, local=local, nullable=False
+        )
         first, last = (day_number(moment.astimezone(win.zone).date()) for moment in win.span)
-        in_range = [q.day >= first, q.day < last]
-        if "days" in q:  # the marked spans: a few per range, or its days for time buckets
+        if "days" in q:  # spans of days: a few per range, or its days for time buckets
             timed = {*grouping, *(f.name for f in filters)} & {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
             longest = 1 if timed else SPAN_DAYS[-1]
-            in_range = [
-                or_(
-                    *(
-                        and_(q.days == days, q.day == day)
-                        for days, day in spans(first, last, longest)
-                    )
-                )
-            ]
+            in_range = or_(
+                *(and_(q.days == days, q.day == day) for days, day in spans(first, last, longest))
+            )
+        else:
+            in_range = _buckets(cube, q.day, first, last, filters)
     else:
-        scan = Scan(column=column, epoch=q.hour * 3600, kind=kind, network=network)
-        in_range = [
-            q.hour >= int(win.since.timestamp()) // 3600,
-            q.hour < int(win.until.timestamp()) // 3600,
-        ]
+        scan = Scan(column=column, epoch=q.hour * 3600, kind=kind, network=network, nullable=False)
+        first, last = (int(moment.timestamp()) // 3600 for moment in win.span)
+        in_range = _buckets(cube, q.hour, first, last, filters)
     typed = [f for f in filters if f.name == "conversion_type"]
     conditions = [
-        *in_range,
+        in_range,
         q.n != 0,
         or_(
             q.fact == "clicks",
@@ -430,6 +429,34 @@ def cube_facts(
         .where(*conditions)
         .subquery("facts")
     )
+
+
+# The most buckets a cube read names one by one (_buckets): past it, the statement would carry
+# more bound values than the seeks save (an hourly report of 42 days or more).
+MOST_SEEKS = 1000
+
+
+def _buckets(
+    cube: Table,
+    bucket: ColumnElement[int],
+    first: int,
+    end: int,
+    filters: Sequence[DimensionFilter],
+) -> ColumnElement[bool]:
+    """The cube's rows of the buckets [first, end): each named by itself when a filter pins the
+    primary key's column after the bucket (a campaign, a country), so the database seeks every
+    bucket's rows of those values instead of reading the whole range (a month of one campaign
+    at 10M clicks: 15 instead of 65 ms on SQLite); else as a range (faster when all is read)."""
+    keys = [column.name for column in cube.primary_key]
+    after = keys[keys.index(bucket.name) + 1]
+    pinned = {
+        f"{rule.name}_id" if rule.name in ENTITY_DIMENSIONS else rule.name
+        for rule in filters
+        if rule.operator in ("equals", "in_list")
+    }
+    if after in pinned and end - first <= MOST_SEEKS:
+        return bucket.in_(range(first, end))
+    return and_(bucket >= first, bucket < end)
 
 
 def day_number(day: date) -> int:
