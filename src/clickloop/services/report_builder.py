@@ -34,8 +34,9 @@ from clickloop.storage.db import reader_engine
 from clickloop.storage.report_cubes import settle, stored_daily_zone, stored_marked_dimensions
 
 PATHS = ("auto", "raw", "aggregates", "hourly")
-# The daily and the hourly cubes, smallest first as measured at 10M clicks (docs/reports.md,
-# "Aggregates"): a report reads the first that holds its dimensions.
+# The daily and the hourly cubes, smallest first by the rows a month's report reads at 10M
+# clicks (docs/reports.md, "Aggregates"; of a spanned cube, about five spans): a report reads
+# the first that holds its dimensions.
 DAILY_BY_SIZE = (
     "daily_device_totals",
     "daily_language_totals",
@@ -43,18 +44,18 @@ DAILY_BY_SIZE = (
     "daily_country_device_totals",
     "daily_campaigns",
     "daily_campaign_countries",
+    "daily_campaign_country_devices",
     "daily_devices",
     "daily_languages",
     "daily_countries",
-    "daily_campaign_country_devices",
 )
 HOURLY_BY_SIZE = (
     "campaigns",
     "country_device_totals",
     "devices",
     "languages",
-    "countries",
     "campaign_country_devices",
+    "countries",
 )
 # What a daily cube cannot tell apart: the hours of a day.
 HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
