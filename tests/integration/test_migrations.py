@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from clickloop.domain import report_facts as rf
 from clickloop.errors import InvalidInput
 from clickloop.services import entities
-from clickloop.services.report_builder import run_report
+from clickloop.services.report_builder import ReportResult, run_report
 from clickloop.services.report_query import known_types, parse_query
 from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
@@ -175,7 +175,7 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
     assert value == {
         "timezone": "Europe/Berlin",
         "ready": False,
-        "unfilled": ["country_device_totals", "campaign_country_devices"],  # 0017, 0019
+        "unfilled": ["country_device_totals", "campaign_country_devices", "totals"],  # 0017-0020
     }
 
 
@@ -349,6 +349,49 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
         cubed = run_report(engine, query, settings=tracker, path=path)
         assert cubed.source == f"aggregates:{source}"
         assert cubed.as_dict() | {"source": "raw"} == raw.as_dict()
+
+
+def test_hour_totals_wait_for_a_rebuild_and_the_daily_cubes_stay_ready(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0020 adds all traffic by the hour empty: on a database with clicks hourly reports read
+    the campaigns' hours until a rebuild fills it; the daily cubes keep answering meanwhile."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine, "0019_campaign_country_devices")
+    now = datetime.now(UTC).replace(microsecond=0)
+    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
+    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.clicks),
+            [
+                # Three days, three hours of the day.
+                {"subid": f"c{i}", "created_at": now - timedelta(hours=25 * i)}
+                | {"campaign_id": campaign}
+                for i in range(3)
+            ],
+        )
+    upgrade(engine)
+    tracker = entities.get_settings(engine)
+
+    def report(grouping: str, path: str = "auto") -> ReportResult:
+        query = parse_query(
+            {"grouping": [grouping], "range": {"preset": "last_7_days"}},
+            now=now,
+            default_timezone="UTC",
+            conversion_types=known_types([]),
+        )
+        return run_report(engine, query, settings=tracker, path=path)
+
+    assert report("hour_of_day").source == "aggregates:campaigns"
+    assert report("day").source == "aggregates:daily_device_totals"
+    report_cubes.rebuild(engine, hourly=False)
+    for grouping, path in (("hour_of_day", "auto"), ("day", "hourly")):
+        cubed = report(grouping, path)
+        assert cubed.source == "aggregates:totals"
+        assert len(cubed.rows) == 3
+        assert cubed.as_dict() | {"source": "raw"} == report(grouping, "raw").as_dict()
 
 
 def test_downgrade_waits_until_the_conversion_moves_are_in_the_cubes(engine: Engine) -> None:

@@ -170,7 +170,7 @@ def test_every_metric_of_the_totals(engine: Engine) -> None:
             *("epc", "cpc", "cpa"),
         ],
     )
-    assert result.source == "aggregates:campaigns"
+    assert result.source == "aggregates:totals"
     assert result.totals is not None
     assert result.totals.values == {
         "clicks": 5,

@@ -95,7 +95,7 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     )
     assert report(engine, "UTC", ["traffic_source", "country", "device_type"])[0] == "raw"
     # Hours are not in the daily cubes.
-    assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:campaigns"
+    assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:totals"
     assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (
         "aggregates:country_device_totals"
     )
@@ -103,7 +103,7 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
 
 def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaign: int) -> None:
     entities.update_settings(engine, {"timezone": "Europe/Berlin"})
-    assert report(engine, "Europe/Berlin", ["day"])[0] == "aggregates:campaigns"
+    assert report(engine, "Europe/Berlin", ["day"])[0] == "aggregates:totals"
     assert report(engine, "UTC", ["day"])[0] == "aggregates:daily_device_totals"
     report_cubes.rebuild(engine, hourly=False)
     source, rows = report(engine, "Europe/Berlin", ["day"])
@@ -112,7 +112,7 @@ def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaig
         ("2026-03-10", 2),
         ("2026-03-11", 4),
     ]
-    assert report(engine, "UTC", ["day"])[0] == "aggregates:campaigns"
+    assert report(engine, "UTC", ["day"])[0] == "aggregates:totals"
     # The dashboard and the campaign list pass only the currency: the zone comes from the base.
     shown = build_report(
         engine,
@@ -122,7 +122,7 @@ def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaig
         timezone="UTC",
         currency="USD",
     )
-    assert shown.source == "aggregates:campaigns"
+    assert shown.source == "aggregates:totals"
     assert [(row.key, row.clicks) for row in shown.rows] == [("2026-03-10", 3), ("2026-03-11", 3)]
 
 

@@ -26,8 +26,9 @@ BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
 # Hourly cube name -> (its entity columns, its other dimensions), by UTC hour. Most carry the
 # campaign, source and offer, so those filters work on them; country by device type is kept
 # without them (geo by device over all traffic: each hour's few rows, the daily cube's source)
-# and by campaign alone (geo by device for one campaign).
+# and by campaign alone (geo by device for one campaign); `totals` is all traffic by the hour.
 CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "totals": ((), ()),
     "campaigns": (BASE_DIMENSIONS, ()),
     "countries": (BASE_DIMENSIONS, ("country",)),
     "devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),

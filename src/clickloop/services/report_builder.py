@@ -50,6 +50,7 @@ DAILY_BY_SIZE = (
     "daily_countries",
 )
 HOURLY_BY_SIZE = (
+    "totals",
     "campaigns",
     "country_device_totals",
     "devices",
