@@ -351,11 +351,12 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
         assert cubed.as_dict() | {"source": "raw"} == raw.as_dict()
 
 
-def test_hour_totals_wait_for_a_rebuild_and_the_daily_cubes_stay_ready(
+def test_hour_totals_wait_for_a_rebuild_after_the_upgrade(
     empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """0020 adds all traffic by the hour empty: on a database with clicks hourly reports read
-    the campaigns' hours until a rebuild fills it; the daily cubes keep answering meanwhile."""
+    the campaigns' hours until a rebuild fills it; the daily cubes stay ready (0021 then
+    makes them wait for that rebuild too)."""
     monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
     engine = empty_engine
     upgrade(engine, "0019_campaign_country_devices")
@@ -372,6 +373,12 @@ def test_hour_totals_wait_for_a_rebuild_and_the_daily_cubes_stay_ready(
                 for i in range(3)
             ],
         )
+    upgrade(engine, "0020_hour_totals")
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
+        ).scalar()
+    assert value == {"timezone": "UTC", "ready": True, "unfilled": ["totals"]}
     upgrade(engine)
     tracker = entities.get_settings(engine)
 
@@ -385,13 +392,48 @@ def test_hour_totals_wait_for_a_rebuild_and_the_daily_cubes_stay_ready(
         return run_report(engine, query, settings=tracker, path=path)
 
     assert report("hour_of_day").source == "aggregates:campaigns"
-    assert report("day").source == "aggregates:daily_device_totals"
     report_cubes.rebuild(engine, hourly=False)
     for grouping, path in (("hour_of_day", "auto"), ("day", "hourly")):
         cubed = report(grouping, path)
         assert cubed.source == "aggregates:totals"
         assert len(cubed.rows) == 3
         assert cubed.as_dict() | {"source": "raw"} == report(grouping, "raw").as_dict()
+
+
+def test_campaign_devices_wait_for_a_rebuild_after_the_upgrade(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0021 adds device type per campaign empty: with clicks stored the daily cubes wait for a
+    rebuild (reports read the hourly ones), which fills it."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine, "0020_hour_totals")
+    now = datetime.now(UTC).replace(microsecond=0)
+    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
+    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    clicks = [
+        {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
+        | {"device_type": device}
+        for i, device in enumerate(["mobile", "desktop", "mobile"])
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), clicks)
+    upgrade(engine)
+    query = parse_query(
+        {"grouping": ["campaign", "device_type"], "range": {"preset": "last_7_days"}},
+        now=now,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
+    tracker = entities.get_settings(engine)
+    assert run_report(engine, query, settings=tracker).source == "aggregates:devices"
+    report_cubes.rebuild(engine)
+    cubed = run_report(engine, query, settings=tracker)
+    assert cubed.source == "aggregates:daily_campaign_devices"
+    assert len(cubed.rows) == 2
+    assert cubed.as_dict() | {"source": "raw"} == (
+        run_report(engine, query, settings=tracker, path="raw").as_dict()
+    )
 
 
 def test_downgrade_waits_until_the_conversion_moves_are_in_the_cubes(engine: Engine) -> None:

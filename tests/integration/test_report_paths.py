@@ -419,6 +419,7 @@ def _no_rezone_wait() -> Any:
         (["campaign", "country"], "daily_campaign_countries", 3),
         (["country", "day", "campaign"], "daily_campaign_countries", 6),
         (["campaign", "country", "device_type"], "daily_campaign_country_devices", 4),
+        (["device_type", "campaign"], "daily_campaign_devices", 4),
     ],
 )
 def test_spans_of_days_answer_as_the_raw_tables(

@@ -43,6 +43,7 @@ DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_campaigns": (BASE_DIMENSIONS, ()),
     "daily_countries": (BASE_DIMENSIONS, ("country",)),
     "daily_campaign_countries": (("campaign_id",), ("country",)),
+    "daily_campaign_devices": (("campaign_id",), ("device_type",)),
     "daily_devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
     "daily_languages": (BASE_DIMENSIONS, ("language",)),
     "daily_country_totals": ((), ("country",)),
@@ -59,7 +60,9 @@ MARKED_SPANS = "marked_spans"
 SPAN_DAYS = (1, 2, 4, 8, 16)
 # Daily cubes kept per span as well (a `days` column before the day): campaign > country over
 # a month is ~3,000 groups of 264k daily rows at 10M clicks, which SQLite groups by sorting.
-SPANNED = frozenset({"daily_campaign_countries", "daily_campaign_country_devices"})
+SPANNED = frozenset(
+    {"daily_campaign_countries", "daily_campaign_devices", "daily_campaign_country_devices"}
+)
 # Click fields a user may mark for aggregation in `report_marked`: the high-cardinality ones.
 MARKABLE = (
     "keyword",

@@ -43,6 +43,7 @@ DAILY_BY_SIZE = (
     "daily_country_totals",
     "daily_country_device_totals",
     "daily_campaigns",
+    "daily_campaign_devices",
     "daily_campaign_countries",
     "daily_campaign_country_devices",
     "daily_devices",
