@@ -202,8 +202,13 @@ def entities_held(columns: Sequence[str]) -> set[str]:
     return {
         name
         for name in ENTITY_DIMENSIONS
-        if f"{name}_id" in columns or (name == "affiliate_network" and "offer_id" in columns)
+        if _column_of(name) in columns or (name == "affiliate_network" and "offer_id" in columns)
     }
+
+
+def _column_of(name: str) -> str:
+    """The column a click dimension is kept in: an entity's id, else its own name."""
+    return f"{name}_id" if name in ENTITY_DIMENSIONS else name
 
 
 def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
@@ -215,9 +220,10 @@ def dimension_sql(name: str, scan: Scan, win: Window) -> ColumnElement[Any]:
     if name in TIME_DIMENSIONS or name in CYCLE_DIMENSIONS:
         local = scan.local if scan.local is not None else local_seconds(scan.epoch, win.offsets)
         return time_bucket(name, local, win)
-    entity = name in ENTITY_DIMENSIONS
-    column = scan.column(f"{name}_id" if entity else name)
-    return func.coalesce(column, 0 if entity else "") if scan.nullable else column
+    column = scan.column(_column_of(name))
+    if not scan.nullable:
+        return column
+    return func.coalesce(column, 0 if name in ENTITY_DIMENSIONS else "")
 
 
 def filter_sql(rule: DimensionFilter, value: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -449,11 +455,7 @@ def _buckets(
     at 10M clicks: 15 instead of 65 ms on SQLite); else as a range (faster when all is read)."""
     keys = [column.name for column in cube.primary_key]
     after = keys[keys.index(bucket.name) + 1]
-    pinned = {
-        f"{rule.name}_id" if rule.name in ENTITY_DIMENSIONS else rule.name
-        for rule in filters
-        if rule.operator in ("equals", "in_list")
-    }
+    pinned = {_column_of(rule.name) for rule in filters if rule.operator in ("equals", "in_list")}
     if after in pinned and end - first <= MOST_SEEKS:
         return bucket.in_(range(first, end))
     return and_(bucket >= first, bucket < end)
