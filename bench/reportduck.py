@@ -131,6 +131,11 @@ BASE = ("campaign_id", "traffic_source_id", "offer_id")
 BUCKET_ENTITIES: dict[str, tuple[str, ...]] = {"totals": (), "campaign": ("campaign_id",)}
 
 
+def entities_of(bucket: str) -> tuple[str, ...]:
+    """The entity columns a candidate with this bucket keeps ("day, totals": none)."""
+    return BUCKET_ENTITIES.get(bucket.partition(", ")[2], BASE)
+
+
 def _bucket(column: str, bucket: str) -> str:
     seconds = 3600 if bucket.startswith("hour") else 86400
     return f"(epoch({column})::BIGINT // {seconds})"
@@ -143,7 +148,7 @@ def cube_size(
     `dims` at `bucket` granularity: distinct key combinations, as the cube would store them.
     A "totals" bucket drops the campaign, source and offer, a "campaign" one the source and
     offer."""
-    base = BUCKET_ENTITIES.get(bucket.partition(", ")[2], BASE)
+    base = entities_of(bucket)
     keys = ", ".join(f"c.{name}" for name in (*base, *dims))
     clicks = con.execute(
         f"SELECT count(*) FROM (SELECT DISTINCT {_bucket('c.created_at', bucket)}, {keys}"
