@@ -21,7 +21,7 @@ from clickloop.domain import report_facts as rf
 from clickloop.errors import InvalidInput
 from clickloop.services import entities
 from clickloop.services.report_builder import ReportResult, run_report
-from clickloop.services.report_query import known_types, parse_query
+from clickloop.services.report_query import ReportQuery, known_types, parse_query
 from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from clickloop.storage.click_visitors import micros_of
@@ -50,6 +50,22 @@ def _differences(conn: Connection) -> list[Any]:
         conn, opts={"compare_type": True, "include_name": include_name}
     )
     return list(compare_metadata(context, metadata))
+
+
+def _campaign(engine: Engine, now: datetime) -> int:
+    """A campaign with one offer, as the upgrade tests' clicks need."""
+    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
+    return entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+
+
+def _last_week(body: dict[str, Any], now: datetime) -> ReportQuery:
+    """The report `body` asks for over the last 7 days up to `now`, in UTC."""
+    return parse_query(
+        body | {"range": {"preset": "last_7_days"}},
+        now=now,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
 
 
 def test_migrated_database_matches_tables(engine: Engine) -> None:
@@ -194,8 +210,7 @@ def test_upgrade_carries_the_last_day_of_visitors_over(empty_engine: Engine) -> 
     engine = empty_engine
     upgrade(engine, "0009_report_daily_cubes")
     now = datetime.now(UTC).replace(microsecond=0)
-    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
-    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    campaign = _campaign(engine, now)
     clicks = [
         ("a", 7, now - timedelta(hours=30)),
         ("b", 7, now - timedelta(hours=2)),
@@ -319,8 +334,7 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     engine = empty_engine
     upgrade(engine, before)
     now = datetime.now(UTC).replace(microsecond=0)
-    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
-    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    campaign = _campaign(engine, now)
     clicks = [
         {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
         | {"country": country, "device_type": device, "is_unique": True}
@@ -332,12 +346,7 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     body: dict[str, Any] = {"grouping": ["country", "device_type"]}
     if by_campaign:
         body["filters"] = [{"name": "campaign", "operator": "equals", "value": str(campaign)}]
-    query = parse_query(
-        body | {"range": {"preset": "last_7_days"}},
-        now=now,
-        default_timezone="UTC",
-        conversion_types=known_types([]),
-    )
+    query = _last_week(body, now)
     tracker = entities.get_settings(engine)
     raw = run_report(engine, query, settings=tracker, path="raw")
     assert len(raw.rows) == 3
@@ -361,8 +370,7 @@ def test_hour_totals_wait_for_a_rebuild_after_the_upgrade(
     engine = empty_engine
     upgrade(engine, "0019_campaign_country_devices")
     now = datetime.now(UTC).replace(microsecond=0)
-    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
-    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    campaign = _campaign(engine, now)
     with engine.begin() as conn:
         conn.execute(
             insert(t.clicks),
@@ -383,13 +391,9 @@ def test_hour_totals_wait_for_a_rebuild_after_the_upgrade(
     tracker = entities.get_settings(engine)
 
     def report(grouping: str, path: str = "auto") -> ReportResult:
-        query = parse_query(
-            {"grouping": [grouping], "range": {"preset": "last_7_days"}},
-            now=now,
-            default_timezone="UTC",
-            conversion_types=known_types([]),
+        return run_report(
+            engine, _last_week({"grouping": [grouping]}, now), settings=tracker, path=path
         )
-        return run_report(engine, query, settings=tracker, path=path)
 
     assert report("hour_of_day").source == "aggregates:campaigns"
     report_cubes.rebuild(engine, hourly=False)
@@ -409,8 +413,7 @@ def test_campaign_devices_wait_for_a_rebuild_after_the_upgrade(
     engine = empty_engine
     upgrade(engine, "0020_hour_totals")
     now = datetime.now(UTC).replace(microsecond=0)
-    offer = entities.create_offer(engine, name="Offer", url="https://offer.test/", now=now)
-    campaign = entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
+    campaign = _campaign(engine, now)
     clicks = [
         {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
         | {"device_type": device}
@@ -419,12 +422,7 @@ def test_campaign_devices_wait_for_a_rebuild_after_the_upgrade(
     with engine.begin() as conn:
         conn.execute(insert(t.clicks), clicks)
     upgrade(engine)
-    query = parse_query(
-        {"grouping": ["campaign", "device_type"], "range": {"preset": "last_7_days"}},
-        now=now,
-        default_timezone="UTC",
-        conversion_types=known_types([]),
-    )
+    query = _last_week({"grouping": ["campaign", "device_type"]}, now)
     tracker = entities.get_settings(engine)
     assert run_report(engine, query, settings=tracker).source == "aggregates:devices"
     report_cubes.rebuild(engine)
