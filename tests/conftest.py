@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,16 +69,24 @@ def pg_template() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, copied for each test (migrating costs ~0.1 s a test)."""
+    path = tmp_path_factory.mktemp("template") / "clickloop.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
 @contextmanager
 def new_database(kind: str, directory: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A migrated, empty database URL of `kind` ("sqlite" in `directory`, or "postgresql"
-    cloned from the session's template), dropped afterwards."""
+    """A migrated, empty database URL of `kind` ("sqlite" in `directory`, or "postgresql"),
+    copied or cloned from the session's template, dropped afterwards."""
     if kind == "sqlite":
-        url = f"sqlite:///{directory / 'clickloop.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
+        path = directory / "clickloop.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     template = request.getfixturevalue("pg_template")
     server = os.environ[PG_ENV]

@@ -31,6 +31,14 @@ def test_password_is_stored_as_an_argon2_hash(engine: Engine) -> None:
     assert "correct horse" not in stored
 
 
+def test_an_unknown_username_costs_a_verification_like_a_real_hash() -> None:
+    """The written-out hash verified for unknown usernames has the parameters the hasher gives
+    real passwords today (a new argon2-cffi default would make the two paths differ in time)."""
+    assert not users.PasswordHasher().check_needs_rehash(users.DUMMY_HASH)
+    stored = users.PasswordHasher().hash("correct horse")
+    assert stored.split("$")[1:4] == users.DUMMY_HASH.split("$")[1:4]
+
+
 def test_authenticate_accepts_only_the_right_password(engine: Engine) -> None:
     """The right password returns the user; a wrong one or an unknown name returns None."""
     user_id = users.create_user(engine, "alice", "correct horse", now=NOW)
