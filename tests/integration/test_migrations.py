@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -268,31 +269,57 @@ def test_upgrade_sums_the_daily_campaign_countries_from_the_daily_countries(
         for source, offer, n in ((1, 2, 3), (4, 5, 2), (4, 6, 1))
     ]
     with engine.begin() as conn:
-        conn.execute(insert(t.report_daily_cubes["daily_countries"]), rows)
+        # The table as it is at 0014, without the `days` of 0022 (`m` in millionths).
+        conn.execute(insert(sa.table("report_daily_countries", *map(sa.column, rows[0]))), rows)
     upgrade(engine)
     with engine.connect() as conn:
         found = conn.execute(select(t.report_daily_cubes["daily_campaign_countries"])).all()
     spans = [(1, 20005), (2, 20004), (4, 20004), (8, 20000), (16, 20000)]
     assert sorted(tuple(row) for row in found) == [
-        (days, day, 1, "DE", "clicks", 6, 3, 750_000) for days, day in spans
+        (days, day, 1, "DE", "clicks", 6, 3, Decimal("0.75")) for days, day in spans
     ]
 
 
-def test_upgrade_spans_the_campaign_countries_and_downgrade_keeps_the_days(
-    empty_engine: Engine,
+@pytest.mark.parametrize(
+    ("before", "cube", "keys"),
+    [
+        (
+            "0015_daily_campaign_countries",
+            "report_daily_campaign_countries",
+            ((1, "DE", "clicks"), (2, "", "vt:sale")),
+        ),
+        (
+            "0021_daily_campaign_devices",
+            "report_daily_countries",
+            ((1, 2, 3, "DE", "clicks"), (2, 0, 0, "", "vt:sale")),
+        ),
+        (
+            "0021_daily_campaign_devices",
+            "report_daily_devices",
+            ((1, 2, 3, "mobile", "Android", "Chrome", "clicks"), (2, 0, 0, "", "", "", "vt:sale")),
+        ),
+        (
+            "0021_daily_campaign_devices",
+            "report_daily_languages",
+            ((1, 2, 3, "de", "clicks"), (2, 0, 0, "", "vt:sale")),
+        ),
+    ],
+)
+def test_upgrade_spans_a_daily_cube_and_downgrade_keeps_the_days(
+    empty_engine: Engine, before: str, cube: str, keys: tuple[tuple[Any, ...], ...]
 ) -> None:
-    """0016 keeps each day of the campaign-and-country cube as its one-day span and adds every
-    longer span as the sum of its days (what a rebuild writes); its downgrade gives the days
-    back."""
+    """0016 (campaign and country) and 0022 (countries, devices and languages by campaign,
+    source and offer) keep each day of a daily cube as its one-day span and add every longer
+    span as the sum of its days (what a rebuild writes); the downgrade gives the days back."""
     engine = empty_engine
-    upgrade(engine, "0015_daily_campaign_countries")
+    upgrade(engine, before)
     days = [
-        (day, campaign, country, fact, day % 7 + 1, day % 2, 250_000 * (day % 3))
+        (day, *key, day % 7 + 1, day % 2, 250_000 * (day % 3))
         for day in range(20003, 20040)
-        for campaign, country, fact in ((1, "DE", "clicks"), (2, "", "vt:sale"))
-        if (day + campaign) % 5
+        for key in keys
+        if (day + key[0]) % 5
     ]
-    sql = "INSERT INTO report_daily_campaign_countries VALUES (?, ?, ?, ?, ?, ?, ?)"
+    sql = f"INSERT INTO {cube} VALUES ({', '.join('?' * len(days[0]))})"
     with engine.begin() as conn:
         conn.exec_driver_sql(sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s"), days)
     upgrade(engine)
@@ -303,13 +330,13 @@ def test_upgrade_spans_the_campaign_countries_and_downgrade_keeps_the_days(
             for i, value in enumerate((n, u, m)):
                 found[i] += value
     with engine.connect() as conn:
-        found = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
+        found = conn.exec_driver_sql(f"SELECT * FROM {cube}").all()
     assert sorted(tuple(row) for row in found) == sorted(
         (*key, *totals) for key, totals in sums.items()
     )
-    command.downgrade(alembic_config(engine), "0015_daily_campaign_countries")
+    command.downgrade(alembic_config(engine), before)
     with engine.connect() as conn:
-        back = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
+        back = conn.exec_driver_sql(f"SELECT * FROM {cube}").all()
     assert sorted(tuple(row) for row in back) == sorted(days)
 
 

@@ -44,11 +44,11 @@ DAILY_BY_SIZE = (
     "daily_country_device_totals",
     "daily_campaigns",
     "daily_campaign_devices",
-    "daily_campaign_countries",
-    "daily_campaign_country_devices",
     "daily_devices",
+    "daily_campaign_countries",
     "daily_languages",
     "daily_countries",
+    "daily_campaign_country_devices",
 )
 HOURLY_BY_SIZE = (
     "totals",
