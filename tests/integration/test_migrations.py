@@ -192,7 +192,13 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
     assert value == {
         "timezone": "Europe/Berlin",
         "ready": False,
-        "unfilled": ["country_device_totals", "campaign_country_devices", "totals"],  # 0017-0020
+        # 0017, 0019, 0020, 0023
+        "unfilled": [
+            "country_device_totals",
+            "campaign_country_devices",
+            "totals",
+            "country_os_browser_totals",
+        ],
     }
 
 
@@ -341,10 +347,11 @@ def test_upgrade_spans_a_daily_cube_and_downgrade_keeps_the_days(
 
 
 @pytest.mark.parametrize(
-    ("before", "by_campaign", "cube"),
+    ("before", "by_campaign", "cube", "second"),
     [
-        ("0016_campaign_country_spans", False, "country_device_totals"),
-        ("0018_cube_moves", True, "campaign_country_devices"),
+        ("0016_campaign_country_spans", False, "country_device_totals", "device_type"),
+        ("0018_cube_moves", True, "campaign_country_devices", "device_type"),
+        ("0022_daily_spans", False, "country_os_browser_totals", "os"),
     ],
 )
 def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
@@ -353,10 +360,12 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     before: str,
     by_campaign: bool,
     cube: str,
+    second: str,
 ) -> None:
-    """0017 adds country by device type empty, 0019 the same by campaign: on a database with
-    clicks no report reads them (geo by device, over all traffic or for one campaign, reads the
-    clicks) until a rebuild, even `--daily`, fills them from the clicks."""
+    """0017 adds country by device type empty, 0019 the same by campaign, 0023 country by OS
+    and browser: on a database with clicks no report reads them (geo by device or OS, over all
+    traffic or for one campaign, reads the clicks) until a rebuild, even `--daily`, fills them
+    from the clicks."""
     monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
     engine = empty_engine
     upgrade(engine, before)
@@ -364,13 +373,15 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     campaign = _campaign(engine, now)
     clicks = [
         {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
-        | {"country": country, "device_type": device, "is_unique": True}
-        for i, (country, device) in enumerate([("DE", "mobile"), ("DE", "desktop"), ("US", "")])
+        | {"country": country, "device_type": device, "os": system, "is_unique": True}
+        for i, (country, device, system) in enumerate(
+            [("DE", "mobile", "Android"), ("DE", "desktop", "Windows"), ("US", "", "")]
+        )
     ]
     with engine.begin() as conn:
         conn.execute(insert(t.clicks), clicks)
     upgrade(engine)
-    body: dict[str, Any] = {"grouping": ["country", "device_type"]}
+    body: dict[str, Any] = {"grouping": ["country", second]}
     if by_campaign:
         body["filters"] = [{"name": "campaign", "operator": "equals", "value": str(campaign)}]
     query = _last_week(body, now)

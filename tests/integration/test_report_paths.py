@@ -40,6 +40,7 @@ DIMENSIONS = (
     "traffic_source",
     "country",
     "device_type",
+    "os",
     "sub_id_1",
     "conversion_type",
     "day",
@@ -85,6 +86,7 @@ clicks_strategy = st.lists(
             "offer": st.sampled_from([0, 1, None]),
             "country": st.sampled_from(["DE", "US", None]),
             "device_type": st.sampled_from(["desktop", "mobile"]),
+            "os": st.sampled_from(["Android", "Windows", None]),
             "sub_id_1": st.sampled_from(["a1", "b2", "ab", None]),
             "is_unique": st.sampled_from([True, False, None]),
             "cost": st.sampled_from([None, "0.1", "0.25"]),
@@ -114,6 +116,7 @@ filter_strategy = st.sampled_from(
         {"name": "sub_id_1", "operator": "contains", "value": "A"},
         {"name": "sub_id_1", "operator": "not_contains", "value": "b"},
         {"name": "device_type", "operator": "not_equals", "value": "mobile"},
+        {"name": "os", "operator": "equals", "value": "Android"},
         {"name": "conversion_type", "operator": "in_list", "values": ["sale", "lead"]},
         {"name": "conversion_type", "operator": "not_equals", "value": "rebill"},
         {"name": "hour_of_day", "operator": "in_list", "values": [0, 1, 2, 22, 23]},
@@ -160,6 +163,7 @@ def _store(
             "traffic_source_id": None,
             "country": click["country"],
             "device_type": click["device_type"],
+            "os": click.get("os"),
             "sub_id_1": click["sub_id_1"],
             "is_unique": click["is_unique"],
             "cost": None if click["cost"] is None else Decimal(click["cost"]),
@@ -216,7 +220,7 @@ def _reference(engine: Engine, query: ReportQuery) -> dict[tuple[str, ...], dict
             return str(networks.get(click.offer_id) or "")
         if name in ("campaign", "offer", "traffic_source"):
             return str(getattr(click, f"{name}_id") or "")
-        if name in ("country", "device_type", "sub_id_1"):
+        if name in ("country", "device_type", "os", "sub_id_1"):
             return getattr(click, name) or ""
         return _local_key(name, moment, zone)
 
@@ -420,18 +424,22 @@ def _no_rezone_wait() -> Any:
         (["country", "day", "campaign"], "daily_campaign_countries", 6),
         (["campaign", "country", "device_type"], "daily_campaign_country_devices", 4),
         (["device_type", "campaign"], "daily_campaign_devices", 4),
+        (["offer", "country"], "daily_countries", 2),
+        (["campaign", "os"], "daily_devices", 4),
+        (["country", "os", "day"], "daily_country_os_browser_totals", 5),
     ],
 )
 def test_spans_of_days_answer_as_the_raw_tables(
     engine: Engine, world: World, grouping: list[str], spans: str, rows: int
 ) -> None:
-    """A report on a marked field alone or on campaign and country (and device type), over whole
-    days, reads spans of days (these four days are one span; grouped by day, one-day spans), and
-    says the same as the raw tables."""
+    """A report on a marked field alone or on a spanned daily cube's dimensions, over whole days,
+    reads spans of days (these four days are one span; grouped by day, one-day spans), and says
+    the same as the raw tables."""
     at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
     clicks = [
         {"minute": minute, "campaign": i % 2, "offer": 0, "country": zone[0], "sub_id_1": zone}
         | {"device_type": "mobile" if i % 3 else "desktop", "is_unique": True, "cost": "0.1"}
+        | {"os": "Android" if i % 3 else "Windows"}
         for i, (minute, zone) in enumerate(at)
     ]
     posts = [(0, "", "sale", "10.5", None, 30 * 60), (2, "x", "lead", "3", None, 5)]
