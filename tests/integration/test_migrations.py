@@ -472,18 +472,23 @@ def test_campaign_devices_wait_for_a_rebuild_after_the_upgrade(
     )
 
 
-def test_downgrade_waits_until_the_conversion_moves_are_in_the_cubes(engine: Engine) -> None:
-    """0018's downgrade drops cube_moves only once it is empty: moves still waiting would never
-    reach the cubes of the version before (the server's follower or a rebuild adds them)."""
+@pytest.mark.parametrize("before", ["0017_country_device_totals", "0023_country_os_browser_totals"])
+def test_downgrade_waits_until_the_moves_are_in_the_cubes(engine: Engine, before: str) -> None:
+    """0018's downgrade drops cube_moves, 0024's its unique clicks, only once it is empty: moves
+    still waiting would never reach the cubes of the version before, or without their unique
+    clicks (the server's follower or a rebuild adds them)."""
     texts = rf.SIGNATURE_FIELDS[len(rf.BASE_DIMENSIONS) :]
     move = dict.fromkeys(rf.MOVE_COLUMNS, 0) | dict.fromkeys(texts, "")
-    move |= {"dimension": None, "value": None, "fact": "ct:lead", "n": 1}
+    move |= {"dimension": None, "value": None, "fact": "clicks", "n": 1, "u": 1}
     with engine.begin() as conn:
         conn.execute(insert(t.cube_moves).values(move))
-    with pytest.raises(RuntimeError, match="conversion moves are waiting"):
-        command.downgrade(alembic_config(engine), "0017_country_device_totals")
+    with pytest.raises(RuntimeError, match="moves are waiting"):
+        command.downgrade(alembic_config(engine), before)
     with engine.begin() as conn:
         report_cubes.everything_in(conn)
-    command.downgrade(alembic_config(engine), "0017_country_device_totals")
-    assert "cube_moves" not in inspect(engine).get_table_names()
+    command.downgrade(alembic_config(engine), before)
+    if before.startswith("0017"):
+        assert "cube_moves" not in inspect(engine).get_table_names()
+    else:
+        assert "u" not in {c["name"] for c in inspect(engine).get_columns("cube_moves")}
     upgrade(engine)

@@ -67,8 +67,8 @@ postbacks_strategy = st.lists(
 
 def store_clicks(engine: Engine, rows: list[dict[str, Any]], *, follow: bool = False) -> None:
     """Through the writer the server uses, with its report hook, a few rows per batch; with
-    `follow`, SQLite's follower folds them into the cubes after each batch, as a server's
-    does every FOLLOW_INTERVAL."""
+    `follow`, the followers fold them into the cubes after each batch (SQLite's by the
+    watermark, PostgreSQL's from `cube_moves`), as a server's do every FOLLOW_INTERVAL."""
 
     async def run() -> None:
         writer = GroupCommitWriter(engine, before_insert=report_cubes.add_clicks)
@@ -80,6 +80,7 @@ def store_clicks(engine: Engine, rows: list[dict[str, Any]], *, follow: bool = F
                 )
                 if follow:
                     await report_cubes.follow(engine, writer.run)
+                    await report_cubes.follow_moves(engine, writer.run)
         finally:
             await writer.stop()
 

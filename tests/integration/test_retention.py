@@ -146,7 +146,7 @@ def test_clicks_after_a_prune_of_every_click_reach_the_aggregates(
     """SQLite hands the rowids of deleted newest clicks out again: the cubes' watermark goes
     back with them, so the clicks that take those rowids are counted."""
     if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL adds clicks to the cubes in their batch, not by a watermark")
+        pytest.skip("PostgreSQL leaves new clicks in cube_moves, not behind a watermark")
     store(engine, [click_made_at(NOW - timedelta(days=40), world.campaign_id) for _ in range(3)])
     before = cube_rows(engine)
     list(retention.prune(engine, retention.plan_prune(engine, retention.horizon(NOW, 30))))

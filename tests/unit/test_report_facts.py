@@ -1,7 +1,7 @@
-"""A click batch's facts (new_clicks_facts, the click writer's on PostgreSQL) and clicks summed
-by minute (grouped_clicks_facts, SQLite's fold) are the sum of the clicks' own, and a postback
-batch's conversion moves (conversion_moves), summed into the cubes, are what the units' facts
-moved."""
+"""A click batch's moves (click_moves, the click writer's on PostgreSQL) and clicks summed by
+minute (grouped_clicks_facts, SQLite's fold) are the sum of the clicks' own facts, and a
+postback batch's conversion moves (conversion_moves), summed into the cubes, are what the
+units' facts moved."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_a_batch_counts_what_its_clicks_count_one_by_one(
     expected: rf.Facts = {}
     for click in batch:
         rf.unit_facts(click, (), marked, expected, zone=zone)
-    assert rf.new_clicks_facts(batch, marked, zone) == expected
+    assert folded(rf.click_moves(batch, marked, zone)) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -77,7 +77,9 @@ def test_clicks_summed_by_minute_count_what_the_clicks_count(
         sums[1] += 1 if click["is_unique"] else 0
         sums[2] += int((click["cost"] or 0) * 1_000_000)
     rows = [(*key, *sums) for key, sums in groups.items()]
-    assert rf.grouped_clicks_facts(rows, marked, zone) == rf.new_clicks_facts(batch, marked, zone)
+    assert rf.grouped_clicks_facts(rows, marked, zone) == folded(
+        rf.click_moves(batch, marked, zone)
+    )
 
 
 def test_a_group_without_unique_clicks_carries_its_whole_cost_once() -> None:
@@ -87,7 +89,7 @@ def test_a_group_without_unique_clicks_carries_its_whole_cost_once() -> None:
         {**base, "cost": None},
         {**base, "cost": Decimal(1)},
     ]
-    facts = rf.new_clicks_facts(batch, ())
+    facts = folded(rf.click_moves(batch, ()))
     assert facts[("campaigns", (rf.hour_of(START), 1, 0, 0, "clicks"))] == [3, 0, Decimal("1.25")]
 
 
@@ -141,29 +143,30 @@ def folded(moves: list[tuple[Any, ...]]) -> rf.Facts:
     marked field's row into the marked cubes; keys that come to nothing left out."""
     facts: rf.Facts = {}
 
-    def add(cube: str, key: tuple[Any, ...], n: int, m: Decimal) -> None:
+    def add(cube: str, key: tuple[Any, ...], n: int, u: int, m: Decimal) -> None:
         found = facts.setdefault((cube, key), [0, 0, Decimal(0)])
         found[0] += n
+        found[1] += u
         found[2] += m
 
     for row in moves:
         move = dict(zip(rf.MOVE_COLUMNS, row, strict=True))
-        hour, day, fact, n, m = (move[c] for c in ("hour", "day", "fact", "n", "m"))
-        m = Decimal(m).scaleb(-6)
+        hour, day, fact, n, u = (move[c] for c in ("hour", "day", "fact", "n", "u"))
+        m = Decimal(move["m"]).scaleb(-6)
         spans = [(days, day - day % days) for days in rf.SPAN_DAYS]
         if move["dimension"] is None:
             for cube, (entities, dims) in rf.CUBES.items():
-                add(cube, (hour, *(move[c] for c in (*entities, *dims)), fact), n, m)
+                add(cube, (hour, *(move[c] for c in (*entities, *dims)), fact), n, u, m)
             for cube, (entities, dims) in rf.DAILY_CUBES.items():
                 values = tuple(move[c] for c in (*entities, *dims))
                 for span in spans if cube in rf.SPANNED else [(day,)]:
-                    add(cube, (*span, *values, fact), n, m)
+                    add(cube, (*span, *values, fact), n, u, m)
             continue
         base = tuple(move[c] for c in rf.BASE_DIMENSIONS)
-        add(rf.MARKED, (hour, *base, move["dimension"], move["value"], fact), n, m)
+        add(rf.MARKED, (hour, *base, move["dimension"], move["value"], fact), n, u, m)
         for span in spans:
-            add(rf.MARKED_SPANS, (*span, move["dimension"], move["value"], fact), n, m)
-    return {key: sums for key, sums in facts.items() if sums[0] or sums[2]}
+            add(rf.MARKED_SPANS, (*span, move["dimension"], move["value"], fact), n, u, m)
+    return {key: sums for key, sums in facts.items() if any(sums)}
 
 
 @given(

@@ -104,9 +104,10 @@ SIGNATURE_FIELDS = tuple(
 _NO_COST = Decimal(0)
 # What conversion_moves reads of a click: its time and the fields its facts are keyed by.
 FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
-# A conversion_moves row: where and what a conversion moved, before the cubes project it (a
-# marked field's row names it in `dimension`; the others leave it and `value` NULL).
-MOVE_COLUMNS = ("hour", "day", *SIGNATURE_FIELDS, "dimension", "value", "fact", "n", "m")
+# A move (conversion_moves, click_moves): where and what conversions moved or new clicks added,
+# before the cubes project it (a marked field's row names it in `dimension`; the others leave
+# it and `value` NULL).
+MOVE_COLUMNS = ("hour", "day", *SIGNATURE_FIELDS, "dimension", "value", "fact", "n", "u", "m")
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
 _DIMENSION_SETS = tuple(
     sorted({dims for cubes in (CUBES, DAILY_CUBES) for _, dims in cubes.values()})
@@ -243,15 +244,15 @@ def _add(
             _add_to(facts, (cube, (at, *values, fact)), n, u, m)
 
 
-def new_clicks_facts(
+def click_moves(
     clicks: Iterable[Mapping[str, Any]], marked: Collection[str], zone: tzinfo = UTC
-) -> Facts:
-    """The facts of new clicks (no conversions yet), as unit_facts gives them click by click.
-    The clicks are first summed by what their facts are keyed by (hour, local day and the cubes'
-    fields), then each sum is projected on every cube, so a batch of varied traffic costs a
-    tuple per click and a few per sum (a unit_facts per click cost three times as much). A new
-    click's `clicks` fact is linear: n clicks, u of them unique, m their recorded costs
-    (click_cost without conversions)."""
+) -> list[tuple[Any, ...]]:
+    """What new clicks (no conversions yet) add to the cubes, before the cubes project it: rows
+    of MOVE_COLUMNS as conversion_moves gives them, summed by what their facts are keyed by
+    (hour, local day and the cubes' fields), so a batch of varied traffic costs a tuple per
+    click, and alike clicks one row. A new click's `clicks` fact is linear: n clicks, u of them
+    unique, m their recorded costs (click_cost without conversions). Summed into each cube they
+    are the clicks' unit_facts."""
     fields = (*SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for click in clicks:
@@ -272,7 +273,7 @@ def new_clicks_facts(
         cost = get("cost")
         if cost is not None:
             found[2] += cost
-    return _projected(sums, tuple(marked))
+    return _move_rows(sums, tuple(marked))
 
 
 def grouped_clicks_facts(
@@ -280,7 +281,7 @@ def grouped_clicks_facts(
 ) -> Facts:
     """The facts of clicks summed by the database: rows of (UTC minute as "YYYY-MM-DD HH:MM",
     the SIGNATURE_FIELDS and the marked ones, clicks, unique clicks, cost in millionths), the
-    clicks without conversions; equal to new_clicks_facts of those clicks."""
+    clicks without conversions; what click_moves of those clicks add to the cubes."""
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for minute, *values, n, u, micros in groups:
         epoch = int(datetime.fromisoformat(minute).replace(tzinfo=UTC).timestamp())
@@ -312,17 +313,25 @@ def conversion_moves(
     conversion's own `ct:`/`vt:` facts are worked out. `click` needs `created_at` and the
     FACT_FIELDS (with the marked ones)."""
     marked = tuple(marked)
+    return _move_rows(_conversion_sums(changes, marked, zone), marked)
+
+
+def _move_rows(
+    sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...]
+) -> list[tuple[Any, ...]]:
+    """Sums keyed by signature as rows of MOVE_COLUMNS (m in millionths): one with the cubes'
+    dimensions and one per marked field with its name and value; none for a sum of nothing."""
     keyed = _keyed(marked)
     dimensions = 2 + len(SIGNATURE_FIELDS)  # hour, day, then the signature fields in `normal`
     rows = []
-    for signature, (n, _, m) in _conversion_sums(changes, marked, zone).items():
-        if not (n or m):
+    for signature, (n, u, m) in sums.items():
+        if not (n or u or m):
             continue
         normal = keyed.normal(signature)
         head, fact, micros = normal[:dimensions], normal[-1], int(m.scaleb(6))
-        rows.append((*head, None, None, fact, n, micros))
+        rows.append((*head, None, None, fact, n, u, micros))
         rows += [
-            (*head, name, value, fact, n, micros)
+            (*head, name, value, fact, n, u, micros)
             for name, value in zip(marked, normal[dimensions:], strict=False)
         ]
     return rows

@@ -286,14 +286,17 @@ def add_conversion_changes(
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """The click writer's hook, before a batch's clicks are inserted: mark each click unique or
-    not; on PostgreSQL add the batch's facts to the cubes (SQLite's follow by a watermark:
-    pending_fold)."""
+    not; on PostgreSQL leave the batch's facts in `cube_moves` for the follower (fold_moves),
+    as a postback leaves its conversions': a row per alike clicks instead of ~50 upserted cube
+    rows per click, and no cube row locked by the batch (SQLite's follow the clicks by a
+    watermark: pending_fold)."""
     if table is not t.clicks:
         return
     mark_unique(conn, rows)
     if conn.dialect.name != "sqlite":
         marked, days = _report_settings(conn)
-        apply(conn, rf.new_clicks_facts(rows, marked, days.zone))
+        moves = rf.click_moves(rows, marked, days.zone)
+        _in_chunks(conn, moves, functools.partial(_moves_sql, conn.dialect.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -830,8 +833,9 @@ def _moves_sql(dialect: str, rows: int) -> str:
 
 @functools.cache
 def _fold_moves_sql(dialect: str, cube: str) -> str:
-    """The waiting moves added to `cube` (rf.conversion_moves): a marked field's rows to the
-    marked cubes, the others to the rest; to a cube of spans, once per length. SQLite upserts
+    """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves): a marked
+    field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
+    length. SQLite upserts
     move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
     refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
     table = cube_table(cube)
@@ -847,7 +851,7 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
     rows = "dimension IS NOT NULL" if cube in (rf.MARKED, rf.MARKED_SPANS) else "dimension IS NULL"
     if dialect == "sqlite":
         select_moves = (
-            f"SELECT {', '.join(picks)}, n, 0, m FROM cube_moves{spans} WHERE id <= ? AND {rows}"
+            f"SELECT {', '.join(picks)}, n, u, m FROM cube_moves{spans} WHERE id <= ? AND {rows}"
         )
     else:
         order = [
@@ -855,14 +859,14 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
         ]
         named = [f"{pick} AS {key}" for pick, key in zip(picks, keys, strict=True)]
         select_moves = (
-            f"SELECT {', '.join(named)}, sum(n), 0, sum(m) FROM folding_moves{spans} WHERE {rows} "
-            f"GROUP BY {', '.join(map(str, range(1, len(keys) + 1)))} "
-            f"HAVING sum(n) <> 0 OR sum(m) <> 0 ORDER BY {', '.join(order)}"
+            f"SELECT {', '.join(named)}, sum(n), sum(u), sum(m) FROM folding_moves{spans} "
+            f"WHERE {rows} GROUP BY {', '.join(map(str, range(1, len(keys) + 1)))} "
+            f"HAVING sum(n) <> 0 OR sum(u) <> 0 OR sum(m) <> 0 ORDER BY {', '.join(order)}"
         )
     return (
         f"INSERT INTO {name} ({', '.join(keys)}, n, u, m) {select_moves} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {name}.n + excluded.n, "
-        f"m = {name}.m + excluded.m"
+        f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
     )
 
 

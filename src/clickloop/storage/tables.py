@@ -498,9 +498,10 @@ report_span_aggregates: list[Table] = [
     table for table in report_daily_aggregates if "days" in table.c
 ]
 
-# What conversions moved and the cubes do not hold yet (report_facts.MOVE_COLUMNS). A postback
-# adds its moves here, a row or two per changed conversion, instead of a row to every cube; the
-# follower sums them into each cube with one statement per cube and deletes them
+# What conversions moved (and, on PostgreSQL, new clicks added) and the cubes do not hold yet
+# (report_facts.MOVE_COLUMNS). A postback adds its moves here, a row or two per changed
+# conversion, and a click batch on PostgreSQL a row per alike clicks, instead of a row to every
+# cube; the follower sums them into each cube with one statement per cube and deletes them
 # (storage/report_cubes.py, fold_moves). Dimensions as in the cubes: ids 0 and texts '' for none.
 cube_moves = Table(
     "cube_moves",
@@ -515,6 +516,7 @@ cube_moves = Table(
     Column("fact", String(80), nullable=False),
     Column("n", BigInteger, nullable=False),
     Column("m", BigInteger, nullable=False),  # millionths
+    Column("u", BigInteger, nullable=False, server_default="0"),  # unique clicks (0024)
 )
 
 saved_reports = Table(
