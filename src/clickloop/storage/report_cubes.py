@@ -121,8 +121,8 @@ _PG_TAKEN_SQL = (
     "(SELECT id FROM cube_moves ORDER BY id LIMIT %s) RETURNING *) "
     "INSERT INTO folding_moves SELECT * FROM taken"
 )
-# In the order `apply` upserts (cube names sorted), so that folds and click batches lock
-# shared rows in one order (PostgreSQL).
+# In the order `apply` upserts (cube names sorted), so that folds and the writes that apply
+# units directly (`tracked`) lock shared rows in one order (PostgreSQL).
 _EVERY_CUBE = tuple(sorted((*rf.CUBES, *rf.DAILY_CUBES, rf.MARKED, rf.MARKED_SPANS)))
 
 _P = ParamSpec("_P")
@@ -495,10 +495,10 @@ def caught_up(conn: Connection) -> None:
 def everything_in(conn: Connection) -> None:
     """Before a rebuild step replaces some of the cubes' rows: every click and every conversion
     move in the cubes (a move folded later would count twice). On PostgreSQL the live writers
-    wait until the step commits: postbacks at their moves (one committed after the fold but
-    before the step's read of the conversions would count twice), click batches and folds at
-    the cubes, locked in the order `apply` upserts them (`_EVERY_CUBE`); a writer that upserts
-    them twice in a transaction (a click batch, then a postback's unit) may still hold one the
+    wait until the step commits: click batches and postbacks at their moves (one committed
+    after the fold but before the step's read of the clicks and conversions would count twice),
+    folds and `tracked` writes at the cubes, locked in the order `apply` upserts them
+    (`_EVERY_CUBE`); a writer that upserts them twice in a transaction may still hold one the
     step waits for, so the step gives way (`_giving_way`)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(_GIVE_WAY)
