@@ -168,6 +168,31 @@ def test_incremental_cubes_equal_a_rebuild(
     assert cube_rows(engine) == kept
 
 
+def test_a_click_batch_leaves_its_facts_to_the_follower(engine: Engine) -> None:
+    """A click batch upserts no cube row itself (SQLite's clicks wait past the watermark,
+    PostgreSQL's in `cube_moves`, alike clicks summed into one row): the cubes hold the clicks,
+    with their unique ones and costs, once a follower or a report has folded them."""
+    world = _world(engine)
+    clicks = [
+        {"subid": f"c{n}", "created_at": START + timedelta(minutes=n)}
+        | {"campaign_id": world.campaign_id, "country": "DE", "cost": Decimal("0.25")}
+        | {"user_agent": AGENTS[0], "ip": f"10.0.0.{n % 2}"}
+        for n in range(4)
+    ]
+    store_clicks(engine, clicks)
+    totals = t.report_cubes["totals"].c
+    summed = select(func.sum(totals.n), func.sum(totals.u), func.sum(totals.m))
+    with engine.connect() as conn:
+        assert conn.execute(summed).one() == (None, None, None)
+        moves = conn.execute(select(func.count()).select_from(t.cube_moves)).scalar()
+    # Two batches (three clicks, then one), each a row for the cubes and one per marked field.
+    assert moves == (0 if engine.dialect.name == "sqlite" else 2 * 3)
+    report_cubes.settle(engine)
+    with engine.connect() as conn:
+        assert conn.execute(summed).one() == (4, 2, Decimal("1"))
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
+
+
 def test_conversion_moves_count_once_whenever_they_reach_the_cubes(engine: Engine) -> None:
     """A postback's conversion moves wait in cube_moves, out of the cubes, until the follower
     or a report adds them; a rebuild while they wait adds them first, so none counts twice."""
