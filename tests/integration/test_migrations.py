@@ -59,6 +59,14 @@ def _campaign(engine: Engine, now: datetime) -> int:
     return entities.create_campaign(engine, name="C", alias="c", now=now, offers=[(offer, 1)])
 
 
+def _daily_zone_setting(engine: Engine) -> Any:
+    """The stored `report_daily_zone` setting (the daily cubes' zone and readiness)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
+        ).scalar()
+
+
 def _last_week(body: dict[str, Any], now: datetime) -> ReportQuery:
     """The report `body` asks for over the last 7 days up to `now`, in UTC."""
     return parse_query(
@@ -185,10 +193,7 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
         conn.execute(insert(t.settings), {"key": "timezone", "value": "Europe/Berlin"})
         conn.execute(insert(t.clicks), {"subid": "c1", "created_at": now, "campaign_id": 1})
     upgrade(engine)
-    with engine.connect() as conn:
-        value = conn.execute(
-            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
-        ).scalar()
+    value = _daily_zone_setting(engine)
     assert value == {
         "timezone": "Europe/Berlin",
         "ready": False,
@@ -203,10 +208,7 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
 
 
 def test_daily_cubes_of_a_new_database_are_ready_in_utc(engine: Engine) -> None:
-    with engine.connect() as conn:
-        value = conn.execute(
-            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
-        ).scalar()
+    value = _daily_zone_setting(engine)
     assert value == {"timezone": "UTC", "ready": True}
 
 
@@ -255,10 +257,7 @@ def test_upgrade_waits_for_a_rebuild_of_the_marked_spans(
         with engine.begin() as conn:
             conn.execute(insert(t.report_marked).values(row))
     upgrade(engine)
-    with engine.connect() as conn:
-        value = conn.execute(
-            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
-        ).scalar()
+    value = _daily_zone_setting(engine)
     assert value == {"timezone": "UTC", "ready": not marked}
 
 
@@ -420,10 +419,7 @@ def test_hour_totals_wait_for_a_rebuild_after_the_upgrade(
             ],
         )
     upgrade(engine, "0020_hour_totals")
-    with engine.connect() as conn:
-        value = conn.execute(
-            select(t.settings.c.value).where(t.settings.c.key == "report_daily_zone")
-        ).scalar()
+    value = _daily_zone_setting(engine)
     assert value == {"timezone": "UTC", "ready": True, "unfilled": ["totals"]}
     upgrade(engine)
     tracker = entities.get_settings(engine)

@@ -280,8 +280,7 @@ def add_conversion_changes(
         return
     marked = fields[len(rf.FACT_FIELDS) :]
     zone = _report_settings(conn)[1].zone
-    rows = rf.conversion_moves(changes, marked, zone)
-    _in_chunks(conn, rows, functools.partial(_moves_sql, conn.dialect.name))
+    _add_moves(conn, rf.conversion_moves(changes, marked, zone))
 
 
 def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -295,8 +294,12 @@ def add_clicks(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
     mark_unique(conn, rows)
     if conn.dialect.name != "sqlite":
         marked, days = _report_settings(conn)
-        moves = rf.click_moves(rows, marked, days.zone)
-        _in_chunks(conn, moves, functools.partial(_moves_sql, conn.dialect.name))
+        _add_moves(conn, rf.click_moves(rows, marked, days.zone))
+
+
+def _add_moves(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Leave move rows (rf.MOVE_COLUMNS) in `cube_moves` for the follower."""
+    _in_chunks(conn, rows, functools.partial(_moves_sql, conn.dialect.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -835,9 +838,9 @@ def _moves_sql(dialect: str, rows: int) -> str:
 def _fold_moves_sql(dialect: str, cube: str) -> str:
     """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves): a marked
     field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
-    length. SQLite upserts
-    move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
-    refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
+    length. SQLite upserts move by move (a key met twice is updated twice) those up to an id;
+    PostgreSQL, which refuses a key twice in one statement, sums the taken ones per key, in
+    `apply`'s order."""
     table = cube_table(cube)
     name = table.name
     keys = [column.name for column in table.columns][:-3]
