@@ -429,9 +429,9 @@ def test_hour_totals_wait_for_a_rebuild_after_the_upgrade(
             engine, _last_week({"grouping": [grouping]}, now), settings=tracker, path=path
         )
 
-    assert report("hour_of_day").source == "aggregates:campaigns"
+    assert report("hour").source == "aggregates:campaigns"
     report_cubes.rebuild(engine, hourly=False)
-    for grouping, path in (("hour_of_day", "auto"), ("day", "hourly")):
+    for grouping, path in (("hour", "auto"), ("day", "hourly")):
         cubed = report(grouping, path)
         assert cubed.source == "aggregates:totals"
         assert len(cubed.rows) == 3
@@ -463,6 +463,64 @@ def test_campaign_devices_wait_for_a_rebuild_after_the_upgrade(
     cubed = run_report(engine, query, settings=tracker)
     assert cubed.source == "aggregates:daily_campaign_devices"
     assert len(cubed.rows) == 2
+    assert cubed.as_dict() | {"source": "raw"} == (
+        run_report(engine, query, settings=tracker, path="raw").as_dict()
+    )
+
+
+def test_dayparts_wait_for_a_daily_rebuild_after_the_upgrade(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0025 adds the daily cubes by local hour of day empty, and the hour of day to the moves:
+    with clicks stored the daily cubes wait for `rebuild --daily` (hours of day read the hourly
+    cubes meanwhile), which folds a move left without its hour of day before it sums the days
+    from the hourly cubes."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine)
+    entities.update_settings(engine, {"timezone": "Europe/Berlin"})
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    campaign = _campaign(engine, now)
+    clicks = [
+        {"subid": f"c{i}", "created_at": now - timedelta(hours=5 * i), "campaign_id": campaign}
+        for i in range(4)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), clicks)
+    report_cubes.rebuild(engine)
+    command.downgrade(alembic_config(engine), "0024_click_moves")
+    # A sale of the second click by conversion time, as a postback of 0024 left it: a move
+    # without the hour of day.
+    sale = ("sale", Decimal(3), now)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.conversions),
+            {"subid": "c1", "type": "sale", "original_status": "sale", "payout": Decimal(3)}
+            | {"currency": "USD", "original_payout": Decimal(3), "original_currency": "USD"}
+            | {"rate": "1", "campaign_id": campaign, "params": {}, "converted_at": now}
+            | {"created_at": now, "updated_at": now},
+        )
+        click = clicks[1] | dict.fromkeys(rf.SIGNATURE_FIELDS[3:]) | {"traffic_source_id": None}
+        click["offer_id"] = None
+        for row in rf.conversion_moves([(click, None, sale)], ()):
+            move = dict(zip(rf.MOVE_COLUMNS, row, strict=True))
+            del move["hour_of_day"]
+            conn.execute(insert(t.cube_moves).values(move))
+    upgrade(engine)
+    assert _daily_zone_setting(engine) == {"timezone": "Europe/Berlin", "ready": False}
+    query = parse_query(
+        {"range": {"preset": "last_7_days", "timezone": "Europe/Berlin"}}
+        | {"grouping": ["hour_of_day", "campaign"], "attribution": "conversion_time"},
+        now=now,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
+    tracker = entities.get_settings(engine)
+    assert run_report(engine, query, settings=tracker).source == "aggregates:campaigns"
+    report_cubes.rebuild(engine, hourly=False)
+    cubed = run_report(engine, query, settings=tracker)
+    assert cubed.source == "aggregates:daypart_campaigns"
+    assert len(cubed.rows) == 4
     assert cubed.as_dict() | {"source": "raw"} == (
         run_report(engine, query, settings=tracker, path="raw").as_dict()
     )

@@ -100,11 +100,19 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     assert report(engine, "UTC", ["campaign", "device_type"])[0] == (
         "aggregates:daily_campaign_devices"
     )
-    # Hours are not in the daily cubes.
-    assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:totals"
+    # The hours of day are in the dayparted cubes; UTC hours in none of the daily ones.
+    assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:daypart_totals"
+    assert report(engine, "UTC", ["day_of_week", "hour_of_day"])[0] == ("aggregates:daypart_totals")
     assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (
-        "aggregates:country_device_totals"
+        "aggregates:daypart_country_devices"
     )
+    assert report(engine, "UTC", ["offer", "hour_of_day"])[0] == "aggregates:daypart_campaigns"
+    assert report(engine, "UTC", ["os", "hour_of_day"])[0] == "aggregates:daypart_devices"
+    assert report(engine, "UTC", ["hour_of_day"], filters=by_campaign)[0] == (
+        "aggregates:daypart_campaigns"
+    )
+    assert report(engine, "UTC", ["hour"])[0] == "aggregates:totals"
+    assert report(engine, "UTC", ["hour", "country"])[0] == "aggregates:country_device_totals"
 
 
 def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaign: int) -> None:
@@ -119,6 +127,10 @@ def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaig
         ("2026-03-11", 4),
     ]
     assert report(engine, "UTC", ["day"])[0] == "aggregates:totals"
+    # The local hours of day, summed from the hourly cubes.
+    source, rows = report(engine, "Europe/Berlin", ["hour_of_day", "campaign"])
+    assert source == "aggregates:daypart_campaigns"
+    assert [row["dimensions"]["hour_of_day"] for row in rows] == ["0", "1", "2", "3", "22", "23"]
     # The dashboard and the campaign list pass only the currency: the zone comes from the base.
     shown = build_report(
         engine,

@@ -5,7 +5,7 @@ units' facts moved."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -158,7 +158,8 @@ def folded(moves: list[tuple[Any, ...]]) -> rf.Facts:
             for cube, (entities, dims) in rf.CUBES.items():
                 add(cube, (hour, *(move[c] for c in (*entities, *dims)), fact), n, u, m)
             for cube, (entities, dims) in rf.DAILY_CUBES.items():
-                values = tuple(move[c] for c in (*entities, *dims))
+                held = (*entities, *dims, *(["hour_of_day"] if cube in rf.DAYPARTED else []))
+                values = tuple(move[c] for c in held)
                 for span in spans if cube in rf.SPANNED else [(day,)]:
                     add(cube, (*span, *values, fact), n, u, m)
             continue
@@ -167,6 +168,31 @@ def folded(moves: list[tuple[Any, ...]]) -> rf.Facts:
         for span in spans:
             add(rf.MARKED_SPANS, (*span, move["dimension"], move["value"], fact), n, u, m)
     return {key: sums for key, sums in facts.items() if any(sums)}
+
+
+@given(click=clicks, converted=st.integers(0, 7200), zone=st.sampled_from(ZONES))
+def test_a_daypart_holds_each_fact_at_its_local_day_and_hour(
+    click: dict[str, Any], converted: int, zone: Any
+) -> None:
+    """The dayparted cubes keep a fact at the local day and hour of day of its moment (the
+    click's for clicks and conversions by click time, the conversion's by conversion time), in
+    every span that holds the day; across the change to summer time."""
+    at = START + timedelta(seconds=converted)
+    sale = {"type": "sale", "payout": Decimal(2), "cost": None, "converted_at": at}
+    facts = rf.unit_facts(click, [sale], zone=zone)
+
+    def local(moment: datetime) -> tuple[int, int]:
+        there = moment.astimezone(zone)
+        return (there.date() - date(1970, 1, 1)).days, there.hour
+
+    expected = {"clicks": local(click["created_at"]), "ct:sale": local(click["created_at"])}
+    expected["vt:sale"] = local(at)
+    held = {key for cube, key in facts if cube == "daypart_totals"}
+    assert held == {
+        (days, day - day % days, hour, fact)
+        for fact, (day, hour) in expected.items()
+        for days in rf.SPAN_DAYS
+    }
 
 
 @given(

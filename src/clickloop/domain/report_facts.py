@@ -6,8 +6,9 @@ conversions: leaves them for the follower), so the cubes always equal what the r
 Facts: `clicks` at the click's hour (n clicks, u unique, m their cost per `click_cost`), and per
 conversion `ct:<type>` at the click's hour and `vt:<type>` at the conversion's hour (n
 conversions, m payout), all under the click's dimensions. The daily cubes
-get the same facts at the local day (in the zone they are kept for) instead of the UTC hour,
-and the marked fields' facts each span of days holds (MARKED_SPANS).
+get the same facts at the local day (in the zone they are kept for) instead of the UTC hour
+(the DAYPARTED ones at the local day and hour of day), and the marked fields' facts each span
+of days holds (MARKED_SPANS).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_country_device_totals": ((), ("country", "device_type")),
     "daily_country_os_browser_totals": ((), ("country", "device_type", "os", "browser")),
     "daily_campaign_country_devices": (("campaign_id",), ("country", "device_type")),
+    "daypart_totals": ((), ()),
+    "daypart_campaigns": (BASE_DIMENSIONS, ()),
+    "daypart_country_devices": ((), ("country", "device_type")),
+    "daypart_devices": ((), ("device_type", "os", "browser")),
+    "daypart_languages": ((), ("language",)),
 }
 MARKED = "marked"
 # The marked fields again without campaign, source and offer, per span of local days: a span of
@@ -74,8 +80,17 @@ SPANNED = frozenset(
         "daily_campaign_devices",
         "daily_campaign_country_devices",
         "daily_country_os_browser_totals",
+        "daypart_totals",
+        "daypart_campaigns",
+        "daypart_country_devices",
+        "daypart_devices",
+        "daypart_languages",
     }
 )
+# Daily cubes kept per local hour of day as well (an `hour_of_day` column before the fact: the
+# hour of the fact's local time, in the zone of the daily cubes), all of them per span: a month
+# of campaign by hour of day (dayparting) reads ~5 spans x 24 hours of rows, not 720 hours.
+DAYPARTED = frozenset(name for name in SPANNED if name.startswith("daypart_"))
 # Click fields a user may mark for aggregation in `report_marked`: the high-cardinality ones.
 MARKABLE = (
     "keyword",
@@ -104,16 +119,20 @@ SIGNATURE_FIELDS = tuple(
 _NO_COST = Decimal(0)
 # What conversion_moves reads of a click: its time and the fields its facts are keyed by.
 FACT_FIELDS = ("created_at", *SIGNATURE_FIELDS)
+# When a fact happened, as the cubes keep it: the UTC hour, the local day and hour of day.
+TIME_COLUMNS = ("hour", "day", "hour_of_day")
+_TIMES, _DAY = len(TIME_COLUMNS), TIME_COLUMNS.index("day")
 # A move (conversion_moves, click_moves): where and what conversions moved or new clicks added,
 # before the cubes project it (a marked field's row names it in `dimension`; the others leave
 # it and `value` NULL).
-MOVE_COLUMNS = ("hour", "day", *SIGNATURE_FIELDS, "dimension", "value", "fact", "n", "u", "m")
+MOVE_COLUMNS = (*TIME_COLUMNS, *SIGNATURE_FIELDS, "dimension", "value", "fact", "n", "u", "m")
 # The distinct dimension tuples of the cubes: each click's values for them are read once.
 _DIMENSION_SETS = tuple(
     sorted({dims for cubes in (CUBES, DAILY_CUBES) for _, dims in cubes.values()})
 )
 
-Key = tuple[str, tuple[Any, ...]]  # (cube, (hour or day, base..., dimensions..., fact))
+# (cube, (hour, day or days and day, base..., dimensions..., hour of day if dayparted, fact))
+Key = tuple[str, tuple[Any, ...]]
 Facts = dict[Key, list[Any]]  # -> [n, u, m]
 
 
@@ -126,6 +145,12 @@ def day_of(moment: datetime, zone: tzinfo) -> int:
     services/report_sql.py (epoch seconds plus the offset then, divided by 86400)."""
     epoch = int(moment.timestamp())
     return (epoch + offset_at(epoch, zone)) // 86400
+
+
+def when(epoch: int, zone: tzinfo) -> tuple[int, int, int]:
+    """The TIME_COLUMNS of UTC `epoch` seconds: its UTC hour, local day and local hour of day."""
+    local = epoch + offset_at(epoch, zone)
+    return epoch // 3600, local // 86400, local % 86400 // 3600
 
 
 def offset_at(epoch: int, zone: tzinfo) -> int:
@@ -180,16 +205,20 @@ def unit_facts(
         groups += [(MARKED, (*base, name, _text(click.get(name)))) for name in marked]
         _add(facts, groups, hourly)
     if days is not None or hours is None:
-        daily = [(day_of(at, zone), fact, n, u, m) for at, fact, n, u, m in rows]
+        local = [
+            (*when(int(at.timestamp()), zone)[1:], fact, n, u, m) for at, fact, n, u, m in rows
+        ]
         if days is not None:
-            daily = [row for row in daily if row[0] in days]
+            local = [row for row in local if row[0] in days]
         groups = _groups(DAILY_CUBES, base, texts)
         spanned = [(cube, values) for cube, values in groups if cube in SPANNED]
         spanned += [(MARKED_SPANS, (name, _text(click.get(name)))) for name in marked]
+        daily = [(day, fact, n, u, m) for day, _, fact, n, u, m in local]
         _add(facts, [group for group in groups if group[0] not in SPANNED], daily)
         for cube, values in spanned:
-            for day, fact, n, u, m in daily:
-                for key in _span_keys(cube, day, values, fact):
+            for day, hour_of_day, fact, n, u, m in local:
+                held = (*values, hour_of_day) if cube in DAYPARTED else values
+                for key in _span_keys(cube, day, held, fact):
                     _add_to(facts, key, n, u, m)
     return facts
 
@@ -249,7 +278,7 @@ def click_moves(
 ) -> list[tuple[Any, ...]]:
     """What new clicks (no conversions yet) add to the cubes, before the cubes project it: rows
     of MOVE_COLUMNS as conversion_moves gives them, summed by what their facts are keyed by
-    (hour, local day and the cubes' fields), so a batch of varied traffic costs a tuple per
+    (TIME_COLUMNS and the cubes' fields), so a batch of varied traffic costs a tuple per
     click, and alike clicks one row. A new click's `clicks` fact is linear: n clicks, u of them
     unique, m their recorded costs (click_cost without conversions). Summed into each cube they
     are the clicks' unit_facts."""
@@ -257,13 +286,7 @@ def click_moves(
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for click in clicks:
         get = click.get
-        epoch = int(click["created_at"].timestamp())
-        signature = (
-            epoch // 3600,
-            (epoch + offset_at(epoch, zone)) // 86400,
-            *map(get, fields),
-            "clicks",
-        )
+        signature = (*when(int(click["created_at"].timestamp()), zone), *map(get, fields), "clicks")
         found = sums.get(signature)
         if found is None:
             found = sums[signature] = [0, 0, _NO_COST]
@@ -285,7 +308,7 @@ def grouped_clicks_facts(
     sums: dict[tuple[Any, ...], list[Any]] = {}
     for minute, *values, n, u, micros in groups:
         epoch = int(datetime.fromisoformat(minute).replace(tzinfo=UTC).timestamp())
-        signature = (epoch // 3600, (epoch + offset_at(epoch, zone)) // 86400, *values, "clicks")
+        signature = (*when(epoch, zone), *values, "clicks")
         found = sums.get(signature)
         if found is None:
             found = sums[signature] = [0, 0, _NO_COST]
@@ -322,7 +345,7 @@ def _move_rows(
     """Sums keyed by signature as rows of MOVE_COLUMNS (m in millionths): one with the cubes'
     dimensions and one per marked field with its name and value; none for a sum of nothing."""
     keyed = _keyed(marked)
-    dimensions = 2 + len(SIGNATURE_FIELDS)  # hour, day, then the signature fields in `normal`
+    dimensions = len(TIME_COLUMNS) + len(SIGNATURE_FIELDS)  # `normal`'s time, then the fields
     rows = []
     for signature, (n, u, m) in sums.items():
         if not (n or u or m):
@@ -342,7 +365,7 @@ def _conversion_sums(
     marked: Collection[str],
     zone: tzinfo,
 ) -> dict[tuple[Any, ...], list[Any]]:
-    """The changes' ct:/vt: moves summed by signature (hour, local day, fields, fact)."""
+    """The changes' ct:/vt: moves summed by signature (TIME_COLUMNS, fields, fact)."""
     fields = (*SIGNATURE_FIELDS, *marked)
     sums: dict[tuple[Any, ...], list[Any]] = {}
     moves: list[tuple[int, str, int, Decimal]] = []
@@ -357,8 +380,7 @@ def _conversion_sums(
             moves += _moves(clicked, after, 1)
         values = tuple(map(click.get, fields))
         for epoch, fact, n, m in moves:
-            day = (epoch + offset_at(epoch, zone)) // 86400
-            signature = (epoch // 3600, day, *values, fact)
+            signature = (*when(epoch, zone), *values, fact)
             found = sums.get(signature)
             if found is None:
                 sums[signature] = [n, 0, m]
@@ -381,7 +403,7 @@ def _fact_names(kind: str) -> tuple[str, str]:
 
 
 def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...]) -> Facts:
-    """Sums keyed by signature (hour, local day, the cubes' fields, the fact) projected on every
+    """Sums keyed by signature (TIME_COLUMNS, the cubes' fields, the fact) projected on every
     cube, without the ones that came to nothing."""
     keyed = _keyed(marked)
     facts: Facts = {}
@@ -392,17 +414,17 @@ def _projected(sums: Mapping[tuple[Any, ...], list[Any]], marked: tuple[str, ...
         for cube, project in keyed.cubes:
             _add_to(facts, (cube, project(normal)), n, u, m)
         for cube, project in keyed.spanned:
-            for key in _span_keys(cube, normal[1], project(normal), normal[-1]):
+            for key in _span_keys(cube, normal[_DAY], project(normal), normal[-1]):
                 _add_to(facts, key, n, u, m)
     return facts
 
 
 @dataclass(frozen=True, slots=True)
 class _Keyed:
-    """How a signature becomes each cube's key: `normal` makes it (hour, day, base ids or 0,
+    """How a signature becomes each cube's key: `normal` makes it (TIME_COLUMNS, base ids or 0,
     texts or "", the marked names, the fact), and each cube's itemgetter picks its key from
-    that, in unit_facts' order (a SPANNED cube's or a marked field's spans: its dimensions,
-    spanned from the day)."""
+    that, in unit_facts' order (a SPANNED cube's or a marked field's spans: its dimensions and
+    a DAYPARTED one's hour of day, spanned from the day)."""
 
     bases: tuple[int, ...]
     texts: tuple[int, ...]
@@ -412,8 +434,7 @@ class _Keyed:
 
     def normal(self, signature: tuple[Any, ...]) -> tuple[Any, ...]:
         return (
-            signature[0],
-            signature[1],
+            *signature[:_TIMES],
             *[signature[i] or 0 for i in self.bases],
             *[_text(signature[i]) for i in self.texts],
             *self.names,
@@ -424,24 +445,28 @@ class _Keyed:
 @functools.cache
 def _keyed(marked: tuple[str, ...]) -> _Keyed:
     fields = (*SIGNATURE_FIELDS, *marked)
-    bases = tuple(2 + fields.index(name) for name in BASE_DIMENSIONS)
-    texts = tuple(2 + i for i, name in enumerate(fields) if name not in BASE_DIMENSIONS)
+    bases = tuple(_TIMES + fields.index(name) for name in BASE_DIMENSIONS)
+    texts = tuple(_TIMES + i for i, name in enumerate(fields) if name not in BASE_DIMENSIONS)
     at = {
-        name: 2 + len(bases) + i
+        name: _TIMES + len(bases) + i
         for i, name in enumerate(n for n in fields if n not in BASE_DIMENSIONS)
     }
-    base = tuple(range(2, 2 + len(bases)))
-    name_at = {name: 2 + len(bases) + len(texts) + i for i, name in enumerate(marked)}
-    fact = 2 + len(bases) + len(texts) + len(marked)
+    base = tuple(range(_TIMES, _TIMES + len(bases)))
+    name_at = {name: _TIMES + len(bases) + len(texts) + i for i, name in enumerate(marked)}
+    fact = _TIMES + len(bases) + len(texts) + len(marked)
+    hour, day, hour_of_day = range(_TIMES)
 
     def held(entities: tuple[str, ...], dims: tuple[str, ...]) -> tuple[int, ...]:
         """Where a cube's entity ids and dimensions are in `normal`."""
         return (*(base[BASE_DIMENSIONS.index(e)] for e in entities), *(at[d] for d in dims))
 
-    picks = [(cube, (0, *held(*columns), fact)) for cube, columns in CUBES.items()]
-    picks += [(MARKED, (0, *base, name_at[n], at[n], fact)) for n in marked]
-    daily = [(cube, held(*columns)) for cube, columns in DAILY_CUBES.items()]
-    picks += [(cube, (1, *indices, fact)) for cube, indices in daily if cube not in SPANNED]
+    picks = [(cube, (hour, *held(*columns), fact)) for cube, columns in CUBES.items()]
+    picks += [(MARKED, (hour, *base, name_at[n], at[n], fact)) for n in marked]
+    daily = [
+        (cube, (*held(*columns), *([hour_of_day] if cube in DAYPARTED else [])))
+        for cube, columns in DAILY_CUBES.items()
+    ]
+    picks += [(cube, (day, *indices, fact)) for cube, indices in daily if cube not in SPANNED]
     cubes = tuple((cube, itemgetter(*indices)) for cube, indices in picks)
     # A tuple whatever the count: itemgetter of one index gives the value itself.
     spans = [(cube, indices) for cube, indices in daily if cube in SPANNED]

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, Select, Table, func, select, true
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from clickloop.domain.report_facts import DAYPARTED
 from clickloop.errors import InvalidInput
 from clickloop.services import report_sql as sql
 from clickloop.services.report_metrics import Metric, Value, change, metric
@@ -50,6 +51,11 @@ DAILY_BY_SIZE = (
     "daily_languages",
     "daily_countries",
     "daily_campaign_country_devices",
+    "daypart_totals",
+    "daypart_languages",
+    "daypart_devices",
+    "daypart_country_devices",
+    "daypart_campaigns",
 )
 HOURLY_BY_SIZE = (
     "totals",
@@ -61,7 +67,7 @@ HOURLY_BY_SIZE = (
     "campaign_country_devices",
     "countries",
 )
-# What a daily cube cannot tell apart: the hours of a day.
+# What a daily cube cannot tell apart: the hours of a day (a dayparted one: the UTC hours).
 HOUR_DIMENSIONS = frozenset(("hour", "hour_of_day"))
 # What every cube holds besides its own columns: the fact's type and the time buckets.
 EVERY_CUBE = frozenset(("conversion_type", *TIME_DIMENSIONS, *CYCLE_DIMENSIONS))
@@ -222,17 +228,17 @@ def _pick_cube(
     unfilled: Collection[str] = (),
 ) -> tuple[str, Table, str | None] | None:
     """The smallest cube holding every grouped or filtered dimension: a daily one when `daily`
-    (they are kept in the query's zone, and its range is whole local days there) and no hour
-    is asked for, or the marked spans for one marked field without campaign, source or offer;
-    else an hourly one (not `unfilled` yet) if the zone's offsets fit whole hours over the
-    range; else None (raw)."""
+    (they are kept in the query's zone, and its range is whole local days there) and no UTC
+    hour is asked for (nor the hour of day, but from the dayparted ones), or the marked spans
+    for one marked field without campaign, source or offer; else an hourly one (not `unfilled`
+    yet) if the zone's offsets fit whole hours over the range; else None (raw)."""
     needed = {*query.grouping, *(rule.name for rule in query.filters)}
-    if daily and not needed & HOUR_DIMENSIONS:
+    if daily and "hour" not in needed:
         found = _smallest(needed, DAILY_BY_SIZE, t.REPORT_DAILY_CUBES)
         if found is not None:
             return found, t.report_daily_cubes[found], None
         alone = needed - EVERY_CUBE
-        if len(alone) == 1 and next(iter(alone)) in marked:
+        if len(alone) == 1 and next(iter(alone)) in marked and "hour_of_day" not in needed:
             return "marked_spans", t.report_marked_spans, next(iter(alone))
     if not all(w.whole_hours for w in windows):
         return None
@@ -254,7 +260,10 @@ def _smallest(
     """The first of `names` whose cube holds every `needed` dimension."""
     for name in names:
         entities, extras = cubes[name]
-        if needed <= {*extras, *EVERY_CUBE, *sql.entities_held(entities)}:
+        buckets = EVERY_CUBE
+        if cubes is t.REPORT_DAILY_CUBES and name not in DAYPARTED:
+            buckets -= HOUR_DIMENSIONS
+        if needed <= {*extras, *buckets, *sql.entities_held(entities)}:
             return name
     return None
 

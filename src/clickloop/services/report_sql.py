@@ -393,13 +393,18 @@ def cube_facts(
     kind = case((q.fact == "clicks", ""), else_=func.substr(q.fact, 4))
     network = offers.c.affiliate_network_id
     if "day" in q:
-        local = q.day * 86400  # local seconds already: no offset to add
+        # Local seconds already, no offset to add (64-bit: 32 would end in 2038).
+        local = cast(q.day, BigInteger) * 86400
+        if "hour_of_day" in q:
+            local += q.hour_of_day * 3600
         scan = Scan(
             column=column, epoch=local, kind=kind, network=network, local=local, nullable=False
         )
         first, last = (day_number(moment.astimezone(win.zone).date()) for moment in win.span)
         if "days" in q:  # spans of days: a few per range, or its days for time buckets
             timed = {*grouping, *(f.name for f in filters)} & {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS}
+            if "hour_of_day" in q:
+                timed.discard("hour_of_day")  # kept in every span
             longest = 1 if timed else SPAN_DAYS[-1]
             in_range = or_(
                 *(and_(q.days == days, q.day == day) for days, day in spans(first, last, longest))

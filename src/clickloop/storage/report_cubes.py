@@ -23,7 +23,19 @@ from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import String, Table, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -687,29 +699,37 @@ def _rebuild_hour(engine: Engine, hour: int) -> int:
 @_giving_way
 def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
     """Replace the daily cubes' rows of one local day (of the spanned ones, the one-day span):
-    summed from the hourly cubes when the day starts and ends on whole UTC hours (every zone but
-    those with :30 or :45 offsets), else from the raw tables."""
-    local = datetime.combine(_EPOCH + timedelta(days=day), datetime.min.time())
-    start = local.replace(tzinfo=zone).astimezone(UTC)
-    end = (local + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
-    whole = start.timestamp() % 3600 == 0 and end.timestamp() % 3600 == 0
+    summed from the hourly cubes when its UTC hours are whole hours of it, else from the raw
+    tables."""
+    midnight = datetime.combine(_EPOCH + timedelta(days=day), datetime.min.time())
+    start = midnight.replace(tzinfo=zone).astimezone(UTC)
+    end = (midnight + timedelta(days=1)).replace(tzinfo=zone).astimezone(UTC)
+    hours = range(int(start.timestamp()) // 3600, -(-int(end.timestamp()) // 3600))
+    # Each UTC hour of the day as (local day, hour of day) at its first second: the hourly cubes
+    # hold the day when each is a whole local hour of it (every zone but the :30 and :45 ones).
+    local = {hour: rf.when(hour * 3600, zone)[1:] for hour in hours}
+    whole = all(
+        at[0] == day and rf.when(hour * 3600 + 3599, zone)[1:] == at for hour, at in local.items()
+    )
     with engine.begin() as conn:
         everything_in(conn)
         for table in t.report_daily_aggregates:
             conn.execute(delete(table).where(*_one_day(table, day)))
         if whole:
-            hours = (int(start.timestamp()) // 3600, int(end.timestamp()) // 3600)
+            within = (hours.start, hours.stop)
             for name, table in t.report_daily_cubes.items():
                 entities, dimensions = rf.DAILY_CUBES[name]
                 source = t.report_cubes[_hourly_source(name)]
-                prefix = (1, day) if "days" in table.c else (day,)
-                conn.execute(
-                    _summed(table, prefix, source, (*entities, *dimensions), _hours(source, hours))
-                )
-            spans, marked_hours = t.report_marked_spans, _hours(t.report_marked, hours)
-            conn.execute(
-                _summed(spans, (1, day), t.report_marked, ("dimension", "value"), marked_hours)
-            )
+                prefix = {"days": 1, "day": day} if "days" in table.c else {"day": day}
+                keys: dict[str, Any] = {c: source.c[c] for c in (*entities, *dimensions)}
+                if name in rf.DAYPARTED:
+                    hour_of_day = {hour: at[1] for hour, at in local.items()}
+                    keys["hour_of_day"] = case(hour_of_day, value=source.c.hour)
+                conn.execute(_summed(table, prefix, source, keys, _hours(source, within)))
+            hourly, one_day = t.report_marked, {"days": 1, "day": day}
+            keys = {"dimension": hourly.c.dimension, "value": hourly.c.value}
+            where = _hours(hourly, within)
+            conn.execute(_summed(t.report_marked_spans, one_day, hourly, keys, where))
             return
         marked = marked_dimensions(conn)
         units, _ = _units_between(conn, start, end, marked)
@@ -751,9 +771,9 @@ def _rebuild_span(engine: Engine, length: int, first: int) -> None:
         for table in t.report_span_aggregates:
             q = table.c
             conn.execute(delete(table).where(q.days == length, q.day == first))
-            keys = [c.name for c in table.primary_key if c.name not in ("days", "day", "fact")]
+            keys = {c.name: c for c in table.primary_key if c.name not in ("days", "day", "fact")}
             days = [q.days == 1, q.day >= first, q.day < first + length]
-            conn.execute(_summed(table, (length, first), table, keys, days))
+            conn.execute(_summed(table, {"days": length, "day": first}, table, keys, days))
 
 
 def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:
@@ -762,23 +782,26 @@ def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:
 
 def _summed(
     table: Table,
-    prefix: tuple[int, ...],
+    prefix: Mapping[str, int],
     source: Table,
-    keys: Sequence[str],
+    keys: Mapping[str, Any],
     where: Sequence[Any],
 ) -> Any:
-    """INSERT … SELECT into `table` of `prefix` (its first columns: a daily cube's day, a
-    span's length and first day) and `source`'s facts where `where` holds, summed by `keys` and
-    the fact."""
-    columns = [source.c[column] for column in (*keys, "fact")]
+    """INSERT … SELECT into `table` of `prefix` (columns named with their value: a daily cube's
+    day, a span's length and first day) and `source`'s facts where `where` holds, summed by
+    `keys` (columns named with what of `source` gives them) and the fact."""
+    columns = [*keys.values(), source.c.fact]
     sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
+    # By position: PostgreSQL matches no key computed with bound values (the hour of day's
+    # CASE) to the same expression in the select list.
+    positions = range(len(prefix) + 1, len(prefix) + len(columns) + 1)
     query = (
-        select(*(literal(value) for value in prefix), *columns, *sums)
+        select(*(literal(value) for value in prefix.values()), *columns, *sums)
         .where(*where)
-        .group_by(*columns)
+        .group_by(*(literal_column(str(at)) for at in positions))
         .having(or_(*(total != 0 for total in sums)))
     )
-    return insert(table).from_select([column.name for column in table.columns], query)
+    return insert(table).from_select([*prefix, *keys, "fact", "n", "u", "m"], query)
 
 
 def _units_between(

@@ -32,6 +32,7 @@ from clickloop.domain.report_facts import (
     BASE_DIMENSIONS,
     CUBES,
     DAILY_CUBES,
+    DAYPARTED,
     SIGNATURE_FIELDS,
     SPANNED,
 )
@@ -461,14 +462,20 @@ REPORT_DAILY_CUBES = DAILY_CUBES
 
 
 def _daily_columns(
-    entities: tuple[str, ...], dimensions: tuple[str, ...], *, spanned: bool = False
+    entities: tuple[str, ...],
+    dimensions: tuple[str, ...],
+    *,
+    spanned: bool = False,
+    dayparted: bool = False,
 ) -> list[Column[Any]]:
-    # A spanned cube's row holds `days` local days from `day` (domain/report_facts.py, SPANNED).
+    # A spanned cube's row holds `days` local days from `day` (domain/report_facts.py, SPANNED);
+    # a dayparted one's, one local hour of each (0..23, DAYPARTED).
     return [
         *([Column("days", Integer, primary_key=True)] if spanned else []),
         Column("day", Integer, primary_key=True),
         *(Column(name, Integer, primary_key=True) for name in entities),
         *(Column(name, Text, primary_key=True) for name in dimensions),
+        *([Column("hour_of_day", Integer, primary_key=True)] if dayparted else []),
         Column("fact", String(80), primary_key=True),
         Column("n", BigInteger, nullable=False),
         Column("u", BigInteger, nullable=False),
@@ -478,7 +485,9 @@ def _daily_columns(
 
 report_daily_cubes: dict[str, Table] = {
     name: Table(
-        f"report_{name}", metadata, *_daily_columns(entities, dimensions, spanned=name in SPANNED)
+        f"report_{name}",
+        metadata,
+        *_daily_columns(entities, dimensions, spanned=name in SPANNED, dayparted=name in DAYPARTED),
     )
     for name, (entities, dimensions) in REPORT_DAILY_CUBES.items()
 }
@@ -517,6 +526,7 @@ cube_moves = Table(
     Column("n", BigInteger, nullable=False),
     Column("m", BigInteger, nullable=False),  # millionths
     Column("u", BigInteger, nullable=False, server_default="0"),  # unique clicks (0024)
+    Column("hour_of_day", Integer, nullable=False, server_default="0"),  # local (0025)
 )
 
 saved_reports = Table(
