@@ -197,12 +197,12 @@ def test_daily_cubes_wait_for_a_rebuild_after_the_upgrade(empty_engine: Engine) 
     assert value == {
         "timezone": "Europe/Berlin",
         "ready": False,
-        # 0017, 0019, 0020, 0023
+        # 0017, 0019, 0020, 0023 (0026: with the language)
         "unfilled": [
             "country_device_totals",
             "campaign_country_devices",
             "totals",
-            "country_os_browser_totals",
+            "audience_totals",
         ],
     }
 
@@ -350,7 +350,8 @@ def test_upgrade_spans_a_daily_cube_and_downgrade_keeps_the_days(
     [
         ("0016_campaign_country_spans", False, "country_device_totals", "device_type"),
         ("0018_cube_moves", True, "campaign_country_devices", "device_type"),
-        ("0022_daily_spans", False, "country_os_browser_totals", "os"),
+        ("0022_daily_spans", False, "audience_totals", "os"),
+        ("0025_dayparts", False, "audience_totals", "language"),
     ],
 )
 def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
@@ -362,9 +363,9 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     second: str,
 ) -> None:
     """0017 adds country by device type empty, 0019 the same by campaign, 0023 country by OS
-    and browser: on a database with clicks no report reads them (geo by device or OS, over all
-    traffic or for one campaign, reads the clicks) until a rebuild, even `--daily`, fills them
-    from the clicks."""
+    and browser, 0026 with the language: on a database with clicks no report reads them (geo
+    by device, OS or language, over all traffic or for one campaign, reads the clicks) until a
+    rebuild, even `--daily`, fills them from the clicks."""
     monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
     engine = empty_engine
     upgrade(engine, before)
@@ -373,8 +374,13 @@ def test_country_by_device_waits_for_a_rebuild_after_the_upgrade(
     clicks = [
         {"subid": f"c{i}", "created_at": now - timedelta(hours=i), "campaign_id": campaign}
         | {"country": country, "device_type": device, "os": system, "is_unique": True}
-        for i, (country, device, system) in enumerate(
-            [("DE", "mobile", "Android"), ("DE", "desktop", "Windows"), ("US", "", "")]
+        | {"language": language}
+        for i, (country, device, system, language) in enumerate(
+            [
+                ("DE", "mobile", "Android", "de"),
+                ("DE", "desktop", "Windows", "en"),
+                ("US", "", "", "en"),
+            ]
         )
     ]
     with engine.begin() as conn:
@@ -507,7 +513,9 @@ def test_dayparts_wait_for_a_daily_rebuild_after_the_upgrade(
             del move["hour_of_day"]
             conn.execute(insert(t.cube_moves).values(move))
     upgrade(engine)
-    assert _daily_zone_setting(engine) == {"timezone": "Europe/Berlin", "ready": False}
+    # (0026, passed on the way back, waits for the audience's hours too)
+    value = {"timezone": "Europe/Berlin", "ready": False, "unfilled": ["audience_totals"]}
+    assert _daily_zone_setting(engine) == value
     query = parse_query(
         {"range": {"preset": "last_7_days", "timezone": "Europe/Berlin"}}
         | {"grouping": ["hour_of_day", "campaign"], "attribution": "conversion_time"},

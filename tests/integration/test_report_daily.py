@@ -94,9 +94,8 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
         "aggregates:daily_campaign_country_devices"
     )
     assert report(engine, "UTC", ["traffic_source", "country", "device_type"])[0] == "raw"
-    assert report(engine, "UTC", ["country", "os"])[0] == (
-        "aggregates:daily_country_os_browser_totals"
-    )
+    assert report(engine, "UTC", ["country", "os"])[0] == ("aggregates:daily_audience_totals")
+    assert report(engine, "UTC", ["language", "browser"])[0] == "aggregates:daily_audience_totals"
     assert report(engine, "UTC", ["campaign", "device_type"])[0] == (
         "aggregates:daily_campaign_devices"
     )

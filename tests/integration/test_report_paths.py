@@ -426,7 +426,7 @@ def _no_rezone_wait() -> Any:
         (["device_type", "campaign"], "daily_campaign_devices", 4),
         (["offer", "country"], "daily_countries", 2),
         (["campaign", "os"], "daily_devices", 4),
-        (["country", "os", "day"], "daily_country_os_browser_totals", 5),
+        (["country", "os", "day"], "daily_audience_totals", 5),
     ],
 )
 def test_spans_of_days_answer_as_the_raw_tables(

@@ -27,8 +27,8 @@ BASE_DIMENSIONS = ("campaign_id", "traffic_source_id", "offer_id")
 # Hourly cube name -> (its entity columns, its other dimensions), by UTC hour. Most carry the
 # campaign, source and offer, so those filters work on them; country by device type is kept
 # without them (geo by device over all traffic: each hour's few rows, the daily cube's source),
-# with OS and browser too (geo by OS) and by campaign alone (geo by device for one campaign);
-# `totals` is all traffic by the hour.
+# with OS, browser and language too (`audience_totals`: geo by OS, language by country) and by
+# campaign alone (geo by device for one campaign); `totals` is all traffic by the hour.
 CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "totals": ((), ()),
     "campaigns": (BASE_DIMENSIONS, ()),
@@ -36,7 +36,7 @@ CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "devices": (BASE_DIMENSIONS, ("device_type", "os", "browser")),
     "languages": (BASE_DIMENSIONS, ("language",)),
     "country_device_totals": ((), ("country", "device_type")),
-    "country_os_browser_totals": ((), ("country", "device_type", "os", "browser")),
+    "audience_totals": ((), ("country", "device_type", "os", "browser", "language")),
     "campaign_country_devices": (("campaign_id",), ("country", "device_type")),
 }
 # Daily cube name -> (its entity columns, its other dimensions), by local day. The `_totals`
@@ -53,7 +53,7 @@ DAILY_CUBES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "daily_device_totals": ((), ("device_type", "os", "browser")),
     "daily_language_totals": ((), ("language",)),
     "daily_country_device_totals": ((), ("country", "device_type")),
-    "daily_country_os_browser_totals": ((), ("country", "device_type", "os", "browser")),
+    "daily_audience_totals": ((), ("country", "device_type", "os", "browser", "language")),
     "daily_campaign_country_devices": (("campaign_id",), ("country", "device_type")),
     "daypart_totals": ((), ()),
     "daypart_campaigns": (BASE_DIMENSIONS, ()),
@@ -79,7 +79,7 @@ SPANNED = frozenset(
         "daily_campaign_countries",
         "daily_campaign_devices",
         "daily_campaign_country_devices",
-        "daily_country_os_browser_totals",
+        "daily_audience_totals",
         "daypart_totals",
         "daypart_campaigns",
         "daypart_country_devices",
