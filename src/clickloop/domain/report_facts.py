@@ -345,7 +345,7 @@ def _move_rows(
     """Sums keyed by signature as rows of MOVE_COLUMNS (m in millionths): one with the cubes'
     dimensions and one per marked field with its name and value; none for a sum of nothing."""
     keyed = _keyed(marked)
-    dimensions = len(TIME_COLUMNS) + len(SIGNATURE_FIELDS)  # `normal`'s time, then the fields
+    dimensions = _TIMES + len(SIGNATURE_FIELDS)  # `normal`'s time, then the fields
     rows = []
     for signature, (n, u, m) in sums.items():
         if not (n or u or m):
