@@ -177,3 +177,27 @@ def test_a_new_zone_keeps_the_days_of_pruned_clicks(engine: Engine, campaign: in
         ("2026-03-10", 2),
         ("2026-03-11", 4),
     ]
+
+
+def test_days_after_2038_read_the_daily_cubes(engine: Engine) -> None:
+    """A daily cube's local seconds (day * 86400) pass 2^31 on 2038-01-19: PostgreSQL computed
+    them in 32 bits and refused the report ("integer out of range")."""
+    later = datetime(2038, 3, 1, 12, tzinfo=UTC)
+    campaign = entities.create_campaign(engine, name="Later", alias="later", now=later)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(t.clicks), {"subid": "x1", "created_at": later, "campaign_id": campaign}
+        )
+    report_cubes.rebuild(engine)
+    query = parse_query(
+        {"range": {"from": "2038-03-01", "to": "2038-03-01"}, "grouping": ["day", "hour_of_day"]},
+        now=later,
+        default_timezone="UTC",
+        conversion_types=known_types([]),
+    )
+    settings = entities.get_settings(engine)
+    answer = run_report(engine, query, settings=settings)
+    assert answer.source == "aggregates:daypart_totals"
+    assert [row.dimensions for row in answer.rows] == [{"day": "2038-03-01", "hour_of_day": "12"}]
+    raw = run_report(engine, query, settings=settings, path="raw")
+    assert answer.as_dict() | {"source": "raw"} == raw.as_dict()
