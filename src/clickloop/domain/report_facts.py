@@ -143,8 +143,7 @@ def hour_of(moment: datetime) -> int:
 def day_of(moment: datetime, zone: tzinfo) -> int:
     """The local day of `moment` in `zone`, as days since 1970-01-01 there: the `day` bucket of
     services/report_sql.py (epoch seconds plus the offset then, divided by 86400)."""
-    epoch = int(moment.timestamp())
-    return (epoch + offset_at(epoch, zone)) // 86400
+    return when(int(moment.timestamp()), zone)[1]
 
 
 def when(epoch: int, zone: tzinfo) -> tuple[int, int, int]:

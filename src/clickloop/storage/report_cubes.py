@@ -717,14 +717,14 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
             conn.execute(delete(table).where(*_one_day(table, day)))
         if whole:
             within = (hours.start, hours.stop)
+            hours_of_day = {hour: at[1] for hour, at in local.items()}
             for name, table in t.report_daily_cubes.items():
                 entities, dimensions = rf.DAILY_CUBES[name]
                 source = t.report_cubes[_hourly_source(name)]
                 prefix = {"days": 1, "day": day} if "days" in table.c else {"day": day}
                 keys: dict[str, Any] = {c: source.c[c] for c in (*entities, *dimensions)}
                 if name in rf.DAYPARTED:
-                    hour_of_day = {hour: at[1] for hour, at in local.items()}
-                    keys["hour_of_day"] = case(hour_of_day, value=source.c.hour)
+                    keys["hour_of_day"] = case(hours_of_day, value=source.c.hour)
                 conn.execute(_summed(table, prefix, source, keys, _hours(source, within)))
             hourly, one_day = t.report_marked, {"days": 1, "day": day}
             keys = {"dimension": hourly.c.dimension, "value": hourly.c.value}
