@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -554,3 +554,29 @@ def test_downgrade_waits_until_the_moves_are_in_the_cubes(engine: Engine, before
     else:
         assert "u" not in {c["name"] for c in inspect(engine).get_columns("cube_moves")}
     upgrade(engine)
+
+
+def test_the_seal_mark_starts_today_and_downgrade_waits_for_a_rebuild(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0027 marks the spans sealed up to today (UTC; the writers had kept every span); its
+    downgrade leaves the daily cubes unread, with clicks stored, until `rebuild --daily`: the
+    version before would read the spans past the mark, which miss facts."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine, "0026_audience_totals")
+    upgrade(engine)
+    marks = t.cube_watermarks.c
+    mark = select(marks.position).where(marks.name == "spans")
+    with engine.connect() as conn:
+        assert conn.execute(mark).scalar() == (datetime.now(UTC).date() - date(1970, 1, 1)).days
+    now = datetime.now(UTC).replace(microsecond=0)
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), {"subid": "c1", "created_at": now, "campaign_id": 1})
+    command.downgrade(alembic_config(engine), "0026_audience_totals")
+    with engine.connect() as conn:
+        assert conn.execute(mark).scalar() is None
+    assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": False}
+    upgrade(engine)
+    report_cubes.rebuild(engine, hourly=False)
+    assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": True}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,17 +18,19 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from clickloop.domain import report_facts as rf
 from clickloop.services import entities
 from clickloop.services import postbacks as service
 from clickloop.services.postback_batches import PendingPostback, process_postbacks
 from clickloop.services.postbacks import RawPostback
 from clickloop.services.visitors import enrich_click
-from clickloop.storage import report_cubes
+from clickloop.storage import cube_spans, report_cubes
 from clickloop.storage import tables as t
 from clickloop.storage.writer import GroupCommitWriter
 from tests.postback_world import make_world
 
 START = datetime(2026, 10, 31, 22, 0, tzinfo=UTC)  # New York leaves summer time 32 hours later
+EPOCH_DAY = date(1970, 1, 1).toordinal()
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata")
 STATUSES = ("lead", "sale", "approved", "declined", "rejected", "rebill", "trash", "deposit")
 COUNTRIES = (None, "DE", "US")
@@ -113,6 +115,7 @@ def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ..
     postbacks=postbacks_strategy,
     zone=st.sampled_from(ZONES),
     fold_each_batch=st.booleans(),
+    sealed=st.tuples(st.integers(-2, 4), st.integers(0, 3)),
 )
 def test_incremental_cubes_equal_a_rebuild(
     engine: Engine,
@@ -120,8 +123,11 @@ def test_incremental_cubes_equal_a_rebuild(
     postbacks: list[Any],
     zone: str,
     fold_each_batch: bool,
+    sealed: tuple[int, int],
 ) -> None:
-    """Whatever clicks and postbacks arrive, the cubes kept on the way equal a rebuild."""
+    """Whatever clicks and postbacks arrive, the cubes kept on the way equal a rebuild, with
+    the spans of several days sealed up to any day before, among or after the clicks' and
+    sealed a few days further between the clicks and the postbacks, then up to today."""
     with engine.begin() as conn:
         for table in [t.received_postbacks, t.conversions, t.clicks]:
             conn.execute(delete(table))
@@ -130,6 +136,10 @@ def test_incremental_cubes_equal_a_rebuild(
             conn.execute(delete(table))
     world = _world(engine)
     keep_daily_cubes_in(engine, zone)
+    mark = START.date().toordinal() - EPOCH_DAY + sealed[0]
+    with engine.begin() as conn:
+        spans = t.cube_watermarks.c
+        conn.execute(update(t.cube_watermarks).where(spans.name == "spans").values(position=mark))
     offers = (world.upsell_offer_id, world.plain_offer_id)
     rows = []
     for number, (offer, country, agent, ip, cost, zone, minutes) in enumerate(clicks):
@@ -151,6 +161,9 @@ def test_incremental_cubes_equal_a_rebuild(
     # SQLite: folded after each batch, or never (then the postbacks that change a click, and
     # the read below, catch up).
     store_clicks(engine, rows, follow=fold_each_batch)
+    for end in range(mark + 1, mark + 1 + sealed[1]):
+        with engine.begin() as conn:
+            assert cube_spans.seal_day(conn, end)
     pending: list[str] = []
     for which, tid, status, payout, cost, zone, minutes, batched in postbacks:
         moment = START + timedelta(minutes=minutes)
@@ -163,6 +176,7 @@ def test_incremental_cubes_equal_a_rebuild(
             _send(engine, pending)
             pending = []
     _send(engine, pending)
+    report_cubes.seal(engine)
     kept = cube_rows(engine)
     report_cubes.rebuild(engine, since=START - timedelta(days=2), until=START + timedelta(days=5))
     assert cube_rows(engine) == kept
@@ -275,6 +289,50 @@ def test_folds_and_rebuilds_give_way_to_a_writer_holding_a_cube_row(engine: Engi
         assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar() == 0
         leads = select(campaigns.c.n).where(campaigns.c.fact == "ct:lead")
         assert conn.execute(leads).scalar() == 2  # the writer's row was replaced by the rebuild
+
+
+def test_a_seal_waits_for_the_writers_that_read_the_mark_before_it(engine: Engine) -> None:
+    """PostgreSQL: a writer that read the seal mark adds a fact of the first day past it to
+    the one-day spans alone; a seal of that day waits until the writer commits, so the longer
+    spans it sums from the one-day rows hold the fact."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    world = _world(engine)
+    keep_daily_cubes_in(engine, "UTC")
+    end = (START.date().toordinal() - EPOCH_DAY) // 16 * 16  # every span length ends here
+    with engine.begin() as conn:
+        spans = t.cube_watermarks.c
+        conn.execute(
+            update(t.cube_watermarks).where(spans.name == "spans").values(position=end - 1)
+        )
+    click = {
+        "created_at": datetime.fromtimestamp((end - 1) * 86400 + 3600, UTC),
+        "campaign_id": world.campaign_id,
+        "traffic_source_id": 0,
+        "offer_id": world.plain_offer_id,
+        "country": "DE",
+        "is_unique": True,
+    }
+    facts: rf.Facts = {}
+    rf.unit_facts(click, (), (), facts, zone=UTC)
+    countries = t.report_daily_cubes["daily_campaign_countries"].c
+
+    def seal() -> None:
+        with engine.begin() as conn:
+            assert cube_spans.seal_day(conn, end)
+
+    with engine.connect() as writer:
+        with writer.begin():
+            report_cubes.apply(writer, facts)
+            sealing = threading.Thread(target=seal)
+            sealing.start()
+            time.sleep(0.5)
+            assert sealing.is_alive()  # waiting for the writer's hold on the mark
+        sealing.join(10)
+    assert not sealing.is_alive()
+    with engine.connect() as conn:
+        held = select(countries.days, countries.n).where(countries.fact == "clicks")
+        assert sorted(conn.execute(held).all()) == [(days, 1) for days in rf.SPAN_DAYS]
 
 
 async def _no_writer(work: Any) -> Any:

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from clickloop.domain.costs import click_cost
@@ -461,3 +461,48 @@ def test_spans_of_days_answer_as_the_raw_tables(
     assert spanned.source == f"aggregates:{spans}"
     assert spanned.as_dict() | {"source": "raw"} == raw.as_dict()
     assert len(raw.rows) == rows
+
+
+@pytest.mark.parametrize(
+    ("grouping", "spans"),
+    [
+        (["sub_id_1"], "marked_spans"),
+        (["campaign", "country"], "daily_campaign_countries"),
+        (["campaign", "hour_of_day"], "daypart_campaigns"),
+    ],
+)
+def test_spans_past_the_seal_mark_are_not_read(
+    engine: Engine, world: World, grouping: list[str], spans: str
+) -> None:
+    """The writers keep no longer span that ends after the seal mark (storage/cube_spans.py):
+    a report reads the one-day spans there. Here the four days' span is emptied, and the mark
+    leaves only the first two days' span sealed."""
+    at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
+    clicks = [
+        {"minute": minute, "campaign": i % 2, "offer": 0, "country": zone[0], "sub_id_1": zone}
+        | {"device_type": "mobile", "os": "Android", "is_unique": True, "cost": "0.1"}
+        for i, (minute, zone) in enumerate(at)
+    ]
+    _store(engine, world, clicks, [(0, "", "sale", "10.5", None, 30 * 60)])
+    _fill_cubes(engine, "UTC")
+    first = (datetime(2026, 3, 28, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
+    with engine.begin() as conn:
+        marks = t.cube_watermarks.c
+        conn.execute(
+            update(t.cube_watermarks).where(marks.name == "spans").values(position=first + 2)
+        )
+        for table in t.report_span_aggregates:
+            conn.execute(delete(table).where(table.c.days > 2))
+    days = {"from": "2026-03-28", "to": "2026-03-31", "timezone": "UTC"}
+    query = parse_query(
+        {"grouping": grouping, "metrics": [*METRICS, "profit"], "range": days},
+        now=NOW,
+        default_timezone="UTC",
+        conversion_types=known_types(["upsale"]),
+    )
+    tracker = entities.get_settings(engine)
+    raw = run_report(engine, query, settings=tracker, path="raw")
+    spanned = run_report(engine, query, settings=tracker)
+    assert spanned.source == f"aggregates:{spans}"
+    assert spanned.as_dict() | {"source": "raw"} == raw.as_dict()
+    assert raw.rows

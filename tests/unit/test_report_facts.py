@@ -199,17 +199,22 @@ def test_a_daypart_holds_each_fact_at_its_local_day_and_hour(
     first=st.integers(20_000, 20_100),
     days=st.integers(1, 120),
     longest=st.sampled_from(rf.SPAN_DAYS),
+    sealed=st.one_of(st.none(), st.integers(19_990, 20_230)),
 )
-def test_spans_cover_a_range_of_days_once(first: int, days: int, longest: int) -> None:
+def test_spans_cover_a_range_of_days_once(
+    first: int, days: int, longest: int, sealed: int | None
+) -> None:
     """A range of days is spans that follow each other from its first day to its last, each
-    starting on a multiple of its length and none longer than asked: at most two of each
-    length besides the longest."""
-    found = rf.spans(first, first + days, longest)
+    starting on a multiple of its length, none longer than asked and none but one-day spans
+    ending after the seal mark: at most two of each length besides the longest, up to the
+    mark."""
+    found = rf.spans(first, first + days, longest, sealed)
     at = first
     for length, start in found:
         assert start == at and start % length == 0
         assert length in rf.SPAN_DAYS and length <= longest
+        assert length == 1 or sealed is None or start + length <= sealed
         at += length
     assert at == first + days
-    lengths = [length for length, _ in found]
+    lengths = [length for length, start in found if sealed is None or start + length <= sealed]
     assert all(lengths.count(n) <= 2 for n in rf.SPAN_DAYS if n < longest)

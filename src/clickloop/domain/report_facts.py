@@ -234,13 +234,20 @@ def _groups(
     ]
 
 
-def spans(first: int, end: int, longest: int = SPAN_DAYS[-1]) -> list[tuple[int, int]]:
+def spans(
+    first: int, end: int, longest: int = SPAN_DAYS[-1], sealed: int | None = None
+) -> list[tuple[int, int]]:
     """The spans (days, first day) that make up the days [first, end), none longer than
-    `longest` days: the longest that fits at each step."""
+    `longest` days, none but one-day spans past `sealed` (the cubes keep the longer ones up to
+    date only when they end by it: storage/cube_spans.py): the longest that fits at each
+    step."""
     found = []
+    last = end if sealed is None else min(end, sealed)
     while first < end:
         days = next(
-            d for d in reversed(SPAN_DAYS) if d <= longest and first % d == 0 and first + d <= end
+            d
+            for d in reversed(SPAN_DAYS)
+            if d <= longest and first % d == 0 and (d == 1 or first + d <= last)
         )
         found.append((days, first))
         first += days

@@ -40,7 +40,13 @@ from clickloop.services.rate_updates import UpdateSettings
 from clickloop.services.visitors import warm_up
 from clickloop.settings import Settings
 from clickloop.storage.db import writer_engine
-from clickloop.storage.report_cubes import FOLLOW_INTERVAL, add_clicks, follow, follow_moves
+from clickloop.storage.report_cubes import (
+    FOLLOW_INTERVAL,
+    add_clicks,
+    follow,
+    follow_days,
+    follow_moves,
+)
 from clickloop.storage.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
@@ -267,12 +273,14 @@ class ClickloopApp:
 
     async def _follow(self) -> None:
         """Fold the new clicks (SQLite) and the conversions' moves into the report cubes every
-        FOLLOW_INTERVAL (report_cubes.follow, follow_moves)."""
+        FOLLOW_INTERVAL, and seal the spans of the days that ended (report_cubes.follow,
+        follow_moves, follow_days)."""
         while True:
             await asyncio.sleep(FOLLOW_INTERVAL)
             try:
                 await follow(self.engine, self.click_writer.run)
                 await follow_moves(self.engine, self.writer.run)
+                await follow_days(self.engine)
             except Exception as exc:  # a database hiccup must not end following
                 log.warning("folding into the report cubes failed: %s", exc)
 

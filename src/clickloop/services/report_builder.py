@@ -30,6 +30,7 @@ from clickloop.services.report_query import (
     SortKey,
     zone_named,
 )
+from clickloop.storage import cube_spans
 from clickloop.storage import tables as t
 from clickloop.storage.db import reader_engine
 from clickloop.storage.report_cubes import settle, stored_daily_zone, stored_marked_dimensions
@@ -184,16 +185,17 @@ def run_report(
     if path != "raw":
         settle(engine)
     with report_connection(engine, statement_timeout) as conn:
-        cube = None
+        cube, sealed = None, None
         if path != "raw":
             # Read in the report's own transaction: the zone and readiness the cubes have then.
             days = stored_daily_zone(conn)
             daily = days.ready and days.timezone == query.timezone and path != "hourly"
             marked = stored_marked_dimensions(conn)
             cube = _pick_cube(query, windows, marked, daily=daily, unfilled=days.unfilled)
+            sealed = cube_spans.sealed(conn, writing=False)
         if path in ("aggregates", "hourly") and cube is None:
             raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
-        plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted)
+        plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted, sealed=sealed)
         rows, all_totals, total_rows = plan.page(conn, win)
         totals = all_totals if query.totals else None
         if previous_win is not None:
@@ -312,6 +314,7 @@ class _Plan:
     cube: tuple[str, Table, str | None] | None
     bases: list[str]
     wanted: dict[str, Metric]
+    sealed: int | None  # the day by which the cubes' longer spans are kept (cube_spans)
 
     def grouped(self, conn: Connection, win: sql.Window, filters: Sequence[DimensionFilter]) -> Any:
         q = self.query
@@ -322,7 +325,13 @@ class _Plan:
         else:
             _, table, marked = self.cube
             facts = sql.cube_facts(
-                table, q.grouping, filters, win, attribution=q.attribution, marked=marked
+                table,
+                q.grouping,
+                filters,
+                win,
+                attribution=q.attribution,
+                marked=marked,
+                sealed=self.sealed,
             )
         return sql.grouped(facts, len(q.grouping), self.bases, q.attribution).subquery("grouped")
 

@@ -379,10 +379,12 @@ def cube_facts(
     *,
     attribution: str,
     marked: str | None = None,
+    sealed: int | None = None,
 ) -> Subquery:
     """Facts from a cube (`marked`: the dimension report_marked or report_marked_spans rows are
     read for), one per cube row: `grouped` sums them in a single aggregation. A daily cube (a
-    `day` column, local days in the window's zone) is read for the window's local days."""
+    `day` column, local days in the window's zone) is read for the window's local days; of a
+    cube of spans, no longer span that ends after the day `sealed` (storage/cube_spans.py)."""
     q = cube.c
     prefix = "ct:" if attribution == "click_time" else "vt:"
     offers = t.offers.alias("offer_of_cube")
@@ -407,7 +409,10 @@ def cube_facts(
                 timed.discard("hour_of_day")  # kept in every span
             longest = 1 if timed else SPAN_DAYS[-1]
             in_range = or_(
-                *(and_(q.days == days, q.day == day) for days, day in spans(first, last, longest))
+                *(
+                    and_(q.days == days, q.day == day)
+                    for days, day in spans(first, last, longest, sealed)
+                )
             )
         else:
             in_range = _buckets(cube, q.day, first, last, filters)

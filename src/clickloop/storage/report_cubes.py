@@ -30,9 +30,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    literal,
-    literal_column,
-    or_,
     select,
     update,
 )
@@ -40,7 +37,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 
 from clickloop.domain import report_facts as rf
-from clickloop.storage import partitions
+from clickloop.storage import cube_spans, partitions
 from clickloop.storage import tables as t
 from clickloop.storage.click_visitors import mark_unique
 from clickloop.storage.conversions import column_processors, sqlite_cursor
@@ -97,6 +94,8 @@ _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
 FOLLOW_INTERVAL = 0.5
 FOLLOW_CHUNK = 50_000
 _fold_lock_files: dict[str, int] = {}  # database path -> the fold lock's descriptor
+SEAL_INTERVAL = 60.0
+_next_seal: dict[str, float] = {}  # database URL -> when this process next looks at the day
 _POSITION_SQL = (
     "SELECT (SELECT position FROM cube_watermarks WHERE name = 'clicks'), "
     "(SELECT coalesce(max(rowid), 0) FROM clicks)"
@@ -458,8 +457,10 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         last, count = cursor.execute(_MOVES_CHUNK_SQL, (limit,)).fetchone()
         if not count:
             return 0
+        mark = cube_spans.sealed(conn)
         for cube in _EVERY_CUBE:
-            cursor.execute(_fold_moves_sql(dialect, cube), (last,))
+            spanned = cube in cube_spans.SPANNED
+            cursor.execute(_fold_moves_sql(dialect, cube), (last, mark) if spanned else (last,))
         cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
         return int(count)
     if not _moves_pending(conn):  # a rebuild step's usual case: nothing to lock or take
@@ -468,8 +469,10 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         conn.exec_driver_sql(statement)
     count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
     if count:
+        sealed = (cube_spans.sealed(conn),)
         for cube in _EVERY_CUBE:
-            conn.exec_driver_sql(_fold_moves_sql(dialect, cube))
+            spanned = cube in cube_spans.SPANNED
+            conn.exec_driver_sql(_fold_moves_sql(dialect, cube), sealed if spanned else ())
         conn.exec_driver_sql("DELETE FROM folding_moves")
     return int(count)
 
@@ -533,11 +536,15 @@ def clicks_deleted(conn: Connection) -> None:
 
 
 def apply(conn: Connection, facts: rf.Facts) -> None:
-    """Add `facts` to the cubes: multi-row upserts per cube of power-of-two sizes (`_sizes`),
-    keys sorted so two transactions lock shared rows in the same order (PostgreSQL)."""
+    """Add `facts` to the cubes (but the longer spans not sealed yet: cube_spans): multi-row
+    upserts per cube of power-of-two sizes (`_sizes`), keys sorted so two transactions lock
+    shared rows in the same order (PostgreSQL)."""
     by_cube: dict[str, list[tuple[Any, ...]]] = {}
     micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
+    mark = cube_spans.sealed(conn)
     for (cube, key), (n, u, m) in facts.items():
+        if not cube_spans.kept(cube, key, mark):
+            continue
         amount = micros.get(m)
         if amount is None:
             amount = micros[m] = _micros(m)
@@ -617,7 +624,44 @@ def rebuild(
         if progress is not None:
             progress(done, len(steps))
     _write_daily_zone(engine, DailyZone(zone.key, True))
+    _giving_way(seal)(engine)
     return clicks
+
+
+def seal(engine: Engine) -> int:
+    """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a day per
+    transaction; how many days that took. None while the daily cubes wait for a rebuild (it
+    seals them when done)."""
+    with reader_engine(engine).connect() as conn:
+        days = stored_daily_zone(conn)
+        mark = cube_spans.sealed(conn, writing=False)
+    if not days.ready:
+        return 0
+    today = rf.day_of(datetime.now(UTC), days.zone)
+    for end in range(mark + 1, today + 1):
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(_GIVE_WAY)
+            cube_spans.seal_day(conn, end)
+    return max(0, today - mark)
+
+
+async def follow_days(engine: Engine) -> bool:
+    """One step of a server process's follower of the local days: `seal`, at most every
+    SEAL_INTERVAL seconds (a day ends once a day; until its spans are sealed, reports read its
+    one-day rows). Whether it sealed any."""
+    now = time.monotonic()
+    key = str(engine.url)
+    if now < _next_seal.get(key, 0.0):
+        return False
+    _next_seal[key] = now + SEAL_INTERVAL
+    try:
+        return await asyncio.to_thread(seal, engine) > 0
+    except DBAPIError as exc:
+        if _gave_way(exc):
+            _next_seal[key] = now  # the next step tries again
+            return False
+        raise
 
 
 def _daily_target(engine: Engine) -> tuple[ZoneInfo, bool, tuple[str, ...]]:
@@ -725,11 +769,11 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
                 keys: dict[str, Any] = {c: source.c[c] for c in (*entities, *dimensions)}
                 if name in rf.DAYPARTED:
                     keys["hour_of_day"] = case(hours_of_day, value=source.c.hour)
-                conn.execute(_summed(table, prefix, source, keys, _hours(source, within)))
+                conn.execute(cube_spans.summed(table, prefix, source, keys, _hours(source, within)))
             hourly, one_day = t.report_marked, {"days": 1, "day": day}
             keys = {"dimension": hourly.c.dimension, "value": hourly.c.value}
             where = _hours(hourly, within)
-            conn.execute(_summed(t.report_marked_spans, one_day, hourly, keys, where))
+            conn.execute(cube_spans.summed(t.report_marked_spans, one_day, hourly, keys, where))
             return
         marked = marked_dimensions(conn)
         units, _ = _units_between(conn, start, end, marked)
@@ -738,10 +782,7 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
         for click, conversions in units.values():
             rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
         # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
-        apply(conn, {key: v for key, v in facts.items() if key[0] not in _SPANS or key[1][0] == 1})
-
-
-_SPANS = {*rf.SPANNED, rf.MARKED_SPANS}  # the cubes of spans of days
+        apply(conn, {key: v for key, v in facts.items() if cube_spans.kept(*key, mark=-1)})
 
 
 @functools.cache
@@ -765,43 +806,16 @@ def _one_day(table: Table, day: int) -> list[Any]:
 
 @_giving_way
 def _rebuild_span(engine: Engine, length: int, first: int) -> None:
-    """Replace the spans of `length` days from `first` by the sums of their days'."""
+    """Replace the spans of `length` days from `first` by the sums of their days', if they are
+    sealed (those past the mark are summed when it reaches them: `seal`)."""
     with engine.begin() as conn:
         everything_in(conn)
-        for table in t.report_span_aggregates:
-            q = table.c
-            conn.execute(delete(table).where(q.days == length, q.day == first))
-            keys = {c.name: c for c in table.primary_key if c.name not in ("days", "day", "fact")}
-            days = [q.days == 1, q.day >= first, q.day < first + length]
-            conn.execute(_summed(table, {"days": length, "day": first}, table, keys, days))
+        if first + length <= cube_spans.sealed(conn):
+            cube_spans.replace_spans(conn, length, first)
 
 
 def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:
     return [source.c.hour >= hours[0], source.c.hour < hours[1]]
-
-
-def _summed(
-    table: Table,
-    prefix: Mapping[str, int],
-    source: Table,
-    keys: Mapping[str, Any],
-    where: Sequence[Any],
-) -> Any:
-    """INSERT … SELECT into `table` of `prefix` (columns named with their value: a daily cube's
-    day, a span's length and first day) and `source`'s facts where `where` holds, summed by
-    `keys` (columns named with what of `source` gives them) and the fact."""
-    columns = [*keys.values(), source.c.fact]
-    sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
-    # By position: PostgreSQL matches no key computed with bound values (the hour of day's
-    # CASE) to the same expression in the select list.
-    positions = range(len(prefix) + 1, len(prefix) + len(columns) + 1)
-    query = (
-        select(*(literal(value) for value in prefix.values()), *columns, *sums)
-        .where(*where)
-        .group_by(*(literal_column(str(at)) for at in positions))
-        .having(or_(*(total != 0 for total in sums)))
-    )
-    return insert(table).from_select([*prefix, *keys, "fact", "n", "u", "m"], query)
 
 
 def _units_between(
@@ -861,9 +875,9 @@ def _moves_sql(dialect: str, rows: int) -> str:
 def _fold_moves_sql(dialect: str, cube: str) -> str:
     """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves): a marked
     field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
-    length. SQLite upserts move by move (a key met twice is updated twice) those up to an id;
-    PostgreSQL, which refuses a key twice in one statement, sums the taken ones per key, in
-    `apply`'s order."""
+    length but to no longer span past the seal mark (a parameter: cube_spans). SQLite upserts
+    move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
+    refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
     table = cube_table(cube)
     name = table.name
     keys = [column.name for column in table.columns][:-3]
@@ -874,7 +888,10 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
     ]
     lengths = " UNION ALL ".join(f"SELECT {days} AS days" for days in rf.SPAN_DAYS)
     spans = f" CROSS JOIN ({lengths}) s" if spanned else ""
+    mark = "?" if dialect == "sqlite" else "%s"
     rows = "dimension IS NOT NULL" if cube in (rf.MARKED, rf.MARKED_SPANS) else "dimension IS NULL"
+    if spanned:
+        rows += f" AND (s.days = 1 OR {start} + s.days <= {mark})"
     if dialect == "sqlite":
         select_moves = (
             f"SELECT {', '.join(picks)}, n, u, m FROM cube_moves{spans} WHERE id <= ? AND {rows}"
