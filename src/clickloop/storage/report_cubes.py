@@ -630,7 +630,7 @@ def rebuild(
 
 def seal(engine: Engine) -> int:
     """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a day per
-    transaction; how many days that took. None while the daily cubes wait for a rebuild (it
+    transaction; how many days that took. Nothing while the daily cubes wait for a rebuild (it
     seals them when done)."""
     with reader_engine(engine).connect() as conn:
         days = stored_daily_zone(conn)
@@ -782,7 +782,12 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
         for click, conversions in units.values():
             rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
         # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
-        apply(conn, {key: v for key, v in facts.items() if cube_spans.kept(*key, mark=-1)})
+        one_day = {
+            (cube, key): v
+            for (cube, key), v in facts.items()
+            if cube not in cube_spans.SPANNED or key[0] == 1
+        }
+        apply(conn, one_day)
 
 
 @functools.cache
