@@ -62,6 +62,10 @@ class WrkResult:
     # CPU the server's processes used per request during the run (µs), when run_wrk was given
     # its pid: unlike req/s, it barely moves when other work shares the machine.
     server_cpu_us: float = 0.0
+    # CPU of the machine's PostgreSQL processes per request during the run (µs): where a bench
+    # on PostgreSQL spends the rest (the report cubes' folds, the inserts), which req/s on two
+    # shared cores hides. On SQLite it stays near 0.
+    database_cpu_us: float = 0.0
 
     @property
     def answered_below_400(self) -> int:
@@ -142,6 +146,22 @@ class ServerUrl(str):
         instance = super().__new__(cls, url)
         instance.pid = pid
         return instance
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of the live processes named `postgres` (Linux /proc)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, rest = (entry / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        if name == "postgres":
+            fields = rest.split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -281,8 +301,12 @@ def run_wrk(
     ]  # fmt: skip
     pid = server_pid or getattr(url, "pid", None)
     before = tree_cpu_seconds(pid) if pid else 0.0
+    database_before = postgres_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     result = parse_wrk(done.stdout)
+    if result.requests:
+        database = postgres_cpu_seconds() - database_before
+        result = replace(result, database_cpu_us=database / result.requests * 1e6)
     if pid and result.requests:
         used = tree_cpu_seconds(pid) - before
         result = replace(result, server_cpu_us=used / result.requests * 1e6)
@@ -330,6 +354,7 @@ def medians(results: Sequence[WrkResult]) -> WrkResult:
         requests=sum(r.requests for r in results),
         timeouts=sum(r.timeouts for r in results),
         server_cpu_us=median(r.server_cpu_us for r in results),
+        database_cpu_us=median(r.database_cpu_us for r in results),
     )
 
 
@@ -340,7 +365,7 @@ def print_table(title: str, runs: dict[str, list[WrkResult]]) -> None:
     print(f"servers on Python {platform.python_version()}, {os.path.realpath(sys.executable)}")
     print(
         f"{'target':<12} {'run':>3} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}"
-        f" {'server CPU µs/req':>18}"
+        f" {'server CPU µs/req':>18} {'PostgreSQL CPU µs/req':>22}"
     )
     middle: dict[str, WrkResult] = {}
     for name, results in runs.items():
@@ -348,12 +373,14 @@ def print_table(title: str, runs: dict[str, list[WrkResult]]) -> None:
             print(
                 f"{name:<12} {n:>3} {r.requests_per_s:>10.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
                 f" {r.non_2xx + r.socket_errors:>8} {r.server_cpu_us:>18.1f}"
+                f" {r.database_cpu_us:>22.1f}"
             )
         middle[name] = medians(results)
     baseline = next(iter(middle.values())).requests_per_s
     for name, m in middle.items():
         print(
             f"median {name}: {m.requests_per_s:.0f} req/s, p50 {m.p50_ms:.2f} ms, "
-            f"p99 {m.p99_ms:.2f} ms, server CPU {m.server_cpu_us:.1f} µs/req "
+            f"p99 {m.p99_ms:.2f} ms, server CPU {m.server_cpu_us:.1f} µs/req, "
+            f"PostgreSQL {m.database_cpu_us:.1f} µs/req "
             f"({m.requests_per_s / baseline:.1%} of the first target)"
         )

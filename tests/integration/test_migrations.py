@@ -26,6 +26,7 @@ from clickloop.services.report_query import ReportQuery, known_types, parse_quer
 from clickloop.storage import report_cubes
 from clickloop.storage import tables as t
 from clickloop.storage.click_visitors import micros_of
+from clickloop.storage.cube_spans import SPANNED
 from clickloop.storage.db import alembic_config, make_engine, upgrade
 from clickloop.storage.tables import metadata
 from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_admin, _pg_url_for
@@ -559,7 +560,7 @@ def test_downgrade_waits_until_the_moves_are_in_the_cubes(engine: Engine, before
 def test_the_seal_mark_starts_today_and_downgrade_waits_for_a_rebuild(
     empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """0027 marks the spans sealed up to today (UTC; the writers had kept every span); its
+    """0027 marks every cube's spans sealed up to today (UTC; the writers had kept every span); its
     downgrade leaves the daily cubes unread, with clicks stored, until `rebuild --daily`: the
     version before would read the spans past the mark, which miss facts."""
     monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
@@ -567,15 +568,16 @@ def test_the_seal_mark_starts_today_and_downgrade_waits_for_a_rebuild(
     upgrade(engine, "0026_audience_totals")
     upgrade(engine)
     marks = t.cube_watermarks.c
-    mark = select(marks.position).where(marks.name == "spans")
+    spans = select(marks.name, marks.position).where(marks.name.startswith("spans:"))
+    today = (datetime.now(UTC).date() - date(1970, 1, 1)).days
     with engine.connect() as conn:
-        assert conn.execute(mark).scalar() == (datetime.now(UTC).date() - date(1970, 1, 1)).days
+        assert dict(conn.execute(spans).all()) == {f"spans:{cube}": today for cube in SPANNED}
     now = datetime.now(UTC).replace(microsecond=0)
     with engine.begin() as conn:
         conn.execute(insert(t.clicks), {"subid": "c1", "created_at": now, "campaign_id": 1})
     command.downgrade(alembic_config(engine), "0026_audience_totals")
     with engine.connect() as conn:
-        assert conn.execute(mark).scalar() is None
+        assert not conn.execute(spans).all()
     assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": False}
     upgrade(engine)
     report_cubes.rebuild(engine, hourly=False)

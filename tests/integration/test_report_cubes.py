@@ -30,7 +30,7 @@ from clickloop.storage.writer import GroupCommitWriter
 from tests.postback_world import make_world
 
 START = datetime(2026, 10, 31, 22, 0, tzinfo=UTC)  # New York leaves summer time 32 hours later
-EPOCH_DAY = date(1970, 1, 1).toordinal()
+START_DAY = (START.date() - date(1970, 1, 1)).days
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata")
 STATUSES = ("lead", "sale", "approved", "declined", "rejected", "rebill", "trash", "deposit")
 COUNTRIES = (None, "DE", "US")
@@ -119,6 +119,7 @@ def cube_rows(engine: Engine) -> dict[tuple[str, tuple[Any, ...]], tuple[Any, ..
 )
 def test_incremental_cubes_equal_a_rebuild(
     engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
     clicks: list[Any],
     postbacks: list[Any],
     zone: str,
@@ -127,7 +128,9 @@ def test_incremental_cubes_equal_a_rebuild(
 ) -> None:
     """Whatever clicks and postbacks arrive, the cubes kept on the way equal a rebuild, with
     the spans of several days sealed up to any day before, among or after the clicks' and
-    sealed a few days further between the clicks and the postbacks, then up to today."""
+    sealed a few days further between the clicks and the postbacks, then up to "today", a week
+    after the clicks."""
+    monkeypatch.setattr(report_cubes, "_today", lambda zone: START_DAY + 7)
     with engine.begin() as conn:
         for table in [t.received_postbacks, t.conversions, t.clicks]:
             conn.execute(delete(table))
@@ -136,10 +139,10 @@ def test_incremental_cubes_equal_a_rebuild(
             conn.execute(delete(table))
     world = _world(engine)
     keep_daily_cubes_in(engine, zone)
-    mark = START.date().toordinal() - EPOCH_DAY + sealed[0]
+    mark = START_DAY + sealed[0]
     with engine.begin() as conn:
-        spans = t.cube_watermarks.c
-        conn.execute(update(t.cube_watermarks).where(spans.name == "spans").values(position=mark))
+        spans = t.cube_watermarks.c.name.startswith("spans:")
+        conn.execute(update(t.cube_watermarks).where(spans).values(position=mark))
     offers = (world.upsell_offer_id, world.plain_offer_id)
     rows = []
     for number, (offer, country, agent, ip, cost, zone, minutes) in enumerate(clicks):
@@ -162,8 +165,9 @@ def test_incremental_cubes_equal_a_rebuild(
     # the read below, catch up).
     store_clicks(engine, rows, follow=fold_each_batch)
     for end in range(mark + 1, mark + 1 + sealed[1]):
-        with engine.begin() as conn:
-            assert cube_spans.seal_day(conn, end)
+        for cube in cube_spans.SPANNED:
+            with engine.begin() as conn:
+                assert cube_spans.seal_day(conn, cube, end)
     pending: list[str] = []
     for which, tid, status, payout, cost, zone, minutes, batched in postbacks:
         moment = START + timedelta(minutes=minutes)
@@ -299,12 +303,10 @@ def test_a_seal_waits_for_the_writers_that_read_the_mark_before_it(engine: Engin
         pytest.skip("SQLite writes one transaction at a time")
     world = _world(engine)
     keep_daily_cubes_in(engine, "UTC")
-    end = (START.date().toordinal() - EPOCH_DAY) // 16 * 16  # every span length ends here
+    end = START_DAY // 16 * 16  # every span length ends here
     with engine.begin() as conn:
-        spans = t.cube_watermarks.c
-        conn.execute(
-            update(t.cube_watermarks).where(spans.name == "spans").values(position=end - 1)
-        )
+        spans = t.cube_watermarks.c.name.startswith("spans:")
+        conn.execute(update(t.cube_watermarks).where(spans).values(position=end - 1))
     click = {
         "created_at": datetime.fromtimestamp((end - 1) * 86400 + 3600, UTC),
         "campaign_id": world.campaign_id,
@@ -319,7 +321,7 @@ def test_a_seal_waits_for_the_writers_that_read_the_mark_before_it(engine: Engin
 
     def seal() -> None:
         with engine.begin() as conn:
-            assert cube_spans.seal_day(conn, end)
+            assert cube_spans.seal_day(conn, "daily_campaign_countries", end)
 
     with engine.connect() as writer:
         with writer.begin():

@@ -26,7 +26,7 @@ from clickloop.services import entities, postbacks
 from clickloop.services.postbacks import RawPostback
 from clickloop.services.report_builder import ReportResult, run_report
 from clickloop.services.report_query import ReportQuery, known_types, parse_query
-from clickloop.storage import report_cubes
+from clickloop.storage import cube_spans, report_cubes
 from clickloop.storage import tables as t
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -488,10 +488,9 @@ def test_spans_past_the_seal_mark_are_not_read(
     first = (datetime(2026, 3, 28, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
     with engine.begin() as conn:
         marks = t.cube_watermarks.c
-        conn.execute(
-            update(t.cube_watermarks).where(marks.name == "spans").values(position=first + 2)
-        )
-        for table in t.report_span_aggregates:
+        every_cube = marks.name.startswith("spans:")
+        conn.execute(update(t.cube_watermarks).where(every_cube).values(position=first + 2))
+        for table in cube_spans.TABLES.values():
             conn.execute(delete(table).where(table.c.days > 2))
     days = {"from": "2026-03-28", "to": "2026-03-31", "timezone": "UTC"}
     query = parse_query(

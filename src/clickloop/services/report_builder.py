@@ -192,7 +192,8 @@ def run_report(
             daily = days.ready and days.timezone == query.timezone and path != "hourly"
             marked = stored_marked_dimensions(conn)
             cube = _pick_cube(query, windows, marked, daily=daily, unfilled=days.unfilled)
-            sealed = cube_spans.sealed(conn, writing=False)
+            if cube is not None:
+                sealed = cube_spans.sealed(conn, writing=False).get(cube[0])
         if path in ("aggregates", "hourly") and cube is None:
             raise InvalidInput("grouping", "no aggregate cube holds these dimensions and zone")
         plan = _Plan(query=query, cube=cube, bases=bases, wanted=wanted, sealed=sealed)
@@ -314,7 +315,7 @@ class _Plan:
     cube: tuple[str, Table, str | None] | None
     bases: list[str]
     wanted: dict[str, Metric]
-    sealed: int | None  # the day by which the cubes' longer spans are kept (cube_spans)
+    sealed: int | None  # the day by which the cube's longer spans are kept (cube_spans)
 
     def grouped(self, conn: Connection, win: sql.Window, filters: Sequence[DimensionFilter]) -> Any:
         q = self.query

@@ -457,10 +457,11 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         last, count = cursor.execute(_MOVES_CHUNK_SQL, (limit,)).fetchone()
         if not count:
             return 0
-        mark = cube_spans.sealed(conn)
+        marks = cube_spans.sealed(conn)
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
-            cursor.execute(_fold_moves_sql(dialect, cube), (last, mark) if spanned else (last,))
+            params = (last, marks[cube]) if spanned else (last,)
+            cursor.execute(_fold_moves_sql(dialect, cube), params)
         cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
         return int(count)
     if not _moves_pending(conn):  # a rebuild step's usual case: nothing to lock or take
@@ -469,10 +470,10 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         conn.exec_driver_sql(statement)
     count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
     if count:
-        sealed = (cube_spans.sealed(conn),)
+        marks = cube_spans.sealed(conn)
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
-            conn.exec_driver_sql(_fold_moves_sql(dialect, cube), sealed if spanned else ())
+            conn.exec_driver_sql(_fold_moves_sql(dialect, cube), (marks[cube],) if spanned else ())
         conn.exec_driver_sql("DELETE FROM folding_moves")
     return int(count)
 
@@ -541,9 +542,9 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
     shared rows in the same order (PostgreSQL)."""
     by_cube: dict[str, list[tuple[Any, ...]]] = {}
     micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
-    mark = cube_spans.sealed(conn)
+    marks = cube_spans.sealed(conn)
     for (cube, key), (n, u, m) in facts.items():
-        if not cube_spans.kept(cube, key, mark):
+        if not cube_spans.kept(cube, key, marks):
             continue
         amount = micros.get(m)
         if amount is None:
@@ -629,21 +630,28 @@ def rebuild(
 
 
 def seal(engine: Engine) -> int:
-    """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a day per
-    transaction; how many days that took. Nothing while the daily cubes wait for a rebuild (it
+    """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a transaction
+    per cube and day; how many that took. Nothing while the daily cubes wait for a rebuild (it
     seals them when done)."""
     with reader_engine(engine).connect() as conn:
         days = stored_daily_zone(conn)
-        mark = cube_spans.sealed(conn, writing=False)
+        marks = cube_spans.sealed(conn, writing=False)
     if not days.ready:
         return 0
-    today = rf.day_of(datetime.now(UTC), days.zone)
-    for end in range(mark + 1, today + 1):
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(_GIVE_WAY)
-            cube_spans.seal_day(conn, end)
-    return max(0, today - mark)
+    today = _today(days.zone)
+    sealed = 0
+    for cube, mark in sorted(marks.items()):
+        for end in range(mark + 1, today + 1):
+            with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(_GIVE_WAY)
+                sealed += cube_spans.seal_day(conn, cube, end)
+    return sealed
+
+
+def _today(zone: ZoneInfo) -> int:
+    """The local day now in `zone` (a test moves it)."""
+    return rf.day_of(datetime.now(UTC), zone)
 
 
 async def follow_days(engine: Engine) -> bool:
@@ -782,12 +790,12 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
         for click, conversions in units.values():
             rf.unit_facts(click, conversions, marked, facts, zone=zone, days=only)
         # Of the spans only the day's own: the longer ones are summed from them (_rebuild_span).
-        one_day = {
+        own: rf.Facts = {
             (cube, key): v
             for (cube, key), v in facts.items()
             if cube not in cube_spans.SPANNED or key[0] == 1
         }
-        apply(conn, one_day)
+        apply(conn, own)
 
 
 @functools.cache
@@ -811,12 +819,14 @@ def _one_day(table: Table, day: int) -> list[Any]:
 
 @_giving_way
 def _rebuild_span(engine: Engine, length: int, first: int) -> None:
-    """Replace the spans of `length` days from `first` by the sums of their days', if they are
-    sealed (those past the mark are summed when it reaches them: `seal`)."""
+    """Replace the spans of `length` days from `first` by the sums of their halves (the
+    shorter spans' steps come first), where they are sealed (those past a cube's mark are
+    summed when it reaches them: `seal`)."""
     with engine.begin() as conn:
         everything_in(conn)
-        if first + length <= cube_spans.sealed(conn):
-            cube_spans.replace_spans(conn, length, first)
+        for cube, mark in cube_spans.sealed(conn).items():
+            if first + length <= mark:
+                cube_spans.replace_spans(conn, cube_spans.TABLES[cube], length, first)
 
 
 def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:

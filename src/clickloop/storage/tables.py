@@ -397,12 +397,13 @@ click_visitors = Table(
     sqlite_with_rowid=False,
 )
 
-# How far the report cubes have followed a raw table (storage/cube_follower.py): on SQLite,
-# the row `clicks` holds the last clicks rowid whose facts are in the cubes.
+# How far the report cubes have followed a raw table (storage/report_cubes.py): on SQLite,
+# the row `clicks` holds the last clicks rowid whose facts are in the cubes; `spans:<cube>` the
+# day by which a cube's longer spans are sealed (storage/cube_spans.py).
 cube_watermarks = Table(
     "cube_watermarks",
     metadata,
-    Column("name", String(32), primary_key=True),
+    Column("name", String(64), primary_key=True),
     Column("position", BigInteger, nullable=False),
 )
 
@@ -502,10 +503,6 @@ report_marked_spans = Table(
 report_hourly_aggregates: list[Table] = [*report_cubes.values(), report_marked]
 report_daily_aggregates: list[Table] = [*report_daily_cubes.values(), report_marked_spans]
 report_aggregates: list[Table] = [*report_hourly_aggregates, *report_daily_aggregates]
-# Those kept per span of days (the longer spans are sums of the one-day ones).
-report_span_aggregates: list[Table] = [
-    table for table in report_daily_aggregates if "days" in table.c
-]
 
 # What conversions moved (and, on PostgreSQL, new clicks added) and the cubes do not hold yet
 # (report_facts.MOVE_COLUMNS). A postback adds its moves here, a row or two per changed

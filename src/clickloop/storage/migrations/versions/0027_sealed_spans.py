@@ -1,6 +1,6 @@
 """the report cubes' spans of several days sealed a day at a time: the writers keep a longer span
-only once it ends by the day in `cube_watermarks` row 'spans' (storage/cube_spans.py), so a fact
-of today costs its one-day rows alone
+only once it ends by its cube's mark, row `spans:<cube>` of `cube_watermarks`
+(storage/cube_spans.py), so a fact of today costs its one-day rows alone
 
 Revision ID: 0027_sealed_spans
 Revises: 0026_audience_totals
@@ -19,18 +19,39 @@ branch_labels = None
 depends_on = None
 
 SETTING = "report_daily_zone"
+# The cubes of spans of days, as domain/report_facts.py has them here.
+SPANNED = (
+    "daily_audience_totals",
+    "daily_campaign_countries",
+    "daily_campaign_country_devices",
+    "daily_campaign_devices",
+    "daily_countries",
+    "daily_devices",
+    "daily_languages",
+    "daypart_campaigns",
+    "daypart_country_devices",
+    "daypart_devices",
+    "daypart_languages",
+    "daypart_totals",
+    "marked_spans",
+)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("cube_watermarks") as batch:  # `spans:` and the longest cube's name
+        batch.alter_column("name", type_=sa.String(64), existing_nullable=False)
     # Every span holds its facts now (the writers kept them all): any day is a correct mark.
     # Today's UTC day: from the next local day on, the server seals each day that ends.
     today = int(time.time()) // 86400
-    op.execute(f"INSERT INTO cube_watermarks (name, position) VALUES ('spans', {today})")
+    marks = sa.table("cube_watermarks", sa.column("name"), sa.column("position"))
+    op.bulk_insert(marks, [{"name": f"spans:{cube}", "position": today} for cube in SPANNED])
 
 
 def downgrade() -> None:
-    op.execute("DELETE FROM cube_watermarks WHERE name = 'spans'")
-    # The spans past the mark miss facts, which the older version would read: with clicks
+    op.execute("DELETE FROM cube_watermarks WHERE name LIKE 'spans:%'")
+    with op.batch_alter_table("cube_watermarks") as batch:
+        batch.alter_column("name", type_=sa.String(32), existing_nullable=False)
+    # The spans past the marks miss facts, which the older version would read: with clicks
     # stored, its daily cubes stay unread until `clickloop reports rebuild --daily`.
     conn = op.get_bind()
     if conn.execute(sa.text("SELECT 1 FROM clicks LIMIT 1")).first() is None:
