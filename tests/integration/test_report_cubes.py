@@ -403,3 +403,31 @@ def _send(engine: Engine, queries: list[str]) -> None:
             PendingPostback(raw=r, rules=rules, parsed=service.parse_raw(r, rules)) for r in raws
         ]
         process_postbacks(conn, batch, now=now)
+
+
+def test_the_follower_seals_the_days_that_ended_once_a_minute(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server process's follower seals every cube's spans up to today (the local day), then
+    looks again only SEAL_INTERVAL later; nothing while the daily cubes wait for a rebuild."""
+    monkeypatch.setattr(report_cubes, "_next_seal", {})
+    keep_daily_cubes_in(engine, "UTC")
+    today = (datetime.now(UTC).date() - date(1970, 1, 1)).days
+    marks = t.cube_watermarks.c
+    every_cube = marks.name.startswith("spans:")
+    with engine.begin() as conn:
+        conn.execute(update(t.cube_watermarks).where(every_cube).values(position=today - 3))
+    with engine.begin() as conn:  # a rebuild pending
+        value = {"timezone": "UTC", "ready": False}
+        setting = t.settings.c.key == report_cubes.DAILY_SETTING
+        conn.execute(update(t.settings).where(setting).values(value=value))
+    assert asyncio.run(report_cubes.follow_days(engine)) is False
+    keep_daily_cubes_in(engine, "UTC")
+    monkeypatch.setattr(report_cubes, "_next_seal", {})
+    assert asyncio.run(report_cubes.follow_days(engine)) is True
+    with engine.connect() as conn:
+        positions = conn.execute(select(marks.position).where(every_cube)).scalars().all()
+    assert sorted(set(positions)) == [today] and len(positions) == len(cube_spans.SPANNED)
+    with engine.begin() as conn:
+        conn.execute(update(t.cube_watermarks).where(every_cube).values(position=today - 1))
+    assert asyncio.run(report_cubes.follow_days(engine)) is False  # not a minute later
