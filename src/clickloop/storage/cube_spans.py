@@ -23,12 +23,7 @@ from clickloop.domain import report_facts as rf
 from clickloop.storage import tables as t
 from clickloop.storage.driver_sql import execute
 
-# Cube name -> its table, for each cube of spans.
-TABLES: dict[str, Table] = {
-    **{name: t.report_daily_cubes[name] for name in sorted(rf.SPANNED)},
-    rf.MARKED_SPANS: t.report_marked_spans,
-}
-SPANNED = frozenset(TABLES)
+SPANNED = frozenset({*rf.SPANNED, rf.MARKED_SPANS})  # the cubes of spans of days
 _MARKS_SQL = "SELECT name, position FROM cube_watermarks WHERE substr(name, 1, 6) = 'spans:'"
 
 
@@ -60,7 +55,7 @@ def seal_day(conn: Connection, cube: str, end: int) -> bool:
         return False
     for length in rf.SPAN_DAYS[1:]:
         if end % length == 0:
-            replace_spans(conn, TABLES[cube], length, end - length)
+            replace_spans(conn, cube, length, end - length)
     execute(
         conn,
         f"UPDATE cube_watermarks SET position = {mark} WHERE name = {mark}",
@@ -69,9 +64,10 @@ def seal_day(conn: Connection, cube: str, end: int) -> bool:
     return True
 
 
-def replace_spans(conn: Connection, table: Table, length: int, first: int) -> None:
-    """Replace the spans of `length` days from `first` by the sums of their two halves (sealed
-    spans, or the one-day ones): 40% less to read than their days at 10M clicks."""
+def replace_spans(conn: Connection, cube: str, length: int, first: int) -> None:
+    """Replace `cube`'s spans of `length` days from `first` by the sums of their two halves
+    (sealed spans, or the one-day ones): 40% less to read than their days at 10M clicks."""
+    table = t.cube_table(cube)
     q = table.c
     conn.execute(delete(table).where(q.days == length, q.day == first))
     keys = {c.name: c for c in table.primary_key if c.name not in ("days", "day", "fact")}

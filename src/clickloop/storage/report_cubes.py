@@ -141,15 +141,6 @@ _R = TypeVar("_R")
 Units = dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]  # subid -> (click, conversions)
 
 
-def cube_table(name: str) -> Table:
-    if name == rf.MARKED:
-        return t.report_marked
-    if name == rf.MARKED_SPANS:
-        return t.report_marked_spans
-    hourly = t.report_cubes.get(name)
-    return hourly if hourly is not None else t.report_daily_cubes[name]
-
-
 def marked_dimensions(conn: Connection) -> tuple[str, ...]:
     """The dimensions the `report_marked_dimensions` setting marks (unknown names skipped)."""
     return _report_settings(conn)[0]
@@ -522,7 +513,7 @@ def everything_in(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(_GIVE_WAY)
         conn.exec_driver_sql("LOCK TABLE cube_moves IN EXCLUSIVE MODE")
-        names = ", ".join(cube_table(cube).name for cube in _EVERY_CUBE)
+        names = ", ".join(t.cube_table(cube).name for cube in _EVERY_CUBE)
         conn.exec_driver_sql(f"LOCK TABLE {names} IN EXCLUSIVE MODE")
     caught_up(conn)
     while fold_moves(conn) == FOLLOW_CHUNK:
@@ -826,7 +817,7 @@ def _rebuild_span(engine: Engine, length: int, first: int) -> None:
         everything_in(conn)
         for cube, mark in cube_spans.sealed(conn).items():
             if first + length <= mark:
-                cube_spans.replace_spans(conn, cube_spans.TABLES[cube], length, first)
+                cube_spans.replace_spans(conn, cube, length, first)
 
 
 def _hours(source: Table, hours: tuple[int, int]) -> list[Any]:
@@ -865,7 +856,7 @@ def _micros(amount: Decimal | int) -> int:
 @functools.cache
 def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
     """The upsert of `rows` rows into `cube`'s table, adding to the facts of the keys there."""
-    table = cube_table(cube)
+    table = t.cube_table(cube)
     columns = [column.name for column in table.columns]
     mark = "?" if dialect == "sqlite" else "%s"
     one = "(" + ", ".join([mark] * len(columns)) + ")"
@@ -893,7 +884,7 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
     length but to no longer span past the seal mark (a parameter: cube_spans). SQLite upserts
     move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
     refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
-    table = cube_table(cube)
+    table = t.cube_table(cube)
     name = table.name
     keys = [column.name for column in table.columns][:-3]
     spanned = "days" in table.c

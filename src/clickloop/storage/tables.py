@@ -33,6 +33,8 @@ from clickloop.domain.report_facts import (
     CUBES,
     DAILY_CUBES,
     DAYPARTED,
+    MARKED,
+    MARKED_SPANS,
     SIGNATURE_FIELDS,
     SPANNED,
 )
@@ -503,6 +505,17 @@ report_marked_spans = Table(
 report_hourly_aggregates: list[Table] = [*report_cubes.values(), report_marked]
 report_daily_aggregates: list[Table] = [*report_daily_cubes.values(), report_marked_spans]
 report_aggregates: list[Table] = [*report_hourly_aggregates, *report_daily_aggregates]
+
+
+def cube_table(name: str) -> Table:
+    """The table of a cube named as domain/report_facts.py names them."""
+    if name == MARKED:
+        return report_marked
+    if name == MARKED_SPANS:
+        return report_marked_spans
+    hourly = report_cubes.get(name)
+    return hourly if hourly is not None else report_daily_cubes[name]
+
 
 # What conversions moved (and, on PostgreSQL, new clicks added) and the cubes do not hold yet
 # (report_facts.MOVE_COLUMNS). A postback adds its moves here, a row or two per changed
