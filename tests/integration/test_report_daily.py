@@ -99,7 +99,7 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     assert report(engine, "UTC", ["campaign", "device_type"])[0] == (
         "aggregates:daily_campaign_devices"
     )
-    # The hours of day are in the dayparted cubes; UTC hours in none of the daily ones.
+    # The hours of day are in the dayparted cubes, and so the hours: a day's hours of day.
     assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:daypart_totals"
     assert report(engine, "UTC", ["day_of_week", "hour_of_day"])[0] == ("aggregates:daypart_totals")
     assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (
@@ -112,6 +112,11 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     )
     assert report(engine, "UTC", ["hour"])[0] == "aggregates:totals"
     assert report(engine, "UTC", ["hour", "country"])[0] == "aggregates:country_device_totals"
+    assert report(engine, "UTC", ["os", "hour"])[0] == "aggregates:daypart_devices"
+    assert report(engine, "UTC", ["hour", "language"])[0] == "aggregates:daypart_languages"
+    assert report(engine, "UTC", ["hour", "browser"], filters=by_campaign)[0] == (
+        "aggregates:devices"
+    )
 
 
 def test_another_zone_reads_hourly_cubes_until_a_rebuild(engine: Engine, campaign: int) -> None:
@@ -152,6 +157,10 @@ def test_a_half_hour_zone_reads_daily_cubes_or_raw(engine: Engine, campaign: int
     assert source == "aggregates:daily_device_totals"
     assert [row["dimensions"]["day"] for row in rows] == ["2026-03-11"]
     assert date.fromisoformat(rows[0]["dimensions"]["day"]).day == 11
+    # Its local hours: the one-day spans of the dayparted cubes.
+    source, rows = report(engine, "Asia/Kolkata", ["hour", "campaign"])
+    assert source == "aggregates:daypart_campaigns"
+    assert rows and all(row["dimensions"]["hour"].startswith("2026-03-11T") for row in rows)
 
 
 def test_a_new_zone_keeps_the_days_of_pruned_clicks(engine: Engine, campaign: int) -> None:

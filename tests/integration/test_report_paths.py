@@ -430,14 +430,17 @@ def _no_rezone_wait() -> Any:
         (["campaign", "hour_of_day"], "daypart_campaigns", 6),
         (["hour_of_day", "day"], "daypart_totals", 6),
         (["country", "hour_of_day"], "daypart_country_devices", 5),
+        (["os", "hour"], "daypart_devices", 6),
+        (["hour", "language"], "daypart_languages", 6),
     ],
 )
 def test_spans_of_days_answer_as_the_raw_tables(
     engine: Engine, world: World, grouping: list[str], spans: str, rows: int
 ) -> None:
     """A report on a marked field alone or on a spanned daily cube's dimensions (with the hour of
-    day of a dayparted one), over whole days, reads spans of days (these four days are one span;
-    grouped by day, one-day spans), and says the same as the raw tables."""
+    day of a dayparted one, or its hours), over whole days, reads spans of days (these four days
+    are one span; grouped by day or hour, one-day spans), and says the same as the raw
+    tables."""
     at = [(0, "a1"), (300, "b2"), (1500, "a1"), (2900, "a1"), (4000, "ab")]
     clicks = [
         {"minute": minute, "campaign": i % 2, "offer": 0, "country": zone[0], "sub_id_1": zone}
