@@ -148,45 +148,39 @@ class ServerUrl(str):
         return instance
 
 
-def postgres_cpu_seconds() -> float:
-    """User + system CPU of the live processes named `postgres` (Linux /proc)."""
-    ticks = 0
+def _processes() -> Iterator[tuple[int, str, int, int]]:
+    """(pid, name, parent pid, user + system CPU ticks) of each live process (Linux /proc)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            name, rest = (entry / "stat").read_text().split(" (", 1)[1].rsplit(")", 1)
+            head, rest = (entry / "stat").read_text().rsplit(")", 1)
         except (OSError, ValueError):
             continue
-        if name == "postgres":
-            fields = rest.split()
-            ticks += int(fields[11]) + int(fields[12])
+        fields = rest.split()
+        name = head.split(" (", 1)[-1]
+        yield int(entry.name), name, int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of the live processes named `postgres` (Linux /proc)."""
+    ticks = sum(used for _, name, _, used in _processes() if name == "postgres")
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid` and all its live descendants (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = int(fields[11]) + int(fields[12])
     children: dict[int, list[int]] = {}
-    for child, parent in parents.items():
-        children.setdefault(parent, []).append(child)
+    times: dict[int, int] = {}
+    for process, _, parent, used in _processes():
+        children.setdefault(parent, []).append(process)
+        times[process] = used
     family, total = [pid], 0
     while family:
         member = family.pop()
         total += times.get(member, 0)
         family.extend(children.get(member, ()))
-    return total / ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
