@@ -24,7 +24,16 @@ from clickloop.storage import tables as t
 from clickloop.storage.driver_sql import execute
 
 SPANNED = frozenset({*rf.SPANNED, rf.MARKED_SPANS})  # the cubes of spans of days
-_MARKS_SQL = "SELECT name, position FROM cube_watermarks WHERE substr(name, 1, 6) = 'spans:'"
+_PREFIX = "spans:"
+_MARKS_SQL = (
+    "SELECT name, position FROM cube_watermarks "
+    f"WHERE substr(name, 1, {len(_PREFIX)}) = '{_PREFIX}'"
+)
+
+
+def mark_name(cube: str) -> str:
+    """The row of `cube_watermarks` that holds `cube`'s mark."""
+    return _PREFIX + cube
 
 
 def sealed(conn: Connection, *, writing: bool = True) -> dict[str, int]:
@@ -33,7 +42,7 @@ def sealed(conn: Connection, *, writing: bool = True) -> dict[str, int]:
     read a mark before it, and those after it read the mark it moved."""
     share = writing and conn.dialect.name == "postgresql"
     rows = execute(conn, _MARKS_SQL + (" FOR SHARE" if share else ""), ()).fetchall()
-    return {name.removeprefix("spans:"): int(position) for name, position in rows}
+    return {name.removeprefix(_PREFIX): int(position) for name, position in rows}
 
 
 def kept(cube: str, key: tuple[Any, ...], marks: Mapping[str, int]) -> bool:
@@ -49,7 +58,7 @@ def seal_day(conn: Connection, cube: str, end: int) -> bool:
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
     found = execute(
-        conn, f"SELECT position FROM cube_watermarks WHERE name = {mark}{lock}", (f"spans:{cube}",)
+        conn, f"SELECT position FROM cube_watermarks WHERE name = {mark}{lock}", (mark_name(cube),)
     ).fetchone()
     if int(found[0]) != end - 1:
         return False
@@ -59,7 +68,7 @@ def seal_day(conn: Connection, cube: str, end: int) -> bool:
     execute(
         conn,
         f"UPDATE cube_watermarks SET position = {mark} WHERE name = {mark}",
-        (end, f"spans:{cube}"),
+        (end, mark_name(cube)),
     )
     return True
 
