@@ -582,3 +582,24 @@ def test_the_seal_mark_starts_today_and_downgrade_waits_for_a_rebuild(
     upgrade(engine)
     report_cubes.rebuild(engine, hourly=False)
     assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": True}
+
+
+def test_the_writers_seal_marks_start_at_the_readers(empty_engine: Engine) -> None:
+    """0028 gives each cube of spans a writers' mark (`kept:<cube>`) at its seal mark, which
+    becomes the readers' (`spans:<cube>`); its downgrade drops them, the readers' marks kept."""
+    engine = empty_engine
+    upgrade(engine, "0027_sealed_spans")
+    marks = t.cube_watermarks
+    with engine.begin() as conn:
+        conn.execute(
+            marks.update().where(marks.c.name == "spans:marked_spans").values(position=20000)
+        )
+        before = dict(conn.execute(select(marks.c.name, marks.c.position)).all())
+    upgrade(engine)
+    with engine.connect() as conn:
+        after = dict(conn.execute(select(marks.c.name, marks.c.position)).all())
+    kept = {f"kept:{cube}": before[f"spans:{cube}"] for cube in SPANNED}
+    assert after == before | kept and after["kept:marked_spans"] == 20000
+    command.downgrade(alembic_config(engine), "0027_sealed_spans")
+    with engine.connect() as conn:
+        assert dict(conn.execute(select(marks.c.name, marks.c.position)).all()) == before

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from clickloop.domain.costs import click_cost
@@ -479,9 +479,7 @@ def test_spans_past_the_seal_mark_are_not_read(
     _fill_cubes(engine, "UTC")
     first = (datetime(2026, 3, 28, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)).days
     with engine.begin() as conn:
-        marks = t.cube_watermarks.c
-        every_cube = marks.name.startswith("spans:")
-        conn.execute(update(t.cube_watermarks).where(every_cube).values(position=first + 2))
+        cube_spans.move_marks(conn, first + 2)
         for cube in cube_spans.SPANNED:
             table = t.cube_table(cube)
             conn.execute(delete(table).where(table.c.days > 2))

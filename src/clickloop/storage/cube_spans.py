@@ -2,21 +2,33 @@
 days").
 
 A cube of spans (rf.SPANNED, rf.MARKED_SPANS) holds a fact once per length of rf.SPAN_DAYS. The
-writers keep a longer span up to date only once it is **sealed**: it ends by the cube's mark,
-the day in its row `spans:<cube>` of `cube_watermarks` (a local day of the daily cubes' zone).
-Today's facts, most of the traffic, land in the one-day spans alone; when a day ends,
-`seal_day` sums each cube's spans that end with it from their halves and moves the cube's mark,
-in a transaction per cube, and readers take them from then on (rf.spans' `sealed`). What a
-span past the mark holds (facts a rebuild or an older version left) is read by nothing, and
-sealing replaces it.
+writers keep a longer span up to date only once it ends by the cube's **writers' mark**, the
+day in its row `kept:<cube>` of `cube_watermarks` (a local day of the daily cubes' zone);
+readers read it only once it ends by the **readers' mark**, row `spans:<cube>`. Today's facts,
+most of the traffic, land in the one-day spans alone. When a day ends, `seal_day` moves the
+writers' mark, replaces the cube's spans that end with the day by the sums of their halves a
+chunk of keys per transaction (the writers wait for one chunk, not for the whole cube), then
+moves the readers' mark. What a span past the writers' mark holds (facts a rebuild or an older
+version left) is read by nothing, and sealing replaces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, literal, literal_column, or_, select
+from sqlalchemy import (
+    Table,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from clickloop.domain import report_facts as rf
@@ -24,64 +36,129 @@ from clickloop.storage import tables as t
 from clickloop.storage.driver_sql import execute
 
 SPANNED = frozenset({*rf.SPANNED, rf.MARKED_SPANS})  # the cubes of spans of days
-_PREFIX = "spans:"
-_MARKS_SQL = (
-    "SELECT name, position FROM cube_watermarks "
-    f"WHERE substr(name, 1, {len(_PREFIX)}) = '{_PREFIX}'"
-)
+_WRITERS = "kept:"
+_READERS = "spans:"
+# Keys of a span's first half summed per transaction: ~0.1 s of SQLite's write lock for
+# `marked_spans` at 10M clicks (docs/reports.md).
+SEAL_CHUNK = 10_000
 
 
-def mark_name(cube: str) -> str:
-    """The row of `cube_watermarks` that holds `cube`'s mark."""
-    return _PREFIX + cube
+def mark_name(cube: str, *, writing: bool = False) -> str:
+    """The row of `cube_watermarks` that holds `cube`'s readers' (or writers') mark."""
+    return (_WRITERS if writing else _READERS) + cube
 
 
 def sealed(conn: Connection, *, writing: bool = True) -> dict[str, int]:
-    """Each cube of spans' mark. A writer of the cubes reads them before it writes and, on
-    PostgreSQL, holds them (FOR SHARE) until it commits: a seal waits for the writers that
-    read a mark before it, and those after it read the mark it moved."""
-    share = writing and conn.dialect.name == "postgresql"
-    rows = execute(conn, _MARKS_SQL + (" FOR SHARE" if share else ""), ()).fetchall()
-    return {name.removeprefix(_PREFIX): int(position) for name, position in rows}
+    """Each cube of spans' writers' mark (or, not `writing`, readers' mark). A writer of the
+    cubes reads them before it writes and, on PostgreSQL, holds them (FOR SHARE) until it
+    commits: a seal's transaction waits for the writers that read a mark before it, and those
+    after it read the mark it moved."""
+    prefix = _WRITERS if writing else _READERS
+    share = " FOR SHARE" if writing and conn.dialect.name == "postgresql" else ""
+    sql = (
+        "SELECT name, position FROM cube_watermarks "
+        f"WHERE substr(name, 1, {len(prefix)}) = '{prefix}'{share}"
+    )
+    rows = execute(conn, sql, ()).fetchall()
+    return {name.removeprefix(prefix): int(position) for name, position in rows}
+
+
+def move_marks(conn: Connection, day: int, cubes: Sequence[str] = tuple(SPANNED)) -> None:
+    """Set both marks of `cubes` to `day` (tests and bench/reports start from such states)."""
+    names = [mark_name(cube, writing=w) for cube in cubes for w in (False, True)]
+    marks = t.cube_watermarks.c
+    conn.execute(update(t.cube_watermarks).where(marks.name.in_(names)).values(position=day))
 
 
 def kept(cube: str, key: tuple[Any, ...], marks: Mapping[str, int]) -> bool:
     """Whether a writer adds to this row of a cube (a key of rf.Facts): all but the longer
-    spans that end after their cube's mark."""
+    spans that end after their cube's writers' mark."""
     return cube not in SPANNED or key[0] == 1 or key[0] + key[1] <= marks[cube]
 
 
-def seal_day(conn: Connection, cube: str, end: int) -> bool:
-    """In a write transaction: when `cube`'s mark is `end` - 1, replace its spans that end with
-    that day (first day + length = `end`) by the sums of their halves, shortest first, and move
-    the mark to `end`. Whether it did (another process may have)."""
+Step = Callable[[Connection], Any]
+
+
+def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
+    """Seal `cube`'s spans that end with `end` (first day + length), when both its marks are
+    `end` - 1, or when a seal of it stopped half-way (writers' mark `end`, readers' `end` - 1):
+    `run(step)` runs `step(conn)` in a write transaction of its own. First the writers' mark
+    moves to `end` (from then on they keep those spans too); then, a chunk of SEAL_CHUNK keys
+    per transaction, the spans are replaced by the sums of their halves, shortest first (the
+    halves of the chunk's keys are summed already); the last chunk moves the readers' mark. A
+    crash between leaves the writers' mark ahead: the next seal replaces every chunk again,
+    which a seal running at the same time in another process may do too. Whether it sealed the
+    day (False: another process did)."""
+    lengths = [n for n in rf.SPAN_DAYS[1:] if end % n == 0]
+    table = t.cube_table(cube)
+    keys = [c for c in table.primary_key if c.name not in ("days", "day")]
+    longest = lengths[-1] if lengths else 1
+    first_half = [table.c.days == max(longest // 2, 1), table.c.day == end - longest]
+
+    def begin(conn: Connection) -> bool:
+        found = _lock(conn, cube)
+        if found == (end - 1, end - 1):
+            _move(conn, mark_name(cube, writing=True), end)
+            return True
+        return found == (end, end - 1)
+
+    def chunk(after: tuple[Any, ...] | None) -> Step:
+        def step(conn: Connection) -> tuple[Any, ...] | bool:
+            if _lock(conn, cube) != (end, end - 1):
+                return False
+            within = [] if after is None else [tuple_(*keys) > tuple_(*after)]
+            last = None
+            if lengths:
+                bound = select(*keys).where(*first_half, *within).order_by(*keys)
+                last = conn.execute(bound.offset(SEAL_CHUNK - 1).limit(1)).first()
+            upto = [] if last is None else [tuple_(*keys) <= tuple_(*last)]
+            for length in lengths:
+                replace_spans(conn, cube, length, end - length, [*within, *upto])
+            if last is None:
+                _move(conn, mark_name(cube), end)
+                return True
+            return tuple(last)
+
+        return step
+
+    if not run(begin):
+        return False
+    after = None
+    while True:
+        done = run(chunk(after))
+        if isinstance(done, bool):
+            return done
+        after = done
+
+
+def _lock(conn: Connection, cube: str) -> tuple[int, int]:
+    """`cube`'s writers' and readers' marks, locked on PostgreSQL against the writers (they
+    hold the writers' marks FOR SHARE) until the transaction ends."""
     mark = "?" if conn.dialect.name == "sqlite" else "%s"
     lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
-    found = execute(
-        conn, f"SELECT position FROM cube_watermarks WHERE name = {mark}{lock}", (mark_name(cube),)
-    ).fetchone()
-    if int(found[0]) != end - 1:
-        return False
-    for length in rf.SPAN_DAYS[1:]:
-        if end % length == 0:
-            replace_spans(conn, cube, length, end - length)
-    execute(
-        conn,
-        f"UPDATE cube_watermarks SET position = {mark} WHERE name = {mark}",
-        (end, mark_name(cube)),
-    )
-    return True
+    sql = f"SELECT name, position FROM cube_watermarks WHERE name IN ({mark}, {mark}){lock}"
+    names = (mark_name(cube, writing=True), mark_name(cube))
+    found = dict(execute(conn, sql, names).fetchall())
+    return int(found[names[0]]), int(found[names[1]])
 
 
-def replace_spans(conn: Connection, cube: str, length: int, first: int) -> None:
-    """Replace `cube`'s spans of `length` days from `first` by the sums of their two halves
-    (sealed spans, or the one-day ones): 40% less to read than their days at 10M clicks."""
+def _move(conn: Connection, name: str, day: int) -> None:
+    mark = "?" if conn.dialect.name == "sqlite" else "%s"
+    execute(conn, f"UPDATE cube_watermarks SET position = {mark} WHERE name = {mark}", (day, name))
+
+
+def replace_spans(
+    conn: Connection, cube: str, length: int, first: int, within: Sequence[Any] = ()
+) -> None:
+    """Replace `cube`'s spans of `length` days from `first` (those whose keys hold `within`) by
+    the sums of their two halves (sealed spans, or the one-day ones): 40% less to read than
+    their days at 10M clicks."""
     table = t.cube_table(cube)
     q = table.c
-    conn.execute(delete(table).where(q.days == length, q.day == first))
+    conn.execute(delete(table).where(q.days == length, q.day == first, *within))
     keys = {c.name: c for c in table.primary_key if c.name not in ("days", "day", "fact")}
     half = length // 2
-    halves = [q.days == half, q.day.in_([first, first + half])]
+    halves = [q.days == half, q.day.in_([first, first + half]), *within]
     conn.execute(summed(table, {"days": length, "day": first}, table, keys, halves))
 
 

@@ -616,28 +616,31 @@ def rebuild(
         if progress is not None:
             progress(done, len(steps))
     _write_daily_zone(engine, DailyZone(zone.key, True))
-    _giving_way(seal)(engine)
+    seal(engine)
     return clicks
 
 
 def seal(engine: Engine) -> int:
-    """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a transaction
-    per cube and day; how many that took. Nothing while the daily cubes wait for a rebuild (it
-    seals them when done)."""
+    """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a cube and day
+    at a time; how many days of cubes that took. Nothing while the daily cubes wait for a
+    rebuild (it seals them when done)."""
     with reader_engine(engine).connect() as conn:
         days = stored_daily_zone(conn)
         marks = cube_spans.sealed(conn, writing=False)
     if not days.ready:
         return 0
     today = _today(days.zone)
-    sealed = 0
-    for cube, mark in sorted(marks.items()):
-        for end in range(mark + 1, today + 1):
-            with engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(_GIVE_WAY)
-                sealed += cube_spans.seal_day(conn, cube, end)
-    return sealed
+    return sum(
+        seal_day(engine, cube, end)
+        for cube, mark in sorted(marks.items())
+        for end in range(mark + 1, today + 1)
+    )
+
+
+def seal_day(engine: Engine, cube: str, end: int) -> bool:
+    """cube_spans.seal_day, a transaction per step, each giving way to the live writers on
+    PostgreSQL (and tried again)."""
+    return cube_spans.seal_day(functools.partial(_in_transaction, engine), cube, end)
 
 
 def _today(zone: ZoneInfo) -> int:
@@ -719,6 +722,14 @@ def _giving_way(step: Callable[_P, _R]) -> Callable[_P, _R]:
         return step(*args, **kwargs)
 
     return run
+
+
+@_giving_way
+def _in_transaction(engine: Engine, step: cube_spans.Step) -> Any:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(_GIVE_WAY)
+        return step(conn)
 
 
 @_giving_way
