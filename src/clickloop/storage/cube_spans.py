@@ -27,9 +27,11 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import FromClause
 
 from clickloop.domain import report_facts as rf
 from clickloop.storage import tables as t
@@ -156,16 +158,25 @@ def replace_spans(
     table = t.cube_table(cube)
     q = table.c
     conn.execute(delete(table).where(q.days == length, q.day == first, *within))
-    keys = {c.name: c for c in table.primary_key if c.name not in ("days", "day", "fact")}
     half = length // 2
-    halves = [q.days == half, q.day.in_([first, first + half]), *within]
-    conn.execute(summed(table, {"days": length, "day": first}, table, keys, halves))
+    # A range of keys within one (days, day) each: in `in` of two days, PostgreSQL's index
+    # would take the range alone, over every day.
+    halves = union_all(
+        *(
+            select(table).where(q.days == half, q.day == day, *within)
+            for day in (first, first + half)
+        )
+    ).subquery()
+    keys = {
+        c.name: halves.c[c.name] for c in table.primary_key if c.name not in ("days", "day", "fact")
+    }
+    conn.execute(summed(table, {"days": length, "day": first}, halves, keys, ()))
 
 
 def summed(
     table: Table,
     prefix: Mapping[str, int],
-    source: Table,
+    source: FromClause,
     keys: Mapping[str, Any],
     where: Sequence[Any],
 ) -> Any:
