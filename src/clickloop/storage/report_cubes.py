@@ -892,7 +892,7 @@ def _moves_sql(dialect: str, rows: int) -> str:
 def _fold_moves_sql(dialect: str, cube: str) -> str:
     """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves): a marked
     field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
-    length but to no longer span past the seal mark (a parameter: cube_spans). SQLite upserts
+    length but to no longer span past the writers' mark (a parameter: cube_spans). SQLite upserts
     move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
     refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
     table = t.cube_table(cube)

@@ -400,8 +400,9 @@ click_visitors = Table(
 )
 
 # How far the report cubes have followed a raw table (storage/report_cubes.py): on SQLite,
-# the row `clicks` holds the last clicks rowid whose facts are in the cubes; `spans:<cube>` the
-# day by which a cube's longer spans are sealed (storage/cube_spans.py).
+# the row `clicks` holds the last clicks rowid whose facts are in the cubes; `kept:<cube>` and
+# `spans:<cube>` the days by which the writers keep and the reports read a cube's longer spans
+# (storage/cube_spans.py).
 cube_watermarks = Table(
     "cube_watermarks",
     metadata,
