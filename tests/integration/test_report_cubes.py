@@ -6,6 +6,9 @@ and the daily ones in a zone with a DST change (New York) or a half-hour offset 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -414,6 +417,33 @@ def test_a_seal_sums_a_chunk_of_keys_per_transaction(
     kept = cube_rows(engine)
     report_cubes.rebuild(engine, since=START - timedelta(days=6), until=START + timedelta(days=11))
     assert cube_rows(engine) == kept
+
+
+def test_one_process_seals_at_a_time(engine: Engine) -> None:
+    """While another process seals (it holds the seal's turn: SQLite's lock file, PostgreSQL's
+    advisory lock), a seal does nothing instead of replacing the same chunks again; then it
+    seals every day that ended."""
+    keep_daily_cubes_in(engine, "UTC")
+    today = (datetime.now(UTC).date() - date(1970, 1, 1)).days
+    with engine.begin() as conn:
+        cube_spans.move_marks(conn, today - 2)
+    with contextlib.ExitStack() as other:
+        if engine.dialect.name == "sqlite":
+            fd = os.open(f"{engine.url.database}-seal.lock", os.O_RDWR | os.O_CREAT)
+            other.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            conn = other.enter_context(engine.connect())
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({report_cubes._SEAL_LOCK})")
+            unlock = f"SELECT pg_advisory_unlock({report_cubes._SEAL_LOCK})"
+            other.callback(conn.exec_driver_sql, unlock)
+        assert report_cubes.seal(engine) == 0
+        with engine.connect() as conn:
+            assert set(cube_spans.sealed(conn, writing=False).values()) == {today - 2}
+    assert report_cubes.seal(engine) == 2 * len(cube_spans.SPANNED)
+    with engine.connect() as conn:
+        assert set(cube_spans.sealed(conn, writing=False).values()) == {today}
+        assert set(cube_spans.sealed(conn).values()) == {today}
 
 
 async def _no_writer(work: Any) -> Any:

@@ -93,7 +93,7 @@ _settings_cache: dict[str, tuple[float, tuple[str, ...], DailyZone]] = {}
 # (seconds), up to FOLLOW_CHUNK of them at a time.
 FOLLOW_INTERVAL = 0.5
 FOLLOW_CHUNK = 50_000
-_fold_lock_files: dict[str, int] = {}  # database path -> the fold lock's descriptor
+_lock_files: dict[str, int] = {}  # lock file -> its descriptor (_file_turn)
 SEAL_INTERVAL = 60.0
 _next_seal: dict[str, float] = {}  # database URL -> when this process next looks at the day
 _POSITION_SQL = (
@@ -115,6 +115,7 @@ _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORD
 # advisory lock (a table lock of their own would wait for autovacuum, which cube_moves keeps
 # busy), taken after `cube_moves` as a rebuild step takes it, then the cubes.
 _FOLD_LOCK = 0x636C6D76
+_SEAL_LOCK = 0x636C7370  # a session's: one process seals at a time (_seal_turn)
 # PostgreSQL: a fold or a rebuild step waits this long for a lock, then gives way (a fold leaves
 # the moves to the next one, a rebuild step runs again after a pause): a live writer, which may
 # hold some cubes while it waits for another, is then never the one a deadlock aborts.
@@ -353,7 +354,7 @@ async def follow(
     anything."""
     if engine.dialect.name != "sqlite":
         return False
-    with _fold_lock(engine) as mine:
+    with _file_turn(engine, "fold") as mine:
         if not mine:
             return False
         fold = await asyncio.to_thread(_read_fold, engine)
@@ -383,22 +384,23 @@ async def follow_moves(
 
 
 @contextlib.contextmanager
-def _fold_lock(engine: Engine) -> Iterator[bool]:
-    """Whether this process may fold now: an flock on `<database>-fold.lock` taken without
-    waiting, so that the other server processes skip their turn instead of reading the same
-    clicks (the position would refuse all but one fold anyway)."""
+def _file_turn(engine: Engine, work: str) -> Iterator[bool]:
+    """SQLite: whether this process may do `work` (fold, seal) now: an flock on
+    `<database>-<work>.lock` taken without waiting, so that the other server processes skip
+    their turn instead of doing the same (the position, the marks keep it exact anyway)."""
     path = engine.url.database
     if not path or path == ":memory:":
         yield True
         return
-    fd = _fold_lock_files.get(path)
+    name = f"{path}-{work}.lock"
+    fd = _lock_files.get(name)
     if fd is None:
         try:
-            fd = os.open(f"{path}-fold.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:  # no lock file here: fold all the same (the position keeps it exact)
+            fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # no lock file here: work all the same
             yield True
             return
-        _fold_lock_files[path] = fd
+        _lock_files[name] = fd
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -623,18 +625,41 @@ def rebuild(
 def seal(engine: Engine) -> int:
     """Seal the spans that ended by today in the daily cubes' zone (cube_spans), a cube and day
     at a time; how many days of cubes that took. Nothing while the daily cubes wait for a
-    rebuild (it seals them when done)."""
-    with reader_engine(engine).connect() as conn:
-        days = stored_daily_zone(conn)
-        marks = cube_spans.sealed(conn, writing=False)
-    if not days.ready:
-        return 0
-    today = _today(days.zone)
-    return sum(
-        seal_day(engine, cube, end)
-        for cube, mark in sorted(marks.items())
-        for end in range(mark + 1, today + 1)
-    )
+    rebuild (it seals them when done), or while another process seals."""
+    with _seal_turn(engine) as mine:
+        if not mine:
+            return 0
+        with reader_engine(engine).connect() as conn:
+            days = stored_daily_zone(conn)
+            marks = cube_spans.sealed(conn, writing=False)
+        if not days.ready:
+            return 0
+        today = _today(days.zone)
+        return sum(
+            seal_day(engine, cube, end)
+            for cube, mark in sorted(marks.items())
+            for end in range(mark + 1, today + 1)
+        )
+
+
+@contextlib.contextmanager
+def _seal_turn(engine: Engine) -> Iterator[bool]:
+    """Whether this process may seal now: one at a time, so that the others do not replace
+    the same chunks again (SQLite: the lock file's flock; PostgreSQL: an advisory lock of a
+    session, tried, on a connection held meanwhile)."""
+    if engine.dialect.name != "postgresql":
+        with _file_turn(engine, "seal") as mine:
+            yield mine
+        return
+    with engine.connect() as conn:
+        mine = bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({_SEAL_LOCK})").scalar())
+        conn.commit()
+        try:
+            yield mine
+        finally:
+            if mine:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_SEAL_LOCK})")
+                conn.commit()
 
 
 def seal_day(engine: Engine, cube: str, end: int) -> bool:
