@@ -40,8 +40,8 @@ from clickloop.storage.driver_sql import execute
 SPANNED = frozenset({*rf.SPANNED, rf.MARKED_SPANS})  # the cubes of spans of days
 _WRITERS = "kept:"
 _READERS = "spans:"
-# Keys of a span's first half summed per transaction: ~0.1 s of SQLite's write lock for
-# `marked_spans` at 10M clicks (docs/reports.md).
+# Keys of a span's first half summed per transaction: 130-200 ms of SQLite's write lock at
+# 10M clicks a month (docs/reports.md, "Sealed a day at a time").
 SEAL_CHUNK = 10_000
 
 
