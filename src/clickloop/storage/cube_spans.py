@@ -88,14 +88,14 @@ def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
     moves to `end` (from then on they keep those spans too); then, a chunk of SEAL_CHUNK keys
     per transaction, the spans are replaced by the sums of their halves, shortest first (the
     halves of the chunk's keys are summed already); the last chunk moves the readers' mark. A
-    crash between leaves the writers' mark ahead: the next seal replaces every chunk again,
-    which a seal running at the same time in another process may do too. Whether it sealed the
-    day (False: another process did)."""
+    crash between leaves the writers' mark ahead: the next seal replaces every chunk again (a
+    seal of the same day in another process at the same time would too: report_cubes.seal
+    lets one process seal at a time). Whether it sealed the day (False: another did)."""
     lengths = [n for n in rf.SPAN_DAYS[1:] if end % n == 0]
     table = t.cube_table(cube)
     keys = [c for c in table.primary_key if c.name not in ("days", "day")]
-    longest = lengths[-1] if lengths else 1
-    first_half = [table.c.days == max(longest // 2, 1), table.c.day == end - longest]
+    longest = max(lengths, default=0)
+    first_half = [table.c.days == longest // 2, table.c.day == end - longest]
 
     def begin(conn: Connection) -> bool:
         found = _lock(conn, cube)
