@@ -14,6 +14,7 @@ version left) is read by nothing, and sealing replaces it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -56,13 +57,17 @@ def sealed(conn: Connection, *, writing: bool = True) -> dict[str, int]:
     commits: a seal's transaction waits for the writers that read a mark before it, and those
     after it read the mark it moved."""
     prefix = _WRITERS if writing else _READERS
-    share = " FOR SHARE" if writing and conn.dialect.name == "postgresql" else ""
-    sql = (
+    rows = execute(conn, _marks_sql(prefix, conn.dialect.name), ()).fetchall()
+    return {name.removeprefix(prefix): int(position) for name, position in rows}
+
+
+@functools.cache
+def _marks_sql(prefix: str, dialect: str) -> str:
+    share = " FOR SHARE" if prefix == _WRITERS and dialect == "postgresql" else ""
+    return (
         "SELECT name, position FROM cube_watermarks "
         f"WHERE substr(name, 1, {len(prefix)}) = '{prefix}'{share}"
     )
-    rows = execute(conn, sql, ()).fetchall()
-    return {name.removeprefix(prefix): int(position) for name, position in rows}
 
 
 def move_marks(conn: Connection, day: int, cubes: Sequence[str] = tuple(SPANNED)) -> None:
