@@ -341,6 +341,27 @@ def test_a_seal_waits_for_the_writers_that_read_the_mark_before_it(engine: Engin
         assert sorted(conn.execute(held).all()) == [(days, 1) for days in rf.SPAN_DAYS]
 
 
+def test_a_postback_batch_that_changes_no_click_waits_for_no_seal(engine: Engine) -> None:
+    """PostgreSQL: a postback batch that changes no click's fields or cost leaves its facts in
+    `cube_moves` and reads no seal mark, so it does not wait for a seal's transaction (which
+    holds a cube's writers' mark)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    world = _world(engine)
+    clicks = [
+        {"subid": f"c{n}", "created_at": START, "campaign_id": world.campaign_id}
+        | {"offer_id": world.plain_offer_id, "user_agent": AGENTS[0], "ip": "10.0.0.1"}
+        for n in range(2)
+    ]
+    store_clicks(engine, clicks, follow=True)
+    with engine.connect() as sealer, sealer.begin():
+        sealer.exec_driver_sql("SELECT 1 FROM cube_watermarks WHERE name LIKE 'kept:%%' FOR UPDATE")
+        postbacks = ["subid=c0&status=lead&payout=3&tid=a", "subid=c1&status=sale&payout=4&tid=b"]
+        _send(engine, postbacks, lock_timeout="100ms")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.cube_moves)).scalar()
+
+
 class _Stopped(Exception):
     pass
 
@@ -497,13 +518,16 @@ def _world(engine: Engine) -> Any:
     )
 
 
-def _send(engine: Engine, queries: list[str]) -> None:
-    """One postback alone through the single path; several together through the batch path."""
+def _send(engine: Engine, queries: list[str], *, lock_timeout: str | None = None) -> None:
+    """One postback alone through the single path; several together through the batch path
+    (PostgreSQL: waiting at most `lock_timeout` for a lock)."""
     if not queries:
         return
     now = START + timedelta(days=4)
     raws = [RawPostback(received_at=now, method="GET", query=q) for q in queries]
     with engine.begin() as conn:
+        if lock_timeout is not None:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{lock_timeout}'")
         rules = service.load_rules(conn)
         if len(raws) == 1:
             service.process_postback(conn, raws[0], rules, now=now)

@@ -532,7 +532,10 @@ def clicks_deleted(conn: Connection) -> None:
 def apply(conn: Connection, facts: rf.Facts) -> None:
     """Add `facts` to the cubes (but the longer spans not sealed yet: cube_spans): multi-row
     upserts per cube of power-of-two sizes (`_sizes`), keys sorted so two transactions lock
-    shared rows in the same order (PostgreSQL)."""
+    shared rows in the same order (PostgreSQL). Nothing to add reads no seal mark: it does
+    not wait for a seal (a postback batch that changes no click's fields tracks no unit)."""
+    if not facts:
+        return
     by_cube: dict[str, list[tuple[Any, ...]]] = {}
     micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
     marks = cube_spans.sealed(conn)
