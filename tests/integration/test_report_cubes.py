@@ -397,7 +397,10 @@ def test_a_seal_sums_a_chunk_of_keys_per_transaction(
     ]
     store_clicks(engine, clicks[:6], follow=True)
     epoch = date(1970, 1, 1)
-    days = {"from": str(epoch + timedelta(days=end - 16)), "to": str(epoch + timedelta(end - 1))}
+    days = {
+        "from": str(epoch + timedelta(days=end - 16)),
+        "to": str(epoch + timedelta(days=end - 1)),
+    }
     query = parse_query(
         {"grouping": ["sub_id_1"], "metrics": ["clicks", "conversions", "revenue"], "range": days},
         now=START + timedelta(days=12),
@@ -429,7 +432,7 @@ def test_a_seal_sums_a_chunk_of_keys_per_transaction(
         assert spanned.as_dict() | {"source": "raw"} == raw.as_dict()
         return done
 
-    with pytest.raises(_Stopped):  # after the first chunk's transaction and the second's
+    with pytest.raises(_Stopped):  # stopped after the writers' mark and two chunks
         cube_spans.seal_day(lambda step: run(step, stop_at=3), cube, end)
     steps.clear()
     assert cube_spans.seal_day(run, cube, end)
