@@ -72,9 +72,7 @@ def _marks_sql(prefix: str, dialect: str) -> str:
 
 def move_marks(conn: Connection, day: int, cubes: Sequence[str] = tuple(SPANNED)) -> None:
     """Set both marks of `cubes` to `day` (tests and bench/reports start from such states)."""
-    names = [mark_name(cube, writing=w) for cube in cubes for w in (False, True)]
-    marks = t.cube_watermarks.c
-    conn.execute(update(t.cube_watermarks).where(marks.name.in_(names)).values(position=day))
+    _move(conn, [mark_name(cube, writing=w) for cube in cubes for w in (False, True)], day)
 
 
 def kept(cube: str, key: tuple[Any, ...], marks: Mapping[str, int]) -> bool:
@@ -105,7 +103,7 @@ def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
     def begin(conn: Connection) -> bool:
         found = _lock(conn, cube)
         if found == (end - 1, end - 1):
-            _move(conn, mark_name(cube, writing=True), end)
+            _move(conn, [mark_name(cube, writing=True)], end)
             return True
         return found == (end, end - 1)
 
@@ -122,7 +120,7 @@ def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
             for length in lengths:
                 replace_spans(conn, cube, length, end - length, [*within, *upto])
             if last is None:
-                _move(conn, mark_name(cube), end)
+                _move(conn, [mark_name(cube)], end)
                 return True
             return tuple(last)
 
@@ -141,17 +139,16 @@ def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
 def _lock(conn: Connection, cube: str) -> tuple[int, int]:
     """`cube`'s writers' and readers' marks, locked on PostgreSQL against the writers (they
     hold the writers' marks FOR SHARE) until the transaction ends."""
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
-    sql = f"SELECT name, position FROM cube_watermarks WHERE name IN ({mark}, {mark}){lock}"
     names = (mark_name(cube, writing=True), mark_name(cube))
-    found = dict(execute(conn, sql, names).fetchall())
+    marks = t.cube_watermarks.c
+    rows = select(marks.name, marks.position).where(marks.name.in_(names)).with_for_update()
+    found = dict(conn.execute(rows).all())
     return int(found[names[0]]), int(found[names[1]])
 
 
-def _move(conn: Connection, name: str, day: int) -> None:
-    mark = "?" if conn.dialect.name == "sqlite" else "%s"
-    execute(conn, f"UPDATE cube_watermarks SET position = {mark} WHERE name = {mark}", (day, name))
+def _move(conn: Connection, names: Sequence[str], day: int) -> None:
+    marks = t.cube_watermarks.c
+    conn.execute(update(t.cube_watermarks).where(marks.name.in_(names)).values(position=day))
 
 
 def replace_spans(
