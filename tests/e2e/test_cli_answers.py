@@ -76,6 +76,31 @@ def test_a_missing_database_is_not_created_by_reading(tmp_path: Path) -> None:
     assert not data.exists()
 
 
+def test_a_database_behind_this_version_is_upgraded_first(ready: Path, tmp_path: Path) -> None:
+    """A new version installed over a database of the previous one: `serve` and the commands
+    refuse in one line naming `clickloop db upgrade` (the code would meet tables it does not
+    know), `backup` still copies it, and after the upgrade everything runs."""
+    from alembic import command
+
+    from clickloop.storage.db import alembic_config, behind_by, make_engine
+
+    engine = make_engine(f"sqlite:///{ready / 'clickloop.db'}")
+    assert behind_by(engine) == []
+    command.downgrade(alembic_config(engine), "-1")
+    assert len(behind_by(engine)) == 1
+    engine.dispose()
+    for args in (("serve",), ("campaigns", "list"), ("reports", "rebuild", "--daily")):
+        answer = clickloop(*args, data_dir=ready)
+        assert answer.returncode == 1, args
+        assert answer.stderr.startswith("error: the database lacks 1 migration(s)"), answer.stderr
+        assert "clickloop db upgrade" in answer.stderr
+        assert "Traceback" not in answer.stderr
+    assert clickloop("backup", str(tmp_path / "before.db"), data_dir=ready).returncode == 0
+    assert clickloop("db", "upgrade", data_dir=ready).returncode == 0
+    answer = clickloop("campaigns", "list", data_dir=ready)
+    assert answer.returncode == 0, answer.stderr
+
+
 @pytest.fixture
 def garbage_server() -> Iterator[str]:
     with http_endpoint(lambda request: (200, b"<html>not rates</html>\nat all\n")) as base:

@@ -25,7 +25,8 @@ def register(commands: Any, command: Callable[..., Any]) -> None:
 def _backup(args: argparse.Namespace, settings: Settings) -> int:
     from clickloop.storage.backup import backup
 
-    backup(ready_engine(settings), args.path)
+    # A backup is the first step of an upgrade: of a database behind this version too.
+    backup(ready_engine(settings, current=False), args.path)
     print(f"backup written: {args.path} ({args.path.stat().st_size:,} bytes)")
     return 0
 

@@ -31,9 +31,11 @@ def engine(settings: Settings) -> Any:
     )
 
 
-def ready_engine(settings: Settings) -> Any:
-    """An engine over a migrated database; a missing SQLite file is not created by asking."""
-    from clickloop.storage.db import is_migrated
+def ready_engine(settings: Settings, *, current: bool = True) -> Any:
+    """An engine over a migrated database (`current`: with every migration of this version,
+    else the code would meet tables it does not know); a missing SQLite file is not created by
+    asking."""
+    from clickloop.storage.db import behind_by, is_migrated
 
     url = settings.effective_database_url
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
@@ -42,6 +44,12 @@ def ready_engine(settings: Settings) -> Any:
     ready = engine(settings)
     if not is_migrated(ready):
         raise ConfigError("the database is not initialised: run `clickloop init` first")
+    pending = behind_by(ready) if current else []
+    if pending:
+        raise ConfigError(
+            f"the database lacks {len(pending)} migration(s) of this version ({pending[0]} "
+            f"first): run `clickloop db upgrade` (docs/deployment.md, Upgrades)"
+        )
     return ready
 
 

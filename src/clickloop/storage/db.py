@@ -8,6 +8,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 
@@ -131,3 +134,17 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def is_migrated(engine: Engine) -> bool:
     return "alembic_version" in inspect(engine).get_table_names()
+
+
+def behind_by(engine: Engine) -> list[str]:
+    """The migrations this version has that the database lacks, oldest first: none when it is
+    at this version's head, or at a revision this version does not know (a newer version's:
+    older nodes keep running beside the new ones during an upgrade, docs/deployment.md)."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    try:
+        pending = list(scripts.iterate_revisions("heads", current))
+    except ResolutionError:  # a revision this version does not know
+        return []
+    return [script.revision for script in reversed(pending)]
