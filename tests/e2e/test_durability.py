@@ -232,7 +232,7 @@ def test_the_server_folds_the_conversion_moves_without_a_report(
             request(server, "GET", f"/{key}/postback?subid={subid}&status=lead&payout=2")[0] == 200
         )
     campaigns = t.report_cubes["campaigns"].c
-    leads = select(func.coalesce(func.sum(campaigns.n), 0)).where(campaigns.fact == "ct:lead")
+    leads = select(func.coalesce(func.sum(campaigns.ct_lead_n), 0))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with engine.connect() as conn:

@@ -340,18 +340,20 @@ class _Plan:
             facts = sql.raw_facts(
                 q.grouping, filters, win, attribution=q.attribution, dialect=conn.dialect.name
             )
+            sums = sql.grouped(facts, len(q.grouping), self.bases, q.attribution)
         else:
             _, table, marked = self.cube
-            facts = sql.cube_facts(
+            sums = sql.cube_grouped(
                 table,
                 q.grouping,
                 filters,
                 win,
+                self.bases,
                 attribution=q.attribution,
                 marked=marked,
                 sealed=self.sealed,
             )
-        return sql.grouped(facts, len(q.grouping), self.bases, q.attribution).subquery("grouped")
+        return sums.subquery("grouped")
 
     def _columns(self, grouped: Any) -> dict[str, ColumnElement[Any]]:
         return {name: grouped.c[f"b{i}"] for i, name in enumerate(self.bases)}

@@ -11,6 +11,8 @@ range, so hour, day, week and month buckets are the same arithmetic on both data
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -29,16 +31,18 @@ from sqlalchemy import (
     cast,
     false,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    true,
     type_coerce,
     union_all,
 )
 from sqlalchemy.sql.expression import UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
-from clickloop.domain.report_facts import SPAN_DAYS, spans
+from clickloop.domain.report_facts import BUILT_IN_TYPES, SPAN_DAYS, spans
 from clickloop.services.report_metrics import NOT_CONVERSIONS, NOT_REVENUE
 from clickloop.services.report_query import (
     CYCLE_DIMENSIONS,
@@ -378,28 +382,91 @@ def raw_facts(
     return union_all(clicks_part, conversions_part).subquery("facts")
 
 
-def cube_facts(
+def cube_grouped(
     cube: Table,
     grouping: Sequence[str],
     filters: Sequence[DimensionFilter],
     win: Window,
+    bases: Sequence[str],
     *,
     attribution: str,
     marked: str | None = None,
     sealed: int | None = None,
-) -> Subquery:
-    """Facts from a cube (`marked`: the dimension report_marked or report_marked_spans rows are
-    read for), one per cube row: `grouped` sums them in a single aggregation. A daily cube (a
-    `day` column, local days in the window's zone) is read for the window's local days; of a
-    cube of spans, no longer span that ends after the day `sealed` (storage/cube_spans.py)."""
+) -> Select[Any]:
+    """Base sums per group (as `grouped` gives them) from a cube's rows (`marked`: the
+    dimension report_marked or report_marked_spans rows are read for), each row all of its
+    key's facts side by side (report_facts.VALUES): one aggregation of plain sums over the
+    columns. A report by or filtered on conversion type unfolds the rows' sums into facts
+    first (`_typed_facts`). A daily cube (a `day` column, local days in the window's zone) is
+    read for the window's local days; of a cube of spans, no longer span that ends after the
+    day `sealed` (storage/cube_spans.py)."""
+    if "conversion_type" in {*grouping, *(rule.name for rule in filters)}:
+        facts = _typed_facts(cube, grouping, filters, win, attribution, marked, sealed)
+        return grouped(facts, len(grouping), bases, attribution)
+    read = _cube_read(cube, grouping, filters, win, marked, sealed)
     q = cube.c
-    prefix = "ct:" if attribution == "click_time" else "vt:"
+    p = _PREFIXES[attribution]
+
+    def added(names: Sequence[str]) -> ColumnElement[Any]:
+        return functools.reduce(operator.add, (_micros(q[name]) for name in names))
+
+    def base(name: str) -> Any:
+        if name in _CLICK_BASES:
+            return func.sum(_micros(q[_CLICK_BASES[name]]))
+        if name == "conversions":
+            kinds = [k for k in BUILT_IN_TYPES if k not in NOT_CONVERSIONS]
+            return func.sum(added([*(f"{p}_{k}_n" for k in kinds), f"{p}_n"]))
+        if name == "revenue":
+            kinds = [k for k in BUILT_IN_TYPES if k not in NOT_REVENUE]
+            return func.sum(added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"]))
+        measure, kind = name.split(":", 1)
+        if kind in BUILT_IN_TYPES:
+            return func.sum(_micros(q[f"{p}_{kind}_{measure}"]))
+        return func.sum(_micros(q[f"{p}_{measure}"])).filter(q.kind == kind)
+
+    sums = (
+        select(
+            *_dimensions(grouping, read.scan, win),
+            *(func.coalesce(base(name), 0).label(f"b{i}") for i, name in enumerate(bases)),
+        )
+        .select_from(read.source)
+        .where(*read.conditions)
+    )
+    if not grouping:
+        return sums  # one row, of zeros when nothing counts (as `grouped`'s)
+    # A group the raw tables would not show (its rows hold only the other attribution's
+    # conversions, or moved-out facts summing to nothing) sums no count.
+    counts = ["n", *(f"{p}_{k}_n" for k in BUILT_IN_TYPES), f"{p}_n"]
+    return sums.group_by(*_keys(len(grouping))).having(func.sum(added(counts)) != 0)
+
+
+_PREFIXES = {"click_time": "ct", "conversion_time": "vt"}
+_CLICK_BASES = {"clicks": "n", "unique_clicks": "u", "cost": "m"}
+
+
+@dataclass(frozen=True, slots=True)
+class _CubeRead:
+    scan: Scan
+    source: FromClause  # the cube, joined to the offers where the network is asked for
+    conditions: list[ColumnElement[bool]]  # the window, the filters (not on conversion type)
+
+
+def _cube_read(
+    cube: Table,
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    win: Window,
+    marked: str | None,
+    sealed: int | None,
+) -> _CubeRead:
+    """The cube's rows in the window that pass the filters (but those on conversion type)."""
+    q = cube.c
     offers = t.offers.alias("offer_of_cube")
 
     def column(name: str) -> ColumnElement[Any]:
         return q.value if name == marked else q[name]
 
-    kind = case((q.fact == "clicks", ""), else_=func.substr(q.fact, 4))
+    kind = literal_column("''")  # a row holds every type: _typed_facts tells them apart
     network = offers.c.affiliate_network_id
     if "day" in q:
         # Local seconds already, no offset to add (64-bit: 32 would end in 2038).
@@ -434,29 +501,86 @@ def cube_facts(
         )
         first, last = (int(moment.timestamp()) // 3600 for moment in win.span)
         in_range = _buckets(cube, q.hour, first, last, filters)
-    typed = [f for f in filters if f.name == "conversion_type"]
     conditions = [
         in_range,
-        q.n != 0,
-        or_(
-            q.fact == "clicks",
-            and_(q.fact.startswith(prefix, autoescape=True), *_where(typed, scan, win)),
-        ),
         *_where([f for f in filters if f.name != "conversion_type"], scan, win),
     ]
     if marked is not None:
         conditions.append(q.dimension == marked)
     source = _with_offers(cube, offers, q.offer_id, grouping, filters) if "offer_id" in q else cube
+    return _CubeRead(scan=scan, source=source, conditions=conditions)
+
+
+def _typed_facts(
+    cube: Table,
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    win: Window,
+    attribution: str,
+    marked: str | None,
+    sealed: int | None,
+) -> Subquery:
+    """Facts (as raw_facts gives them) from a cube, for a report by or filtered on conversion
+    type: its rows summed per group (but the type) and row kind first, then unfolded into a
+    fact per column that holds something. A type filter narrows the conversions, never the
+    clicks."""
+    read = _cube_read(cube, grouping, filters, win, marked, sealed)
+    q = cube.c
+    p = _PREFIXES[attribution]
+    untyped = [i for i, name in enumerate(grouping) if name != "conversion_type"]
+    dimensions = [dimension_sql(grouping[i], read.scan, win).label(f"d{i}") for i in untyped]
+    columns = ["n", "u", "m", *(f"{p}_{k}_{x}" for k in BUILT_IN_TYPES for x in "nm")]
+    columns += [f"{p}_n", f"{p}_m"]
+    sums = (
+        select(
+            *dimensions,
+            q.kind.label("kind"),
+            *(func.sum(_micros(q[name])).label(name) for name in columns),
+        )
+        .select_from(read.source)
+        .where(*read.conditions)
+        .group_by(*(literal_column(f"d{i}") for i in untyped), literal_column("kind"))
+        .cte("sums")
+    )
+    s = sums.c
+    held = [s[f"d{i}"] for i in untyped]
+    built_in = s.kind == ""
+    parts = [select(*held, literal("clicks").label("fact"), s.n, s.u, s.m).where(built_in)]
+    parts += [
+        select(
+            *held,
+            literal(f"{p}:{k}").label("fact"),
+            s[f"{p}_{k}_n"].label("n"),
+            literal(0).label("u"),
+            s[f"{p}_{k}_m"].label("m"),
+        ).where(built_in)
+        for k in BUILT_IN_TYPES
+    ]
+    parts.append(
+        select(
+            *held,
+            (literal(f"{p}:") + s.kind).label("fact"),
+            s[f"{p}_n"].label("n"),
+            literal(0).label("u"),
+            s[f"{p}_m"].label("m"),
+        ).where(~built_in)
+    )
+    unfolded = union_all(*parts).subquery("unfolded")
+    f = unfolded.c
+    kind = case((f.fact == "clicks", ""), else_=func.substr(f.fact, 4))
+    typed = [filter_sql(rule, kind) for rule in filters if rule.name == "conversion_type"]
     return (
         select(
-            *_dimensions(grouping, scan, win),
-            q.fact.label("fact"),
-            q.n.label("n"),
-            q.u.label("u"),
-            _micros(q.m).label("m"),
+            *(
+                kind.label(f"d{i}") if name == "conversion_type" else f[f"d{i}"]
+                for i, name in enumerate(grouping)
+            ),
+            f.fact,
+            f.n,
+            f.u,
+            f.m,
         )
-        .select_from(source)
-        .where(*conditions)
+        .where(f.n != 0, or_(f.fact == "clicks", and_(true(), *typed)))
         .subquery("facts")
     )
 

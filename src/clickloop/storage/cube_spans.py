@@ -169,9 +169,7 @@ def replace_spans(
             for day in (first, first + half)
         )
     ).subquery()
-    keys = {
-        c.name: halves.c[c.name] for c in table.primary_key if c.name not in ("days", "day", "fact")
-    }
+    keys = {c.name: halves.c[c.name] for c in table.primary_key if c.name not in ("days", "day")}
     conn.execute(summed(table, {"days": length, "day": first}, halves, keys, ()))
 
 
@@ -184,9 +182,9 @@ def summed(
 ) -> Any:
     """INSERT … SELECT into `table` of `prefix` (columns named with their value: a daily cube's
     day, a span's length and first day) and `source`'s facts where `where` holds, summed by
-    `keys` (columns named with what of `source` gives them) and the fact."""
-    columns = [*keys.values(), source.c.fact]
-    sums = [func.sum(source.c[column]) for column in ("n", "u", "m")]
+    `keys` (columns named with what of `source` gives them, the row's kind among them)."""
+    columns = list(keys.values())
+    sums = [func.sum(source.c[column]) for column in rf.VALUES]
     # By position: PostgreSQL matches no key computed with bound values (the hour of day's
     # CASE) to the same expression in the select list.
     positions = range(len(prefix) + 1, len(prefix) + len(columns) + 1)
@@ -196,4 +194,4 @@ def summed(
         .group_by(*(literal_column(str(at)) for at in positions))
         .having(or_(*(total != 0 for total in sums)))
     )
-    return insert(table).from_select([*prefix, *keys, "fact", "n", "u", "m"], query)
+    return insert(table).from_select([*prefix, *keys, *rf.VALUES], query)

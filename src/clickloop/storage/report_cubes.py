@@ -530,28 +530,44 @@ def clicks_deleted(conn: Connection) -> None:
 
 
 def apply(conn: Connection, facts: rf.Facts) -> None:
-    """Add `facts` to the cubes (but the longer spans not sealed yet: cube_spans): multi-row
-    upserts per cube of power-of-two sizes (`_sizes`), keys sorted so two transactions lock
-    shared rows in the same order (PostgreSQL). Nothing to add reads no seal mark: it does
-    not wait for a seal (a postback batch that changes no click's fields tracks no unit)."""
+    """Add `facts` to the cubes (but the longer spans not sealed yet: cube_spans), each in its
+    row's columns (rf.slot): multi-row upserts per cube of power-of-two sizes (`_sizes`) of the
+    columns its rows touch, keys sorted so two transactions lock shared rows in the same order
+    (PostgreSQL). Nothing to add reads no seal mark: it does not wait for a seal (a postback
+    batch that changes no click's fields tracks no unit)."""
     if not facts:
         return
-    by_cube: dict[str, list[tuple[Any, ...]]] = {}
+    by_cube: dict[str, dict[tuple[Any, ...], list[int]]] = {}
+    touched: dict[str, set[int]] = {}
     micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
     marks = cube_spans.sealed(conn)
+    width = len(rf.VALUES)
     for (cube, key), (n, u, m) in facts.items():
         if not cube_spans.kept(cube, key, marks):
             continue
         amount = micros.get(m)
         if amount is None:
             amount = micros[m] = _micros(m)
+        kind, count, unique, money = rf.slot(key[-1])
         rows = by_cube.get(cube)
         if rows is None:
-            rows = by_cube[cube] = []
-        rows.append((*key, n, u, amount))
+            rows = by_cube[cube] = {}
+            touched[cube] = set()
+        row = (*key[:-1], kind)
+        values = rows.get(row)
+        if values is None:
+            values = rows[row] = [0] * width
+        values[count] += n
+        values[money] += amount
+        if unique is not None:
+            values[unique] += u
+        touched[cube].update((count, money) if unique is None else (count, unique, money))
     dialect = conn.dialect.name
     for cube in sorted(by_cube):
-        _in_chunks(conn, sorted(by_cube[cube]), functools.partial(_upsert_sql, dialect, cube))
+        columns = tuple(sorted(touched[cube]))
+        rows_of = sorted(by_cube[cube].items())
+        chosen = [(*row, *(values[i] for i in columns)) for row, values in rows_of]
+        _in_chunks(conn, chosen, functools.partial(_upsert_sql, dialect, cube, columns))
 
 
 def _in_chunks(
@@ -807,9 +823,10 @@ def _rebuild_day(engine: Engine, day: int, zone: ZoneInfo) -> None:
                 keys: dict[str, Any] = {c: source.c[c] for c in (*entities, *dimensions)}
                 if name in rf.DAYPARTED:
                     keys["hour_of_day"] = case(hours_of_day, value=source.c.hour)
+                keys["kind"] = source.c.kind
                 conn.execute(cube_spans.summed(table, prefix, source, keys, _hours(source, within)))
             hourly, one_day = t.report_marked, {"days": 1, "day": day}
-            keys = {"dimension": hourly.c.dimension, "value": hourly.c.value}
+            keys = {"dimension": hourly.c.dimension, "value": hourly.c.value, "kind": hourly.c.kind}
             where = _hours(hourly, within)
             conn.execute(cube_spans.summed(t.report_marked_spans, one_day, hourly, keys, where))
             return
@@ -893,19 +910,23 @@ def _micros(amount: Decimal | int) -> int:
 
 
 @functools.cache
-def _upsert_sql(dialect: str, cube: str, rows: int) -> str:
-    """The upsert of `rows` rows into `cube`'s table, adding to the facts of the keys there."""
+def _upsert_sql(dialect: str, cube: str, columns: tuple[int, ...], rows: int) -> str:
+    """The upsert of `rows` rows of `cube`'s key and the rf.VALUES at `columns`, adding to
+    those of the keys there."""
     table = t.cube_table(cube)
-    columns = [column.name for column in table.columns]
+    keys = [column.name for column in table.primary_key]
+    values = [rf.VALUES[i] for i in columns]
     mark = "?" if dialect == "sqlite" else "%s"
-    one = "(" + ", ".join([mark] * len(columns)) + ")"
-    key = ", ".join(columns[:-3])
+    one = "(" + ", ".join([mark] * (len(keys) + len(values))) + ")"
     name = table.name
     return (
-        f"INSERT INTO {name} ({', '.join(columns)}) VALUES {', '.join([one] * rows)} "
-        f"ON CONFLICT ({key}) DO UPDATE SET n = {name}.n + excluded.n, "
-        f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
+        f"INSERT INTO {name} ({', '.join((*keys, *values))}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, values)}"
     )
+
+
+def _added(table: str, values: Sequence[str]) -> str:
+    return ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
 
 
 @functools.cache
@@ -918,18 +939,27 @@ def _moves_sql(dialect: str, rows: int) -> str:
 
 @functools.cache
 def _fold_moves_sql(dialect: str, cube: str) -> str:
-    """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves): a marked
-    field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
-    length but to no longer span past the writers' mark (a parameter: cube_spans). SQLite upserts
-    move by move (a key met twice is updated twice) those up to an id; PostgreSQL, which
-    refuses a key twice in one statement, sums the taken ones per key, in `apply`'s order."""
+    """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves), each in its
+    row's column (rf.slot, `_slots`): a marked field's rows to the marked cubes, the others to
+    the rest; to a cube of spans, once per length but to no longer span past the writers' mark
+    (a parameter: cube_spans). SQLite upserts move by move (a key met twice is updated twice)
+    those up to an id; PostgreSQL, which refuses a key twice in one statement, sums the taken
+    ones per key, in `apply`'s order."""
     table = t.cube_table(cube)
     name = table.name
-    keys = [column.name for column in table.columns][:-3]
+    keys = [column.name for column in table.primary_key]
     spanned = "days" in table.c
     start = "day - day % s.days" if dialect == "sqlite" else "day - mod(day, s.days)"
+    kind, values = _slots()
     picks = [
-        "s.days" if key == "days" else start if key == "day" and spanned else key for key in keys
+        "s.days"
+        if key == "days"
+        else start
+        if key == "day" and spanned
+        else kind
+        if key == "kind"
+        else key
+        for key in keys
     ]
     lengths = " UNION ALL ".join(f"SELECT {days} AS days" for days in rf.SPAN_DAYS)
     spans = f" CROSS JOIN ({lengths}) s" if spanned else ""
@@ -939,23 +969,46 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
         rows += f" AND (s.days = 1 OR {start} + s.days <= {mark})"
     if dialect == "sqlite":
         select_moves = (
-            f"SELECT {', '.join(picks)}, n, u, m FROM cube_moves{spans} WHERE id <= ? AND {rows}"
+            f"SELECT {', '.join(picks)}, {', '.join(values)} FROM cube_moves{spans} "
+            f"WHERE id <= ? AND {rows}"
         )
     else:
         order = [
-            f'{key} COLLATE "C"' if isinstance(table.c[key].type, String) else key for key in keys
+            f'({pick}) COLLATE "C"' if isinstance(table.c[key].type, String) else key
+            for pick, key in zip(picks, keys, strict=True)
         ]
         named = [f"{pick} AS {key}" for pick, key in zip(picks, keys, strict=True)]
+        sums = [f"sum({value})" for value in values]
         select_moves = (
-            f"SELECT {', '.join(named)}, sum(n), sum(u), sum(m) FROM folding_moves{spans} "
+            f"SELECT {', '.join(named)}, {', '.join(sums)} FROM folding_moves{spans} "
             f"WHERE {rows} GROUP BY {', '.join(map(str, range(1, len(keys) + 1)))} "
-            f"HAVING sum(n) <> 0 OR sum(u) <> 0 OR sum(m) <> 0 ORDER BY {', '.join(order)}"
+            f"HAVING {' OR '.join(f'{total} <> 0' for total in sums)} ORDER BY {', '.join(order)}"
         )
     return (
-        f"INSERT INTO {name} ({', '.join(keys)}, n, u, m) {select_moves} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {name}.n + excluded.n, "
-        f"u = {name}.u + excluded.u, m = {name}.m + excluded.m"
+        f"INSERT INTO {name} ({', '.join((*keys, *rf.VALUES))}) {select_moves} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, rf.VALUES)}"
     )
+
+
+@functools.cache
+def _slots() -> tuple[str, list[str]]:
+    """rf.slot in SQL over a move's `fact`, `n`, `u` and `m`: its row's kind, and what it adds
+    to each of rf.VALUES (0 to all but its own)."""
+    built_in = [f"{p}:{kind}" for kind in rf.BUILT_IN_TYPES for p in rf.ATTRIBUTIONS]
+    listed = ", ".join(f"'{fact}'" for fact in ("clicks", *built_in))
+    kind = f"CASE WHEN fact IN ({listed}) THEN '' ELSE substr(fact, 4) END"
+    adds = ["0"] * len(rf.VALUES)
+    facts = [(f"fact = '{fact}'", fact) for fact in ("clicks", *built_in)]
+    facts += [
+        (f"substr(fact, 1, 3) = '{p}:' AND fact NOT IN ({listed})", f"{p}:")
+        for p in rf.ATTRIBUTIONS
+    ]
+    for when, fact in facts:
+        _, count, unique, money = rf.slot(fact)
+        for at, measure in ((count, "n"), (unique, "u"), (money, "m")):
+            if at is not None:
+                adds[at] = f"CASE WHEN {when} THEN {measure} ELSE 0 END"
+    return kind, adds
 
 
 @functools.cache

@@ -24,12 +24,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 from clickloop.domain.report_facts import (
     BASE_DIMENSIONS,
+    COUNTS,
     CUBES,
     DAILY_CUBES,
     DAYPARTED,
@@ -37,6 +39,7 @@ from clickloop.domain.report_facts import (
     MARKED_SPANS,
     SIGNATURE_FIELDS,
     SPANNED,
+    VALUES,
 )
 
 MICROS = Decimal(1_000_000)
@@ -429,8 +432,10 @@ rate_updates = Table(
 # and conversions there (docs/reports.md, "Aggregates"); all but the `_totals` carry the campaign,
 # the traffic source and the offer, so those filters work on them. NULL dimensions are kept
 # as 0 (ids) or '' (text): primary-key columns cannot be NULL on PostgreSQL.
-# `fact`: "clicks" (n = clicks, u = unique clicks, m = their cost), "ct:<type>" (conversions by
-# click time: n = count, m = payout) or "vt:<type>" (the same by conversion time).
+# A row holds its key's facts side by side (report_facts.VALUES): clicks (n = clicks, u = unique
+# clicks, m = their cost) and, per built-in conversion type, `ct_<type>_n`/`_m` (conversions by
+# click time: count and payout) and `vt_<type>_n`/`_m` (by conversion time); `kind` is '', or
+# a custom type's name for that type's row (`ct_n`, `ct_m`, `vt_n`, `vt_m`).
 REPORT_CUBES = CUBES
 REPORT_BASE_DIMENSIONS = BASE_DIMENSIONS
 
@@ -440,10 +445,17 @@ def _cube_columns(entities: tuple[str, ...], dimensions: tuple[str, ...]) -> lis
         Column("hour", BigInteger, primary_key=True),  # epoch seconds // 3600
         *(Column(name, Integer, primary_key=True) for name in entities),
         *(Column(name, Text, primary_key=True) for name in dimensions),
-        Column("fact", String(80), primary_key=True),
-        Column("n", BigInteger, nullable=False),
-        Column("u", BigInteger, nullable=False),
-        Column("m", Money, nullable=False),
+        Column("kind", String(80), primary_key=True),
+        *_value_columns(),
+    ]
+
+
+def _value_columns() -> list[Column[Any]]:
+    return [
+        Column(
+            name, BigInteger if name in COUNTS else Money, nullable=False, server_default=text("0")
+        )
+        for name in VALUES
     ]
 
 
@@ -480,10 +492,8 @@ def _daily_columns(
         *(Column(name, Integer, primary_key=True) for name in entities),
         *(Column(name, Text, primary_key=True) for name in dimensions),
         *([Column("hour_of_day", Integer, primary_key=True)] if dayparted else []),
-        Column("fact", String(80), primary_key=True),
-        Column("n", BigInteger, nullable=False),
-        Column("u", BigInteger, nullable=False),
-        Column("m", Money, nullable=False),
+        Column("kind", String(80), primary_key=True),
+        *_value_columns(),
     ]
 
 
