@@ -217,9 +217,7 @@ def test_the_server_folds_its_clicks_into_the_report_cubes(server: Server, engin
     for _ in range(5):
         assert request(server, "GET", "/go?zone=1")[0] == 302
     cube = t.report_cubes["campaigns"].c
-    counted = select(func.coalesce(func.sum(cube.n), 0)).where(
-        cube.campaign_id == campaign
-    )
+    counted = select(func.coalesce(func.sum(cube.n), 0)).where(cube.campaign_id == campaign)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with engine.connect() as conn:

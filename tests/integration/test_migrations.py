@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, select
+from sqlalchemy import Table, insert, inspect, select
 from sqlalchemy.engine import Connection, Engine
 
 from clickloop.domain import report_facts as rf
@@ -256,7 +256,7 @@ def test_upgrade_waits_for_a_rebuild_of_the_marked_spans(
         row = {"hour": 1, "campaign_id": 1, "traffic_source_id": 0, "offer_id": 0}
         row |= {"dimension": "sub_id_1", "value": "z", "fact": "clicks", "n": 1, "u": 0, "m": 0}
         with engine.begin() as conn:
-            conn.execute(insert(t.report_marked).values(row))
+            conn.execute(insert(sa.table("report_marked", *map(sa.column, row))).values(row))
     upgrade(engine)
     value = _daily_zone_setting(engine)
     assert value == {"timezone": "UTC", "ready": not marked}
@@ -277,12 +277,12 @@ def test_upgrade_sums_the_daily_campaign_countries_from_the_daily_countries(
     with engine.begin() as conn:
         # The table as it is at 0014, without the `days` of 0022 (`m` in millionths).
         conn.execute(insert(sa.table("report_daily_countries", *map(sa.column, rows[0]))), rows)
-    upgrade(engine)
+    upgrade(engine, "0028_writers_seal_marks")  # the cubes of one fact a row (0029)
     with engine.connect() as conn:
-        found = conn.execute(select(t.report_daily_cubes["daily_campaign_countries"])).all()
+        found = conn.exec_driver_sql("SELECT * FROM report_daily_campaign_countries").all()
     spans = [(1, 20005), (2, 20004), (4, 20004), (8, 20000), (16, 20000)]
     assert sorted(tuple(row) for row in found) == [
-        (days, day, 1, "DE", "clicks", 6, 3, Decimal("0.75")) for days, day in spans
+        (days, day, 1, "DE", "clicks", 6, 3, 750_000) for days, day in spans
     ]
 
 
@@ -328,7 +328,7 @@ def test_upgrade_spans_a_daily_cube_and_downgrade_keeps_the_days(
     sql = f"INSERT INTO {cube} VALUES ({', '.join('?' * len(days[0]))})"
     with engine.begin() as conn:
         conn.exec_driver_sql(sql if conn.dialect.name == "sqlite" else sql.replace("?", "%s"), days)
-    upgrade(engine)
+    upgrade(engine, "0028_writers_seal_marks")  # the cubes of one fact a row (0029)
     sums: dict[tuple[Any, ...], list[int]] = {}
     for day, *key, n, u, m in days:
         for length in rf.SPAN_DAYS:
@@ -603,3 +603,65 @@ def test_the_writers_seal_marks_start_at_the_readers(empty_engine: Engine) -> No
     command.downgrade(alembic_config(engine), "0027_sealed_spans")
     with engine.connect() as conn:
         assert dict(conn.execute(select(marks.c.name, marks.c.position)).all()) == before
+
+
+def test_the_cubes_keep_a_keys_facts_side_by_side_and_downgrade_unfolds_them(
+    empty_engine: Engine,
+) -> None:
+    """0029 turns the cubes' rows of one fact each into a row per key holding the clicks and
+    each built-in type's facts by click and by conversion time side by side, and a row per
+    custom type; its downgrade gives back the rows of one fact (but those of nothing)."""
+    engine = empty_engine
+    upgrade(engine, "0028_writers_seal_marks")
+    tall = {
+        "report_campaigns": [
+            (7, 1, 2, 3, "clicks", 5, 2, 1_500_000),
+            (7, 1, 2, 3, "ct:sale", 1, 0, 7_000_000),
+            (7, 1, 2, 3, "vt:lead", 2, 0, 0),
+            (7, 1, 2, 3, "ct:upsale", 1, 0, 2_000_000),
+            (7, 1, 2, 3, "vt:upsale", 1, 0, 2_000_000),
+            (8, 1, 2, 3, "ct:lead", 0, 0, 0),  # moved out since: nothing
+            (8, 4, 0, 0, "clicks", 1, 1, 0),
+        ],
+        "report_marked_spans": [
+            (2, 20004, "sub_id_1", "z", "clicks", 3, 3, 0),
+            (2, 20004, "sub_id_1", "z", "vt:rebill", 1, 0, 4_000_000),
+        ],
+    }
+    with engine.begin() as conn:
+        for table, rows in tall.items():
+            marks = ", ".join(["?" if conn.dialect.name == "sqlite" else "%s"] * len(rows[0]))
+            conn.exec_driver_sql(f"INSERT INTO {table} VALUES ({marks})", rows)
+    upgrade(engine)
+
+    def held(table: Table) -> dict[tuple[Any, ...], dict[str, Any]]:
+        with engine.connect() as conn:
+            rows = conn.execute(select(table)).all()
+        keys = [column.name for column in table.primary_key]
+        return {
+            tuple(row._mapping[key] for key in keys): {
+                name: value for name, value in row._mapping.items() if name in rf.VALUES and value
+            }
+            for row in rows
+        }
+
+    assert held(t.report_cubes["campaigns"]) == {
+        (7, 1, 2, 3, ""): {
+            "n": 5,
+            "u": 2,
+            "m": Decimal("1.5"),
+            "ct_sale_n": 1,
+            "ct_sale_m": Decimal(7),
+            "vt_lead_n": 2,
+        },
+        (7, 1, 2, 3, "upsale"): {"ct_n": 1, "ct_m": Decimal(2), "vt_n": 1, "vt_m": Decimal(2)},
+        (8, 4, 0, 0, ""): {"n": 1, "u": 1},
+    }
+    assert held(t.report_marked_spans) == {
+        (2, 20004, "sub_id_1", "z", ""): {"n": 3, "u": 3, "vt_rebill_n": 1, "vt_rebill_m": 4}
+    }
+    command.downgrade(alembic_config(engine), "0028_writers_seal_marks")
+    with engine.connect() as conn:
+        for table, rows in tall.items():
+            back = conn.exec_driver_sql(f"SELECT * FROM {table}").all()
+            assert sorted(map(tuple, back)) == sorted(row for row in rows if row[-3] or row[-1])

@@ -466,7 +466,7 @@ def _cube_read(
     def column(name: str) -> ColumnElement[Any]:
         return q.value if name == marked else q[name]
 
-    kind = literal_column("''")  # a row holds every type: _typed_facts tells them apart
+    kind: ColumnElement[Any] = literal_column("''")  # a row holds every type: _typed_facts
     network = offers.c.affiliate_network_id
     if "day" in q:
         # Local seconds already, no offset to add (64-bit: 32 would end in 2038).

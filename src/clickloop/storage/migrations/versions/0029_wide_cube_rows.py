@@ -11,8 +11,11 @@ Revises: 0028_writers_seal_marks
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.engine.interfaces import ReflectedColumn
 
 revision = "0029_wide_cube_rows"
 down_revision = "0028_writers_seal_marks"
@@ -51,7 +54,7 @@ def _cubes(column: str) -> list[str]:
     )
 
 
-def _keys(table: str, last: str) -> list[dict]:
+def _keys(table: str, last: str) -> list[ReflectedColumn]:
     """The table's primary-key columns as get_columns gives them, without `last`."""
     inspector = sa.inspect(op.get_bind())
     named = {c["name"]: c for c in inspector.get_columns(table)}
@@ -67,7 +70,9 @@ def _aside(table: str) -> str:
     return aside
 
 
-def _create(table: str, keys: list[dict], last: sa.Column, values: list[sa.Column]) -> None:
+def _create(
+    table: str, keys: list[ReflectedColumn], last: sa.Column[Any], values: list[sa.Column[Any]]
+) -> None:
     op.create_table(
         table,
         *(sa.Column(c["name"], c["type"], nullable=False) for c in keys),
