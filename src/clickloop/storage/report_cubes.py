@@ -16,7 +16,15 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -110,6 +118,7 @@ _MOVES_PENDING_SQL = "SELECT 1 FROM cube_moves LIMIT 1"
 # SQLite: the moves up to an id are summed into the cubes, then deleted (one writer: no move
 # up to that id can commit meanwhile).
 _MOVES_CHUNK_SQL = "SELECT max(id), count(*) FROM (SELECT id FROM cube_moves ORDER BY id LIMIT ?)"
+_MOVED_FACTS_SQL = "SELECT DISTINCT fact FROM cube_moves WHERE id <= ?"
 # PostgreSQL: the moves are taken out in one statement (the ones committed by then) into a
 # temporary table of the connection's, then summed from there; folds take turns by an
 # advisory lock (a table lock of their own would wait for autovacuum, which cube_moves keeps
@@ -451,10 +460,12 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         if not count:
             return 0
         marks = cube_spans.sealed(conn)
+        facts = [fact for (fact,) in cursor.execute(_MOVED_FACTS_SQL, (last,))]
+        columns = _columns_of(facts)
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
             params = (last, marks[cube]) if spanned else (last,)
-            cursor.execute(_fold_moves_sql(dialect, cube), params)
+            cursor.execute(_fold_moves_sql(dialect, cube, columns), params)
         cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
         return int(count)
     if not _moves_pending(conn):  # a rebuild step's usual case: nothing to lock or take
@@ -464,9 +475,12 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
     count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
     if count:
         marks = cube_spans.sealed(conn)
+        moved = conn.exec_driver_sql("SELECT DISTINCT fact FROM folding_moves").scalars()
+        columns = _columns_of(moved)
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
-            conn.exec_driver_sql(_fold_moves_sql(dialect, cube), (marks[cube],) if spanned else ())
+            statement = _fold_moves_sql(dialect, cube, columns)
+            conn.exec_driver_sql(statement, (marks[cube],) if spanned else ())
         conn.exec_driver_sql("DELETE FROM folding_moves")
     return int(count)
 
@@ -537,11 +551,10 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
     batch that changes no click's fields tracks no unit)."""
     if not facts:
         return
-    by_cube: dict[str, dict[tuple[Any, ...], list[int]]] = {}
-    touched: dict[str, set[int]] = {}
+    # cube -> row key -> {rf.VALUES index: what adds to it}
+    by_cube: dict[str, dict[tuple[Any, ...], dict[int, int]]] = {}
     micros: dict[Decimal, int] = {}  # a sum lands in many cubes: converted once
     marks = cube_spans.sealed(conn)
-    width = len(rf.VALUES)
     for (cube, key), (n, u, m) in facts.items():
         if not cube_spans.kept(cube, key, marks):
             continue
@@ -552,21 +565,19 @@ def apply(conn: Connection, facts: rf.Facts) -> None:
         rows = by_cube.get(cube)
         if rows is None:
             rows = by_cube[cube] = {}
-            touched[cube] = set()
         row = (*key[:-1], kind)
         values = rows.get(row)
         if values is None:
-            values = rows[row] = [0] * width
-        values[count] += n
-        values[money] += amount
+            values = rows[row] = {}
+        values[count] = values.get(count, 0) + n
+        values[money] = values.get(money, 0) + amount
         if unique is not None:
-            values[unique] += u
-        touched[cube].update((count, money) if unique is None else (count, unique, money))
+            values[unique] = values.get(unique, 0) + u
     dialect = conn.dialect.name
     for cube in sorted(by_cube):
-        columns = tuple(sorted(touched[cube]))
-        rows_of = sorted(by_cube[cube].items())
-        chosen = [(*row, *(values[i] for i in columns)) for row, values in rows_of]
+        rows = by_cube[cube]
+        columns = tuple(sorted(set().union(*rows.values())))
+        chosen = [(*row, *(rows[row].get(i, 0) for i in columns)) for row in sorted(rows)]
         _in_chunks(conn, chosen, functools.partial(_upsert_sql, dialect, cube, columns))
 
 
@@ -937,20 +948,32 @@ def _moves_sql(dialect: str, rows: int) -> str:
     return f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
+def _columns_of(facts: Iterable[str]) -> tuple[int, ...]:
+    """The rf.VALUES these facts land in (rf.slot)."""
+    columns: set[int] = set()
+    for fact in facts:
+        _, count, unique, money = rf.slot(fact)
+        columns.update((count, money) if unique is None else (count, unique, money))
+    return tuple(sorted(columns))
+
+
 @functools.cache
-def _fold_moves_sql(dialect: str, cube: str) -> str:
+def _fold_moves_sql(dialect: str, cube: str, columns: tuple[int, ...]) -> str:
     """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves), each in its
-    row's column (rf.slot, `_slots`): a marked field's rows to the marked cubes, the others to
-    the rest; to a cube of spans, once per length but to no longer span past the writers' mark
-    (a parameter: cube_spans). SQLite upserts move by move (a key met twice is updated twice)
-    those up to an id; PostgreSQL, which refuses a key twice in one statement, sums the taken
-    ones per key, in `apply`'s order."""
+    row's column (rf.slot, `_slots`; `columns`: the rf.VALUES their facts land in): a marked
+    field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
+    length but to no longer span past the writers' mark (a parameter: cube_spans). SQLite
+    upserts move by move (a key met twice is updated twice) those up to an id; PostgreSQL,
+    which refuses a key twice in one statement, sums the taken ones per key, in `apply`'s
+    order."""
     table = t.cube_table(cube)
     name = table.name
     keys = [column.name for column in table.primary_key]
     spanned = "days" in table.c
     start = "day - day % s.days" if dialect == "sqlite" else "day - mod(day, s.days)"
-    kind, values = _slots()
+    kind, adds = _slots()
+    values = [adds[i] for i in columns]
+    named_values = [rf.VALUES[i] for i in columns]
     picks = [
         "s.days"
         if key == "days"
@@ -985,8 +1008,8 @@ def _fold_moves_sql(dialect: str, cube: str) -> str:
             f"HAVING {' OR '.join(f'{total} <> 0' for total in sums)} ORDER BY {', '.join(order)}"
         )
     return (
-        f"INSERT INTO {name} ({', '.join((*keys, *rf.VALUES))}) {select_moves} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, rf.VALUES)}"
+        f"INSERT INTO {name} ({', '.join((*keys, *named_values))}) {select_moves} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, named_values)}"
     )
 
 
