@@ -460,12 +460,11 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
         if not count:
             return 0
         marks = cube_spans.sealed(conn)
-        facts = [fact for (fact,) in cursor.execute(_MOVED_FACTS_SQL, (last,))]
-        columns = _columns_of(facts)
+        moved = _moved(fact for (fact,) in cursor.execute(_MOVED_FACTS_SQL, (last,)))
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
             params = (last, marks[cube]) if spanned else (last,)
-            cursor.execute(_fold_moves_sql(dialect, cube, columns), params)
+            cursor.execute(_fold_moves_sql(dialect, cube, moved), params)
         cursor.execute("DELETE FROM cube_moves WHERE id <= ?", (last,))
         return int(count)
     if not _moves_pending(conn):  # a rebuild step's usual case: nothing to lock or take
@@ -475,11 +474,10 @@ def fold_moves(conn: Connection, limit: int = FOLLOW_CHUNK) -> int:
     count = conn.exec_driver_sql(_PG_TAKEN_SQL, (limit,)).rowcount
     if count:
         marks = cube_spans.sealed(conn)
-        moved = conn.exec_driver_sql("SELECT DISTINCT fact FROM folding_moves").scalars()
-        columns = _columns_of(moved)
+        moved = _moved(conn.exec_driver_sql("SELECT DISTINCT fact FROM folding_moves").scalars())
         for cube in _EVERY_CUBE:
             spanned = cube in cube_spans.SPANNED
-            statement = _fold_moves_sql(dialect, cube, columns)
+            statement = _fold_moves_sql(dialect, cube, moved)
             conn.exec_driver_sql(statement, (marks[cube],) if spanned else ())
         conn.exec_driver_sql("DELETE FROM folding_moves")
     return int(count)
@@ -948,19 +946,22 @@ def _moves_sql(dialect: str, rows: int) -> str:
     return f"INSERT INTO cube_moves ({', '.join(rf.MOVE_COLUMNS)}) VALUES {', '.join([one] * rows)}"
 
 
-def _columns_of(facts: Iterable[str]) -> tuple[int, ...]:
-    """The rf.VALUES these facts land in (rf.slot)."""
-    columns: set[int] = set()
-    for fact in facts:
-        _, count, unique, money = rf.slot(fact)
-        columns.update((count, money) if unique is None else (count, unique, money))
-    return tuple(sorted(columns))
+# Of the facts a fold's moves hold, the clicks' and built-in types' (as named) and, by
+# attribution ("ct:" or "vt:"), whether a custom type's: what its statement adds up.
+_BUILT_IN_FACTS = ("clicks", *(f"{p}:{k}" for k in rf.BUILT_IN_TYPES for p in rf.ATTRIBUTIONS))
+Moved = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-@functools.cache
-def _fold_moves_sql(dialect: str, cube: str, columns: tuple[int, ...]) -> str:
+def _moved(facts: Iterable[str]) -> Moved:
+    found = set(facts)
+    custom = {fact[:3] for fact in found - set(_BUILT_IN_FACTS)}
+    return tuple(f for f in _BUILT_IN_FACTS if f in found), tuple(sorted(custom))
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold_moves_sql(dialect: str, cube: str, moved: Moved) -> str:
     """The waiting moves added to `cube` (rf.conversion_moves, rf.click_moves), each in its
-    row's column (rf.slot, `_slots`; `columns`: the rf.VALUES their facts land in): a marked
+    row's column (rf.slot, `_slots`; `moved`: the facts they hold, `_moved`): a marked
     field's rows to the marked cubes, the others to the rest; to a cube of spans, once per
     length but to no longer span past the writers' mark (a parameter: cube_spans). SQLite
     upserts move by move (a key met twice is updated twice) those up to an id; PostgreSQL,
@@ -971,9 +972,9 @@ def _fold_moves_sql(dialect: str, cube: str, columns: tuple[int, ...]) -> str:
     keys = [column.name for column in table.primary_key]
     spanned = "days" in table.c
     start = "day - day % s.days" if dialect == "sqlite" else "day - mod(day, s.days)"
-    kind, adds = _slots()
-    values = [adds[i] for i in columns]
-    named_values = [rf.VALUES[i] for i in columns]
+    kind, adds = _slots(moved)
+    values = list(adds.values())
+    named_values = list(adds)
     picks = [
         "s.days"
         if key == "days"
@@ -1013,25 +1014,22 @@ def _fold_moves_sql(dialect: str, cube: str, columns: tuple[int, ...]) -> str:
     )
 
 
-@functools.cache
-def _slots() -> tuple[str, list[str]]:
-    """rf.slot in SQL over a move's `fact`, `n`, `u` and `m`: its row's kind, and what it adds
-    to each of rf.VALUES (0 to all but its own)."""
-    built_in = [f"{p}:{kind}" for kind in rf.BUILT_IN_TYPES for p in rf.ATTRIBUTIONS]
-    listed = ", ".join(f"'{fact}'" for fact in ("clicks", *built_in))
-    kind = f"CASE WHEN fact IN ({listed}) THEN '' ELSE substr(fact, 4) END"
-    adds = ["0"] * len(rf.VALUES)
-    facts = [(f"fact = '{fact}'", fact) for fact in ("clicks", *built_in)]
-    facts += [
-        (f"substr(fact, 1, 3) = '{p}:' AND fact NOT IN ({listed})", f"{p}:")
-        for p in rf.ATTRIBUTIONS
-    ]
-    for when, fact in facts:
+def _slots(moved: Moved) -> tuple[str, dict[str, str]]:
+    """rf.slot in SQL over a move's `fact`, `n`, `u` and `m`, for the facts `moved`: its row's
+    kind, and what it adds to each rf.VALUES column these facts land in (0 but to its own).
+    Only the facts a fold holds are tested, a compare or two per move and cube."""
+    built_in, custom = moved
+    listed = ", ".join(f"'{fact}'" for fact in _BUILT_IN_FACTS)
+    kind = f"CASE WHEN fact IN ({listed}) THEN '' ELSE substr(fact, 4) END" if custom else "''"
+    adds: dict[int, str] = {}
+    tests = [(f"fact = '{fact}'", fact) for fact in built_in]
+    tests += [(f"substr(fact, 1, 3) = '{p}' AND fact NOT IN ({listed})", p) for p in custom]
+    for when, fact in tests:
         _, count, unique, money = rf.slot(fact)
         for at, measure in ((count, "n"), (unique, "u"), (money, "m")):
             if at is not None:
                 adds[at] = f"CASE WHEN {when} THEN {measure} ELSE 0 END"
-    return kind, adds
+    return kind, {rf.VALUES[at]: adds[at] for at in sorted(adds)}
 
 
 @functools.cache
