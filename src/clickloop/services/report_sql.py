@@ -1,7 +1,8 @@
-"""The SQL of a report. Both paths first select *facts*, rows of (dimension values, fact, n, u,
-m) shaped like the aggregate cubes' rows: from a cube, or from the raw clicks and conversions
-with the range and the filters pushed down. `grouped` then folds the facts of either path into
-the same base sums per group, so the two paths cannot differ past that point.
+"""The SQL of a report: base sums per group (`grouped`'s columns d<i>, b<i>), from the raw
+clicks and conversions with the range and the filters pushed down (`raw_facts`, summed by
+`grouped`) or from a cube, whose rows hold each key's facts side by side (`cube_grouped`: plain
+sums of its columns; by conversion type, its sums unfolded into facts for `grouped`). The
+property tests hold the two paths equal.
 
 Facts: `clicks` (n clicks, u unique clicks, m their cost) and `<p>:<type>` (n conversions of the
 type, m their payout), `p` being `ct` (by click time) or `vt` (by conversion time). Local time

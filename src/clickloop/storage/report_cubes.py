@@ -918,7 +918,7 @@ def _micros(amount: Decimal | int) -> int:
     return int((Decimal(amount) * t.MICROS).to_integral_value())
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)  # cubes x touched columns x chunk sizes
 def _upsert_sql(dialect: str, cube: str, columns: tuple[int, ...], rows: int) -> str:
     """The upsert of `rows` rows of `cube`'s key and the rf.VALUES at `columns`, adding to
     those of the keys there."""
