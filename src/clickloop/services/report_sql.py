@@ -436,9 +436,11 @@ def cube_grouped(
     if not grouping:
         return sums  # one row, of zeros when nothing counts (as `grouped`'s)
     # A group the raw tables would not show (its rows hold only the other attribution's
-    # conversions, or moved-out facts summing to nothing) sums no count.
-    counts = ["n", *(f"{p}_{k}_n" for k in BUILT_IN_TYPES), f"{p}_n"]
-    return sums.group_by(*_keys(len(grouping))).having(func.sum(added(counts)) != 0)
+    # conversions, or moved-out facts summing to nothing) sums no count: no click, conversion
+    # or uncounted conversion (the sums of the bases again, which both databases compute once).
+    uncounted = func.sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
+    counted = base("clicks") + base("conversions") + uncounted
+    return sums.group_by(*_keys(len(grouping))).having(counted != 0)
 
 
 _PREFIXES = {"click_time": "ct", "conversion_time": "vt"}
