@@ -40,7 +40,9 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.sql.operators import custom_op
 
 from clickloop.domain.report_facts import BUILT_IN_TYPES, SPAN_DAYS, spans
@@ -52,6 +54,28 @@ from clickloop.services.report_query import (
     DimensionFilter,
 )
 from clickloop.storage import tables as t
+
+
+class exact_sum(FunctionElement[int]):
+    """sum() of bigints as a bigint: on PostgreSQL `total8` (migration 0030), whose state is a
+    bigint where sum()'s is 128 bits with a `numeric` result (a month by hour at 10M clicks:
+    42k groups, a third of the grouping); SQLite's sum of integers is one already. An overflow
+    is an error on both."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "exact_sum"
+
+
+@compiles(exact_sum)
+def _summed(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"sum({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(exact_sum, "postgresql")
+def _totalled(element: exact_sum, compiler: Any, **kw: Any) -> str:
+    return f"total8({compiler.process(element.clauses, **kw)})"
+
 
 ENTITY_TABLES: dict[str, Table] = {
     "campaign": t.campaigns,
@@ -413,17 +437,17 @@ def cube_grouped(
 
     def base(name: str) -> Any:
         if name in _CLICK_BASES:
-            return func.sum(_micros(q[_CLICK_BASES[name]]))
+            return exact_sum(_micros(q[_CLICK_BASES[name]]))
         if name == "conversions":
             kinds = [k for k in BUILT_IN_TYPES if k not in NOT_CONVERSIONS]
-            return func.sum(added([*(f"{p}_{k}_n" for k in kinds), f"{p}_n"]))
+            return exact_sum(added([*(f"{p}_{k}_n" for k in kinds), f"{p}_n"]))
         if name == "revenue":
             kinds = [k for k in BUILT_IN_TYPES if k not in NOT_REVENUE]
-            return func.sum(added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"]))
+            return exact_sum(added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"]))
         measure, kind = name.split(":", 1)
         if kind in BUILT_IN_TYPES:
-            return func.sum(_micros(q[f"{p}_{kind}_{measure}"]))
-        return func.sum(_micros(q[f"{p}_{measure}"])).filter(q.kind == kind)
+            return exact_sum(_micros(q[f"{p}_{kind}_{measure}"]))
+        return exact_sum(_micros(q[f"{p}_{measure}"])).filter(q.kind == kind)
 
     sums = (
         select(
@@ -438,7 +462,7 @@ def cube_grouped(
     # A group the raw tables would not show (its rows hold only the other attribution's
     # conversions, or moved-out facts summing to nothing) sums no count: no click, conversion
     # or uncounted conversion (the sums of the bases again, which both databases compute once).
-    uncounted = func.sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
+    uncounted = exact_sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
     counted = base("clicks") + base("conversions") + uncounted
     return sums.group_by(*_keys(len(grouping))).having(counted != 0)
 
@@ -538,7 +562,7 @@ def _typed_facts(
         select(
             *dimensions,
             q.kind.label("kind"),
-            *(func.sum(_micros(q[name])).label(name) for name in columns),
+            *(exact_sum(_micros(q[name])).label(name) for name in columns),
         )
         .select_from(read.source)
         .where(*read.conditions)
@@ -628,7 +652,7 @@ def grouped(
 
     def total(condition: ColumnElement[bool], measure: ColumnElement[Any]) -> Any:
         # FILTER, not a CASE giving 0: the rows of other facts (most of them) skip the sum.
-        return func.coalesce(func.sum(measure).filter(condition), 0)
+        return func.coalesce(exact_sum(measure).filter(condition), 0)
 
     def base(name: str) -> Any:
         if name == "clicks":
