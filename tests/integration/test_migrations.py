@@ -665,3 +665,22 @@ def test_the_cubes_keep_a_keys_facts_side_by_side_and_downgrade_unfolds_them(
         for table, rows in tall.items():
             back = conn.exec_driver_sql(f"SELECT * FROM {table}").all()
             assert sorted(map(tuple, back)) == sorted(row for row in rows if row[-3] or row[-1])
+
+
+def test_postgresql_sums_bigints_as_bigints(empty_engine: Engine) -> None:
+    """0030 adds `total8` on PostgreSQL, the reports' sum of bigints (a bigint, NULLs skipped,
+    an overflow an error); its downgrade drops it."""
+    engine = empty_engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("an aggregate of PostgreSQL's; SQLite's sum of integers is one")
+    upgrade(engine)
+    summed = (
+        "SELECT total8(x), pg_typeof(total8(x))::text FROM (VALUES (1::bigint), (2), (NULL)) v(x)"
+    )
+    with engine.connect() as conn:
+        assert tuple(conn.exec_driver_sql(summed).one()) == (3, "bigint")
+        with pytest.raises(sa.exc.DataError):
+            conn.exec_driver_sql("SELECT total8(x) FROM (VALUES (9223372036854775807), (1)) v(x)")
+    command.downgrade(alembic_config(engine), "0029_wide_cube_rows")
+    with engine.connect() as conn, pytest.raises(sa.exc.ProgrammingError):
+        conn.exec_driver_sql(summed)
