@@ -369,7 +369,7 @@ def raw_facts(
             literal_column("'clicks'").label("fact"),
             func.count().label("n"),
             func.sum(case((c.is_unique, 1), else_=0)).label("u"),
-            func.coalesce(func.sum(_micros(cost.amount)), 0).label("m"),
+            func.coalesce(exact_sum(_micros(cost.amount)), 0).label("m"),
         )
         .select_from(_with_offers(cost.source, offers, c.offer_id, grouping, filters))
         .where(clicked_at >= win.since, clicked_at < win.until, *_where(on_clicks, click_scan, win))
@@ -390,7 +390,7 @@ def raw_facts(
             (literal_column(f"'{prefix}'") + v.type).label("fact"),
             func.count().label("n"),
             literal_column("0").label("u"),
-            func.sum(_micros(v.payout)).label("m"),
+            exact_sum(_micros(v.payout)).label("m"),
         )
         .select_from(
             _with_offers(
