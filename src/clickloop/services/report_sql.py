@@ -102,7 +102,7 @@ def click_cost_sql() -> ClickCostSql:
     correlated subquery: PostgreSQL runs the subquery once per click, ten times slower."""
     v = t.conversions.c
     carried = (
-        select(v.subid, func.sum(v.cost).label("cost"))
+        select(v.subid, exact_sum(_micros(v.cost)).label("cost"))
         .where(v.cost.is_not(None))
         .group_by(v.subid)
         .subquery("carried")
