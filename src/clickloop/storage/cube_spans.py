@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import (
     Table,
-    delete,
     func,
     insert,
     literal,
@@ -28,7 +27,6 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
-    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -116,9 +114,9 @@ def seal_day(run: Callable[[Step], Any], cube: str, end: int) -> bool:
             if lengths:
                 bound = select(*keys).where(*first_half, *within).order_by(*keys)
                 last = conn.execute(bound.offset(SEAL_CHUNK - 1).limit(1)).first()
-            upto = [] if last is None else [tuple_(*keys) <= tuple_(*last)]
+            upto = None if last is None else tuple(last)
             for length in lengths:
-                replace_spans(conn, cube, length, end - length, [*within, *upto])
+                replace_spans(conn, cube, length, end - length, after, upto)
             if last is None:
                 _move(conn, [mark_name(cube)], end)
                 return True
@@ -152,25 +150,52 @@ def _move(conn: Connection, names: Sequence[str], day: int) -> None:
 
 
 def replace_spans(
-    conn: Connection, cube: str, length: int, first: int, within: Sequence[Any] = ()
+    conn: Connection,
+    cube: str,
+    length: int,
+    first: int,
+    after: tuple[Any, ...] | None = None,
+    upto: tuple[Any, ...] | None = None,
 ) -> None:
-    """Replace `cube`'s spans of `length` days from `first` (those whose keys hold `within`) by
-    the sums of their two halves (sealed spans, or the one-day ones): 40% less to read than
-    their days at 10M clicks."""
-    table = t.cube_table(cube)
-    q = table.c
-    conn.execute(delete(table).where(q.days == length, q.day == first, *within))
+    """Replace `cube`'s spans of `length` days from `first` (of the keys after `after` and up
+    to `upto`, past the span's length and day, when given) by the sums of their two halves
+    (sealed spans, or the one-day ones): 40% less to read than their days at 10M clicks."""
+    delete_sql, insert_sql = _replace_sql(
+        conn.dialect.name, cube, after is not None, upto is not None
+    )
+    bounds = (*(after or ()), *(upto or ()))
     half = length // 2
-    # A range of keys within one (days, day) each: in `in` of two days, PostgreSQL's index
-    # would take the range alone, over every day.
-    halves = union_all(
-        *(
-            select(table).where(q.days == half, q.day == day, *within)
-            for day in (first, first + half)
-        )
-    ).subquery()
-    keys = {c.name: halves.c[c.name] for c in table.primary_key if c.name not in ("days", "day")}
-    conn.execute(summed(table, {"days": length, "day": first}, halves, keys, ()))
+    execute(conn, delete_sql, (length, first, *bounds))
+    halves = (half, first, *bounds, half, first + half, *bounds)
+    execute(conn, insert_sql, (length, first, *halves))
+
+
+@functools.cache
+def _replace_sql(dialect: str, cube: str, after: bool, upto: bool) -> tuple[str, str]:
+    """replace_spans' DELETE and INSERT … SELECT, as driver SQL: built once per cube, not a
+    construct of 40 columns per span and chunk (~6 ms of Python each). A range of keys within
+    one (days, day) each: in `IN` of two days, PostgreSQL's index would take the range alone,
+    over every day."""
+    table = t.cube_table(cube)
+    mark = "?" if dialect == "sqlite" else "%s"
+    keys = [c.name for c in table.primary_key if c.name not in ("days", "day")]
+    row = f"({', '.join(keys)})"
+    marks = f"({', '.join([mark] * len(keys))})"
+    where = f"days = {mark} AND day = {mark}"
+    if after:
+        where += f" AND {row} > {marks}"
+    if upto:
+        where += f" AND {row} <= {marks}"
+    name = table.name
+    sums = [f"sum({value})" for value in rf.VALUES]
+    halves = f"SELECT * FROM {name} WHERE {where} UNION ALL SELECT * FROM {name} WHERE {where}"
+    insert = (
+        f"INSERT INTO {name} (days, day, {', '.join(keys)}, {', '.join(rf.VALUES)}) "
+        f"SELECT CAST({mark} AS INTEGER), CAST({mark} AS INTEGER), {', '.join(keys)}, "
+        f"{', '.join(sums)} FROM ({halves}) halves GROUP BY {', '.join(keys)} "
+        f"HAVING {' OR '.join(f'{total} <> 0' for total in sums)}"
+    )
+    return f"DELETE FROM {name} WHERE {where}", insert
 
 
 def summed(
