@@ -39,9 +39,10 @@ from clickloop.storage.driver_sql import execute
 SPANNED = frozenset({*rf.SPANNED, rf.MARKED_SPANS})  # the cubes of spans of days
 _WRITERS = "kept:"
 _READERS = "spans:"
-# Keys of a span's first half summed per transaction: 130-200 ms of SQLite's write lock at
-# 10M clicks a month (docs/reports.md, "Sealed a day at a time").
-SEAL_CHUNK = 10_000
+# Keys of a span's first half summed per transaction (each key a row of all its facts): up to
+# ~175 ms of SQLite's write lock at 10M clicks a month (10,000: 420-510 ms; docs/reports.md,
+# "Sealed a day at a time").
+SEAL_CHUNK = 4_000
 
 
 def mark_name(cube: str, *, writing: bool = False) -> str:
