@@ -377,7 +377,7 @@ def raw_facts(
     )
     by_click = attribution == "click_time"
     moment = c.created_at if by_click else v.converted_at
-    prefix = "ct:" if by_click else "vt:"
+    prefix = f"{_PREFIXES[attribution]}:"
     conversion_scan = Scan(
         column=lambda name: c[name],
         epoch=epoch(moment),
@@ -647,7 +647,7 @@ def grouped(
     """Base sums per group of the facts: clicks, unique_clicks, cost, conversions, revenue and
     per type `n:<type>` / `m:<type>`, each 0 when nothing counts for it."""
     f = facts.c
-    prefix = "ct:" if attribution == "click_time" else "vt:"
+    prefix = f"{_PREFIXES[attribution]}:"
     is_click = f.fact == "clicks"
 
     def total(condition: ColumnElement[bool], measure: ColumnElement[Any]) -> Any:

@@ -973,18 +973,10 @@ def _fold_moves_sql(dialect: str, cube: str, moved: Moved) -> str:
     spanned = "days" in table.c
     start = "day - day % s.days" if dialect == "sqlite" else "day - mod(day, s.days)"
     kind, adds = _slots(moved)
-    values = list(adds.values())
-    named_values = list(adds)
-    picks = [
-        "s.days"
-        if key == "days"
-        else start
-        if key == "day" and spanned
-        else kind
-        if key == "kind"
-        else key
-        for key in keys
-    ]
+    columns, values = list(adds), list(adds.values())
+    # What each key column takes from a move: its own column but for these.
+    taken = {"kind": kind, **({"days": "s.days", "day": start} if spanned else {})}
+    picks = [taken.get(key, key) for key in keys]
     lengths = " UNION ALL ".join(f"SELECT {days} AS days" for days in rf.SPAN_DAYS)
     spans = f" CROSS JOIN ({lengths}) s" if spanned else ""
     mark = "?" if dialect == "sqlite" else "%s"
@@ -1009,8 +1001,8 @@ def _fold_moves_sql(dialect: str, cube: str, moved: Moved) -> str:
             f"HAVING {' OR '.join(f'{total} <> 0' for total in sums)} ORDER BY {', '.join(order)}"
         )
     return (
-        f"INSERT INTO {name} ({', '.join((*keys, *named_values))}) {select_moves} "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, named_values)}"
+        f"INSERT INTO {name} ({', '.join((*keys, *columns))}) {select_moves} "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {_added(name, columns)}"
     )
 
 
