@@ -464,7 +464,32 @@ def cube_grouped(
     # or uncounted conversion (the sums of the bases again, which both databases compute once).
     uncounted = exact_sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
     counted = base("clicks") + base("conversions") + uncounted
-    return sums.group_by(*_keys(len(grouping))).having(counted != 0)
+    return sums.group_by(*_cube_keys(cube, grouping, win)).having(counted != 0)
+
+
+def _cube_keys(
+    cube: Table, grouping: Sequence[str], win: Window, skipped: str = ""
+) -> list[ColumnElement[Any]]:
+    """What a cube's rows are grouped by for `grouping` (but `skipped`): a time bucket that
+    is one to one with key columns it is computed from, by those columns (the hour of a
+    dayparted cube's day and hour of day, a daily cube's day, the hourly cube's hour over one
+    offset), so the database groups in the
+    primary key's order instead of sorting every row by the bucket computed (language by hour
+    over a month at 10M clicks on SQLite: 122 -> 87 ms); else by the output name (`_keys`)."""
+    q = cube.c
+    keys: list[ColumnElement[Any]] = []
+    for i, name in enumerate(grouping):
+        if name == skipped:
+            continue
+        if name == "hour" and "hour" in q and len(win.offsets) == 1:
+            keys.append(q.hour)
+        elif name == "hour" and "hour_of_day" in q:
+            keys += [q.day, q.hour_of_day]
+        elif name == "day" and "day" in q and "hour_of_day" not in q:
+            keys.append(q.day)
+        else:
+            keys.append(literal_column(f"d{i}"))
+    return keys
 
 
 _PREFIXES = {"click_time": "ct", "conversion_time": "vt"}
@@ -509,12 +534,7 @@ def _cube_read(
             if "hour_of_day" in q:
                 timed.discard("hour_of_day")  # kept in every span
             longest = 1 if timed else SPAN_DAYS[-1]
-            in_range = or_(
-                *(
-                    and_(q.days == days, q.day == day)
-                    for days, day in spans(first, last, longest, sealed)
-                )
-            )
+            in_range = _span_rows(cube, spans(first, last, longest, sealed), filters)
         else:
             in_range = _buckets(cube, q.day, first, last, filters)
     else:
@@ -566,7 +586,7 @@ def _typed_facts(
         )
         .select_from(read.source)
         .where(*read.conditions)
-        .group_by(*(literal_column(f"d{i}") for i in untyped), literal_column("kind"))
+        .group_by(*_cube_keys(cube, grouping, win, skipped="conversion_type"), q.kind)
         .cte("sums")
     )
     s = sums.c
@@ -628,12 +648,39 @@ def _buckets(
     primary key's column after the bucket (a campaign, a country), so the database seeks every
     bucket's rows of those values instead of reading the whole range (a month of one campaign
     at 10M clicks: 15 instead of 65 ms on SQLite); else as a range (faster when all is read)."""
+    if _pinned_after(cube, bucket, filters) and end - first <= MOST_SEEKS:
+        return bucket.in_(range(first, end))
+    return and_(bucket >= first, bucket < end)
+
+
+def _span_rows(
+    cube: Table, chosen: Sequence[tuple[int, int]], filters: Sequence[DimensionFilter]
+) -> ColumnElement[bool]:
+    """The cube's rows of the spans `chosen` ((days, first day), in order, as `spans` gives
+    them): each span named by itself when a filter pins the key's column after the day (seeks,
+    as `_buckets`); else each run of spans of one length as a range of days, one read in the
+    key's order instead of a seek per span whose rows are gathered and then sorted (a month of
+    one-day spans of language by hour at 10M clicks on SQLite: 140 -> 125 ms)."""
+    q = cube.c
+    if _pinned_after(cube, q.day, filters):
+        return or_(*(and_(q.days == days, q.day == day) for days, day in chosen))
+    runs: list[tuple[int, int, int]] = []  # (days, first day of the first span, of the last)
+    for days, day in chosen:
+        if runs and runs[-1][0] == days and runs[-1][2] + days == day:
+            runs[-1] = (days, runs[-1][1], day)
+        else:
+            runs.append((days, day, day))
+    return or_(*(and_(q.days == days, q.day >= low, q.day <= high) for days, low, high in runs))
+
+
+def _pinned_after(
+    cube: Table, bucket: ColumnElement[int], filters: Sequence[DimensionFilter]
+) -> bool:
+    """Whether a filter pins the primary key's column after `bucket` to some values."""
     keys = [column.name for column in cube.primary_key]
     after = keys[keys.index(bucket.name) + 1]
     pinned = {_column_of(rule.name) for rule in filters if rule.operator in ("equals", "in_list")}
-    if after in pinned and end - first <= MOST_SEEKS:
-        return bucket.in_(range(first, end))
-    return and_(bucket >= first, bucket < end)
+    return after in pinned
 
 
 def day_number(day: date) -> int:
