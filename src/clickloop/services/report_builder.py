@@ -358,18 +358,13 @@ class _Plan:
     def _columns(self, grouped: Any) -> dict[str, ColumnElement[Any]]:
         return {name: grouped.c[f"b{i}"] for i, name in enumerate(self.bases)}
 
-    def _filtered(self, grouped: Any, filters: Sequence[Any]) -> Select[Any]:
-        """The grouped rows that pass the metric filters, with the names of the entities
-        grouped by (l<i>: the campaign's, the offer's…)."""
+    def _filtered(
+        self, grouped: Any, filters: Sequence[Any], labelled: Collection[str] = ()
+    ) -> Select[Any]:
+        """The grouped rows that pass the metric filters, with the names of the `labelled`
+        entities grouped by (l<i>: the campaign's, the offer's…)."""
         columns = self._columns(grouped)
         keys = [grouped.c[f"d{i}"] for i in range(len(self.query.grouping))]
-        labels: dict[str, Any] = {}  # dimension -> its entity's name column (as l<i>)
-        source: Any = grouped
-        for i, name in enumerate(self.query.grouping):
-            if name in sql.ENTITY_TABLES:
-                table = sql.ENTITY_TABLES[name].alias(f"label{i}")
-                source = source.outerjoin(table, table.c.id == keys[i])
-                labels[name] = table.c.name
         conditions = []
         for rule in filters:
             m = metric(rule.name)
@@ -381,17 +376,30 @@ class _Plan:
                 conditions.append(value < bounds[0])
             else:
                 conditions.append(value.between(bounds[0], bounds[1]))
-        named = [
-            column.label(f"l{self.query.grouping.index(name)}") for name, column in labels.items()
-        ]
+        source, named = self._labels(grouped, labelled)
         query = select(*keys, *columns.values(), *named).select_from(source)
         return query.where(*conditions)
+
+    def _labels(self, groups: Any, names: Collection[str]) -> tuple[Any, list[Any]]:
+        """`groups` (columns d<i>) joined to the entities of the grouped dimensions `names`,
+        and those entities' names (as l<i>)."""
+        source, named = groups, []
+        for i, name in enumerate(self.query.grouping):
+            if name in names and name in sql.ENTITY_TABLES:
+                table = sql.ENTITY_TABLES[name].alias(f"label{i}")
+                source = source.outerjoin(table, table.c.id == groups.c[f"d{i}"])
+                named.append(table.c.name.label(f"l{i}"))
+        return source, named
 
     def page(self, conn: Connection, win: sql.Window) -> tuple[list[ResultRow], ResultRow, int]:
         """The page's rows, the totals of every group that passes, and how many do."""
         q = self.query
         grouped = self.grouped(conn, win, q.filters)
-        filtered = self._filtered(grouped, q.metric_filters)
+        # Entities are named for every group only when the order is by their names; else for
+        # the rows of the page alone (offer by hour over a month at 10M clicks: 27k groups,
+        # 144 -> 130 ms on SQLite).
+        ordered = {key.name for key in _sort_keys(q)} & set(q.grouping)
+        filtered = self._filtered(grouped, q.metric_filters, labelled=ordered)
         # The groups are made once, then read twice: for the page, and for their count and
         # totals. Window sums over every group cost more (at 283k groups, 1.2 s against 0.8).
         kept = filtered.cte("kept").prefix_with("MATERIALIZED")
@@ -406,8 +414,9 @@ class _Plan:
             func.count().label("total_rows"),
             *(func.sum(kept.c[f"b{i}"]).label(f"t{i}") for i in range(len(self.bases))),
         ).subquery("overall")
-        both = page.join(overall, true())  # one row of totals beside each row of the page
-        statement = select(page, overall).select_from(both).order_by(*self._order(page))
+        named, labels = self._labels(page, set(q.grouping) - ordered)
+        both = named.join(overall, true())  # one row of totals beside each row of the page
+        statement = select(page, *labels, overall).select_from(both).order_by(*self._order(page))
         found = conn.execute(statement).all()
         rows = self._rows(found)
         if not found and not q.offset:  # no group passes
