@@ -676,11 +676,12 @@ def _span_rows(
 def _pinned_after(
     cube: Table, bucket: ColumnElement[int], filters: Sequence[DimensionFilter]
 ) -> bool:
-    """Whether a filter pins the primary key's column after `bucket` to some values."""
+    """Whether the primary key's column after `bucket` is pinned to some values: by a filter,
+    or the marked cubes' `dimension` (always read for one)."""
     keys = [column.name for column in cube.primary_key]
     after = keys[keys.index(bucket.name) + 1]
     pinned = {_column_of(rule.name) for rule in filters if rule.operator in ("equals", "in_list")}
-    return after in pinned
+    return after in {*pinned, "dimension"}
 
 
 def day_number(day: date) -> int:
