@@ -777,12 +777,25 @@ def _giving_way(step: Callable[_P, _R]) -> Callable[_P, _R]:
     return run
 
 
+# The longest pause after a seal's transaction on SQLite: the busy handler's longest sleep.
+SEAL_PAUSE = 0.1
+
+
 @_giving_way
 def _in_transaction(engine: Engine, step: cube_spans.Step) -> Any:
+    started = time.monotonic()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(_GIVE_WAY)
-        return step(conn)
+        done = step(conn)
+    if engine.dialect.name == "sqlite":
+        # A writer that waited for this transaction sleeps between tries about as long as it
+        # has waited so far (SQLite's busy handler: 1, 2, 5 … 100 ms): the next chunk, begun
+        # at once, would take the lock again before it wakes. Pausing as long as this one
+        # held the lock (at most 100 ms) lets it in: the clicks' p99 while 10 days are sealed
+        # at 10M clicks 437-572 -> 150-156 ms (bench/reports seal-live).
+        time.sleep(min(time.monotonic() - started, SEAL_PAUSE))
+    return done
 
 
 @_giving_way
