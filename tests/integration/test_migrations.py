@@ -535,6 +535,50 @@ def test_dayparts_wait_for_a_daily_rebuild_after_the_upgrade(
     )
 
 
+def test_daypart_countries_wait_for_a_daily_rebuild_after_the_upgrade(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0032 adds the countries by local hour of day empty, its seal marks where those of country
+    by device type are: with clicks stored the daily cubes wait for `rebuild --daily` (country by
+    hour reads the hourly cube by country and device type meanwhile). Its downgrade drops both."""
+    monkeypatch.setattr(report_cubes, "REZONE_WAIT", 0)
+    engine = empty_engine
+    upgrade(engine)
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    campaign = _campaign(engine, now)
+    clicks = [
+        {"subid": f"c{i}", "created_at": now - timedelta(hours=5 * i), "campaign_id": campaign}
+        | {"country": "DE" if i % 2 else "US", "device_type": "mobile"}
+        for i in range(4)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(t.clicks), clicks)
+    report_cubes.rebuild(engine)
+    marks = t.cube_watermarks
+
+    def marks_of(cube: str) -> list[int | None]:
+        with engine.connect() as conn:
+            at = dict(conn.execute(select(marks.c.name, marks.c.position)).all())
+        return [at.get(f"{kind}:{cube}") for kind in ("spans", "kept")]
+
+    command.downgrade(alembic_config(engine), "0031_campaign_hour_indexes")
+    assert marks_of("daypart_countries") == [None, None]
+    assert "report_daypart_countries" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert marks_of("daypart_countries") == marks_of("daypart_country_devices") != [None, None]
+    assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": False}
+    query = _last_week({"grouping": ["hour", "country"]}, now)
+    tracker = entities.get_settings(engine)
+    assert run_report(engine, query, settings=tracker).source == "aggregates:country_device_totals"
+    report_cubes.rebuild(engine, hourly=False)
+    cubed = run_report(engine, query, settings=tracker)
+    assert cubed.source == "aggregates:daypart_countries"
+    assert len(cubed.rows) == 4
+    assert cubed.as_dict() | {"source": "raw"} == (
+        run_report(engine, query, settings=tracker, path="raw").as_dict()
+    )
+
+
 @pytest.mark.parametrize("before", ["0017_country_device_totals", "0023_country_os_browser_totals"])
 def test_downgrade_waits_until_the_moves_are_in_the_cubes(engine: Engine, before: str) -> None:
     """0018's downgrade drops cube_moves, 0024's its unique clicks, only once it is empty: moves
@@ -595,10 +639,10 @@ def test_the_writers_seal_marks_start_at_the_readers(empty_engine: Engine) -> No
             marks.update().where(marks.c.name == "spans:marked_spans").values(position=20000)
         )
         before = dict(conn.execute(select(marks.c.name, marks.c.position)).all())
-    upgrade(engine)
+    upgrade(engine, "0028_writers_seal_marks")
     with engine.connect() as conn:
         after = dict(conn.execute(select(marks.c.name, marks.c.position)).all())
-    kept = {f"kept:{cube}": before[f"spans:{cube}"] for cube in SPANNED}
+    kept = {f"kept:{name[6:]}": at for name, at in before.items() if name.startswith("spans:")}
     assert after == before | kept and after["kept:marked_spans"] == 20000
     command.downgrade(alembic_config(engine), "0027_sealed_spans")
     with engine.connect() as conn:

@@ -102,7 +102,8 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
     # The hours of day are in the dayparted cubes, and so the hours: a day's hours of day.
     assert report(engine, "UTC", ["hour_of_day"])[0] == "aggregates:daypart_totals"
     assert report(engine, "UTC", ["day_of_week", "hour_of_day"])[0] == ("aggregates:daypart_totals")
-    assert report(engine, "UTC", ["hour_of_day", "country"])[0] == (
+    assert report(engine, "UTC", ["hour_of_day", "country"])[0] == "aggregates:daypart_countries"
+    assert report(engine, "UTC", ["hour_of_day", "country", "device_type"])[0] == (
         "aggregates:daypart_country_devices"
     )
     assert report(engine, "UTC", ["offer", "hour_of_day"])[0] == "aggregates:daypart_campaigns"
@@ -111,7 +112,7 @@ def test_the_smallest_daily_cube_answers_in_its_zone(engine: Engine, campaign: i
         "aggregates:daypart_campaigns"
     )
     assert report(engine, "UTC", ["hour"])[0] == "aggregates:totals"
-    assert report(engine, "UTC", ["hour", "country"])[0] == "aggregates:country_device_totals"
+    assert report(engine, "UTC", ["hour", "country"])[0] == "aggregates:daypart_countries"
     assert report(engine, "UTC", ["os", "hour"])[0] == "aggregates:daypart_devices"
     assert report(engine, "UTC", ["hour", "language"])[0] == "aggregates:daypart_languages"
     assert report(engine, "UTC", ["hour", "browser"], filters=by_campaign)[0] == (

@@ -428,6 +428,8 @@ def cube_grouped(
     if "conversion_type" in {*grouping, *(rule.name for rule in filters)}:
         facts = _typed_facts(cube, grouping, filters, win, attribution, marked, sealed)
         return grouped(facts, len(grouping), bases, attribution)
+    if "affiliate_network" in grouping and "offer_id" in cube.c:
+        return _by_network(cube, grouping, filters, win, bases, attribution, marked, sealed)
     read = _cube_read(cube, grouping, filters, win, marked, sealed)
     q = cube.c
     p = _PREFIXES[attribution]
@@ -465,6 +467,46 @@ def cube_grouped(
     uncounted = exact_sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
     counted = base("clicks") + base("conversions") + uncounted
     return sums.group_by(*_cube_keys(cube, grouping, win)).having(counted != 0)
+
+
+def _by_network(
+    cube: Table,
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    win: Window,
+    bases: Sequence[str],
+    attribution: str,
+    marked: str | None,
+    sealed: int | None,
+) -> Select[Any]:
+    """`cube_grouped` by affiliate network: the cube's rows grouped by offer first, then the
+    offers' groups by their network, so the offers are looked up per group instead of per row
+    and the rows are grouped in an index's order (network by hour over a month at 10M clicks:
+    73k rows, 27k offer groups, 2.8k network groups; SQLite sorted the 73k)."""
+    by_offer = ["offer" if name == "affiliate_network" else name for name in grouping]
+    on_network = [rule for rule in filters if rule.name == "affiliate_network"]
+    others = [rule for rule in filters if rule.name != "affiliate_network"]
+    inner = cube_grouped(
+        cube, by_offer, others, win, bases, attribution=attribution, marked=marked, sealed=sealed
+    ).subquery("by_offer")
+    g = inner.c
+    offers = t.offers.alias("offer_of_group")
+    at = grouping.index("affiliate_network")
+    # Grouped by the expressions, not by the output names, which are the inner query's too; a
+    # literal 0, as PostgreSQL matches no bound parameter of GROUP BY to the select list's.
+    network = func.coalesce(offers.c.affiliate_network_id, literal_column("0"))
+    keys = [
+        network if name == "affiliate_network" else g[f"d{i}"] for i, name in enumerate(grouping)
+    ]
+    return (
+        select(
+            *(key.label(f"d{i}") for i, key in enumerate(keys)),
+            *(exact_sum(g[f"b{i}"]).label(f"b{i}") for i in range(len(bases))),
+        )
+        .select_from(inner.outerjoin(offers, offers.c.id == g[f"d{at}"]))
+        .where(*(filter_sql(rule, network) for rule in on_network))
+        .group_by(*keys)
+    )
 
 
 def _cube_keys(
