@@ -352,6 +352,7 @@ class _Plan:
                 win,
                 self.bases,
                 attribution=q.attribution,
+                dialect=conn.dialect.name,
                 marked=marked,
                 sealed=self.sealed,
             )

@@ -415,6 +415,7 @@ def cube_grouped(
     bases: Sequence[str],
     *,
     attribution: str,
+    dialect: str,
     marked: str | None = None,
     sealed: int | None = None,
 ) -> Select[Any]:
@@ -428,7 +429,7 @@ def cube_grouped(
     if "conversion_type" in {*grouping, *(rule.name for rule in filters)}:
         facts = _typed_facts(cube, grouping, filters, win, attribution, marked, sealed)
         return grouped(facts, len(grouping), bases, attribution)
-    if "affiliate_network" in grouping and "offer_id" in cube.c:
+    if "affiliate_network" in grouping and "offer_id" in cube.c and dialect == "sqlite":
         return _by_network(cube, grouping, filters, win, bases, attribution, marked, sealed)
     read = _cube_read(cube, grouping, filters, win, marked, sealed)
     q = cube.c
@@ -479,15 +480,24 @@ def _by_network(
     marked: str | None,
     sealed: int | None,
 ) -> Select[Any]:
-    """`cube_grouped` by affiliate network: the cube's rows grouped by offer first, then the
-    offers' groups by their network, so the offers are looked up per group instead of per row
-    and the rows are grouped in an index's order (network by hour over a month at 10M clicks:
-    73k rows, 27k offer groups, 2.8k network groups; SQLite sorted the 73k)."""
+    """`cube_grouped` by affiliate network on SQLite: the cube's rows grouped by offer first,
+    then the offers' groups by their network, so the offers are looked up per group instead of
+    per row and the rows are grouped in an index's order instead of sorted (network by hour
+    over a month at 10M clicks: 73k rows, 27k offer groups, 2.8k network groups: 105-119 ->
+    81 ms). PostgreSQL hashes the rows by network at once (38 ms; grouped by offer first, 63)."""
     by_offer = ["offer" if name == "affiliate_network" else name for name in grouping]
     on_network = [rule for rule in filters if rule.name == "affiliate_network"]
     others = [rule for rule in filters if rule.name != "affiliate_network"]
     inner = cube_grouped(
-        cube, by_offer, others, win, bases, attribution=attribution, marked=marked, sealed=sealed
+        cube,
+        by_offer,
+        others,
+        win,
+        bases,
+        attribution=attribution,
+        dialect="sqlite",
+        marked=marked,
+        sealed=sealed,
     ).subquery("by_offer")
     g = inner.c
     offers = t.offers.alias("offer_of_group")
