@@ -48,8 +48,18 @@ def _differences(conn: Connection) -> list[Any]:
     def include_name(name: str | None, kind: str, parents: Any) -> bool:
         return not (kind == "table" and name in partitions)
 
+    def include_object(item: Any, name: str | None, kind: str, reflected: bool, to: Any) -> bool:
+        # An index made for one database only (tables.py: `ddl_if`) is not the others'.
+        made_for = getattr(getattr(item, "_ddl_if", None), "dialect", None)
+        return made_for in (None, conn.dialect.name)
+
     context = MigrationContext.configure(
-        conn, opts={"compare_type": True, "include_name": include_name}
+        conn,
+        opts={
+            "compare_type": True,
+            "include_name": include_name,
+            "include_object": include_object,
+        },
     )
     return list(compare_metadata(context, metadata))
 

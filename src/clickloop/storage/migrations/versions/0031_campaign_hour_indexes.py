@@ -1,6 +1,7 @@
-"""`report_campaigns` indexed by hour and traffic source, and by hour and offer: SQLite groups
-a month of source or offer by hour in the order of an index instead of sorting the month's
-rows (source by hour at 10M clicks: 107 -> 49 ms)
+"""SQLite: `report_campaigns` indexed by hour and traffic source, and by hour and offer, so a
+month of source or offer by hour is grouped in an index's order instead of sorting the month's
+rows (source by hour at 10M clicks: 107 -> 49 ms). PostgreSQL hashes those rows as fast
+without them, and would update them whenever an update of a cube row is not a HOT one.
 
 Revision ID: 0031_campaign_hour_indexes
 Revises: 0030_exact_sums
@@ -22,10 +23,14 @@ INDEXES = {
 
 
 def upgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        return
     for name, columns in INDEXES.items():
         op.create_index(name, "report_campaigns", columns)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        return
     for name in INDEXES:
         op.drop_index(name, table_name="report_campaigns")
