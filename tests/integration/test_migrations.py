@@ -534,12 +534,20 @@ def test_dayparts_wait_for_a_daily_rebuild_after_the_upgrade(
         default_timezone="UTC",
         conversion_types=known_types([]),
     )
+    _read_until_a_daily_rebuild(engine, query, ("campaigns", "daypart_campaigns"), rows=4)
+
+
+def _read_until_a_daily_rebuild(
+    engine: Engine, query: ReportQuery, cubes: tuple[str, str], *, rows: int
+) -> None:
+    """`query` reads the first of `cubes` until `rebuild --daily`, then the second, with
+    `rows` rows, as the raw tables say."""
     tracker = entities.get_settings(engine)
-    assert run_report(engine, query, settings=tracker).source == "aggregates:campaigns"
+    assert run_report(engine, query, settings=tracker).source == f"aggregates:{cubes[0]}"
     report_cubes.rebuild(engine, hourly=False)
     cubed = run_report(engine, query, settings=tracker)
-    assert cubed.source == "aggregates:daypart_campaigns"
-    assert len(cubed.rows) == 4
+    assert cubed.source == f"aggregates:{cubes[1]}"
+    assert len(cubed.rows) == rows
     assert cubed.as_dict() | {"source": "raw"} == (
         run_report(engine, query, settings=tracker, path="raw").as_dict()
     )
@@ -578,15 +586,8 @@ def test_daypart_countries_wait_for_a_daily_rebuild_after_the_upgrade(
     assert marks_of("daypart_countries") == marks_of("daypart_country_devices") != [None, None]
     assert _daily_zone_setting(engine) == {"timezone": "UTC", "ready": False}
     query = _last_week({"grouping": ["hour", "country"]}, now)
-    tracker = entities.get_settings(engine)
-    assert run_report(engine, query, settings=tracker).source == "aggregates:country_device_totals"
-    report_cubes.rebuild(engine, hourly=False)
-    cubed = run_report(engine, query, settings=tracker)
-    assert cubed.source == "aggregates:daypart_countries"
-    assert len(cubed.rows) == 4
-    assert cubed.as_dict() | {"source": "raw"} == (
-        run_report(engine, query, settings=tracker, path="raw").as_dict()
-    )
+    cubes = ("country_device_totals", "daypart_countries")
+    _read_until_a_daily_rebuild(engine, query, cubes, rows=4)
 
 
 @pytest.mark.parametrize("before", ["0017_country_device_totals", "0023_country_os_browser_totals"])
