@@ -19,7 +19,6 @@ conversions and recreates them at the end (much faster than maintaining them row
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from clickloop.services import entities
 from clickloop.services.visitors import describe_user_agent
 from clickloop.storage import tables as t
 from clickloop.storage.db import make_engine, upgrade
+from clickloop.storage.sqlite_driver import sqlite3
 
 DAYS = 30
 HOUR_MS = 3_600_000

@@ -6,7 +6,6 @@ PostgreSQL scanners offline), the candidate cube sizes, and the reports' GROUP B
 from __future__ import annotations
 
 import csv
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import duckdb
 import psycopg
 from sqlalchemy.engine import make_url
+
+from clickloop.storage.sqlite_driver import sqlite3
 
 # The columns the reports read; times as UTC text without an offset.
 CLICK_EXPORT = (

@@ -4,7 +4,6 @@ click the database cannot take is a 503 with Retry-After that leaves nothing beh
 from __future__ import annotations
 
 import http.client
-import sqlite3
 import threading
 import time
 import urllib.parse
@@ -13,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from clickloop.storage import tables as t
+from clickloop.storage.sqlite_driver import sqlite3
 from tests.conftest import Server
 from tests.e2e.test_clicks import make_campaign, request, wait_for_link
 

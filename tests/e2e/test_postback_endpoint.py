@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import sqlite3
 import subprocess
 import threading
 import urllib.parse
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Engine
 from clickloop.domain.postbacks import GIF_PIXEL
 from clickloop.services import entities
 from clickloop.storage import tables as t
+from clickloop.storage.sqlite_driver import sqlite3
 from tests.conftest import Server
 from tests.e2e.test_clicks import request, wait_for_link
 from tests.postback_world import World, add_clicks, make_world

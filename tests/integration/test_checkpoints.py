@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from clickloop.storage import tables as t
 from clickloop.storage.checkpoints import WalCheckpointer, open_wal_index, read_wal_frames
 from clickloop.storage.db import make_engine, upgrade
+from clickloop.storage.sqlite_driver import sqlite3
 from clickloop.storage.writer import GroupCommitWriter
 from tests.integration.test_writer import click_row, queue_behind_gate
 
@@ -98,7 +98,8 @@ def test_a_small_wal_is_left_alone(tmp_path: Path) -> None:
 
 # Another server process's writer: commits back to back, each under the writers' lock.
 BUSY_WRITER = """
-import fcntl, os, sqlite3, sys, time
+import fcntl, os, sys, time
+from clickloop.storage.sqlite_driver import sqlite3
 database, commits = sys.argv[1], int(sys.argv[2])
 conn = sqlite3.connect(database, isolation_level=None)
 conn.execute("PRAGMA wal_autocheckpoint=0")

@@ -3,7 +3,6 @@ fallback to one by one when applying them together fails."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +21,7 @@ from clickloop.services.postbacks import PostbackResult, RawPostback
 from clickloop.storage import conversion_batches as batches
 from clickloop.storage import conversions as repo
 from clickloop.storage import tables as t
+from clickloop.storage.sqlite_driver import sqlite3
 from tests.postback_world import World, add_clicks, make_world_with_clicks
 
 NOW = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from clickloop.errors import StorageUnavailable
 from clickloop.storage import tables as t
 from clickloop.storage.db import make_engine, upgrade
+from clickloop.storage.sqlite_driver import sqlite3
 from clickloop.storage.writer import GroupCommitWriter
 
 NOW = datetime(2026, 11, 22, 9, 30, 15, 123456, tzinfo=UTC)

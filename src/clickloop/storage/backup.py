@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import URL, Engine
 
 from clickloop.errors import ConfigError
+from clickloop.storage.sqlite_driver import sqlite3
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_DUMP_MAGIC = b"PGDMP"

@@ -21,10 +21,11 @@ import contextlib
 import fcntl
 import logging
 import os
-import sqlite3
 import struct
 import threading
 from collections.abc import Iterator
+
+from clickloop.storage.sqlite_driver import sqlite3
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from clickloop.domain.conversions import ConversionState
 from clickloop.domain.money import format_rate
 from clickloop.storage import tables as t
 from clickloop.storage.partitions import WINDOW, subid_window
+from clickloop.storage.sqlite_driver import sqlite3
 
 CONVERSION_FIELDS = (
     "type",

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
 
 from clickloop.errors import ConfigError
+from clickloop.storage.sqlite_driver import sqlite3
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "sqlite_read_only"
@@ -47,7 +48,7 @@ def make_engine(
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, module=sqlite3, connect_args={"check_same_thread": False})
         synchronous = sqlite_synchronous.upper()
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ConfigError(

@@ -29,7 +29,6 @@ import fcntl
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -45,6 +44,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from clickloop.errors import StorageUnavailable
 from clickloop.storage import sqlite_rows
 from clickloop.storage.checkpoints import WalCheckpointer
+from clickloop.storage.sqlite_driver import sqlite3
 
 log = logging.getLogger(__name__)
 
