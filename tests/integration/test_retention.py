@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.engine import Engine
 
 from clickloop.cli import main
@@ -138,6 +138,35 @@ def test_prune_on_sqlite_deletes_in_bounded_chunks(
     assert plan.clicks == 8
     assert list(retention.prune(engine, plan)) == [3, 1, 3, 1]
     assert stored_subids(engine) == set()
+
+
+def test_statistics_on_sqlite_take_the_writers_lock_a_table_at_a_time(
+    engine: Engine, world: World
+) -> None:
+    """Every table gets statistics, each in a transaction of its own: SQLite's ANALYZE holds
+    the writers' lock while it counts a table's rows (0.15 s for 10M clicks), and all the
+    tables at once held it for 0.47 s."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's ANALYZE takes no lock that writers wait for")
+    store(engine, [click_made_at(NOW, world.campaign_id) for _ in range(3)])
+    analyzed: list[str] = []
+    per_transaction: list[int] = [0]
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("ANALYZE"):
+            analyzed.append(statement.split()[1].strip('"'))
+            per_transaction[-1] += 1
+
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", lambda conn: per_transaction.append(0))
+    retention.refresh_statistics(engine)
+    assert sorted(analyzed) == sorted(table.name for table in t.metadata.sorted_tables)
+    assert max(per_transaction) == 1
+    with engine.connect() as conn:
+        counted = conn.exec_driver_sql(
+            "SELECT stat FROM sqlite_stat1 WHERE tbl = 'clicks' AND idx LIKE 'sqlite_autoindex%'"
+        ).scalar_one()
+    assert counted.split()[0] == "3"
 
 
 def test_clicks_after_a_prune_of_every_click_reach_the_aggregates(

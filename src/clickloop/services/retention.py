@@ -143,15 +143,19 @@ def refresh_statistics(engine: Engine) -> None:
     itself (only its partitions), nor anything where it is off, and a report cube taken for
     empty is grouped by an external sort (campaign > country at 10M clicks: 292 → 127 ms once
     analyzed); SQLite has none until asked (an approximate ANALYZE that reads a bounded sample
-    of each index)."""
+    of each index, but counts each table's rows: 0.15 s for 10M clicks). On SQLite each table
+    in its own transaction, which holds the writers' lock (0.47 s for every table at 10M
+    clicks)."""
     with writer_engine(engine).connect() as conn:
         if conn.dialect.name == "postgresql":
             names = ", ".join(table.name for table in t.report_aggregates)
             conn.exec_driver_sql(f"ANALYZE clicks, {names}")
-        else:
-            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-            conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+            conn.commit()
+            return
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        for table in t.metadata.sorted_tables:
+            conn.exec_driver_sql(f'ANALYZE "{table.name}"')
+            conn.commit()
 
 
 def _count_partition(conn: Connection, day: date) -> int:
