@@ -438,36 +438,109 @@ def cube_grouped(
     def added(names: Sequence[str]) -> ColumnElement[Any]:
         return functools.reduce(operator.add, (_micros(q[name]) for name in names))
 
-    def base(name: str) -> Any:
+    def measure(name: str) -> ColumnElement[Any]:
+        """A base's value in one row of the cube."""
         if name in _CLICK_BASES:
-            return exact_sum(_micros(q[_CLICK_BASES[name]]))
+            return _micros(q[_CLICK_BASES[name]])
         if name == "conversions":
             kinds = [k for k in BUILT_IN_TYPES if k not in NOT_CONVERSIONS]
-            return exact_sum(added([*(f"{p}_{k}_n" for k in kinds), f"{p}_n"]))
+            return added([*(f"{p}_{k}_n" for k in kinds), f"{p}_n"])
         if name == "revenue":
             kinds = [k for k in BUILT_IN_TYPES if k not in NOT_REVENUE]
-            return exact_sum(added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"]))
-        measure, kind = name.split(":", 1)
+            return added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"])
+        measured, kind = name.split(":", 1)
         if kind in BUILT_IN_TYPES:
-            return exact_sum(_micros(q[f"{p}_{kind}_{measure}"]))
-        return exact_sum(_micros(q[f"{p}_{measure}"])).filter(q.kind == kind)
+            return _micros(q[f"{p}_{kind}_{measured}"])
+        return case((q.kind == kind, _micros(q[f"{p}_{measured}"])), else_=literal_column("0"))
 
+    # The measures summed: the bases, and what tells a group the raw tables would not show (its
+    # rows hold only the other attribution's conversions, or moved-out facts summing to
+    # nothing): no click, conversion or uncounted conversion.
+    counts = ["clicks", "conversions", "uncounted"]
+    measures = {name: measure(name) for name in [*bases, *counts] if name != "uncounted"}
+    measures["uncounted"] = added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)])
+    dimensions = _dimensions(grouping, read.scan, win)
+    if dialect == "sqlite" and _in_key_order(cube, read, grouping, filters, marked):
+        return _merged(cube, read, dimensions, measures, bases, counts)
+    summed = {name: exact_sum(m) for name, m in measures.items()}
     sums = (
         select(
-            *_dimensions(grouping, read.scan, win),
-            *(func.coalesce(base(name), 0).label(f"b{i}") for i, name in enumerate(bases)),
+            *dimensions,
+            *(func.coalesce(summed[name], 0).label(f"b{i}") for i, name in enumerate(bases)),
         )
         .select_from(read.source)
         .where(*read.conditions)
     )
     if not grouping:
         return sums  # one row, of zeros when nothing counts (as `grouped`'s)
-    # A group the raw tables would not show (its rows hold only the other attribution's
-    # conversions, or moved-out facts summing to nothing) sums no count: no click, conversion
-    # or uncounted conversion (the sums of the bases again, which both databases compute once).
-    uncounted = exact_sum(added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)]))
-    counted = base("clicks") + base("conversions") + uncounted
+    # The sums of the bases again, which both databases compute once.
+    counted = functools.reduce(operator.add, (summed[name] for name in counts))
     return sums.group_by(*_cube_keys(cube, grouping, win)).having(counted != 0)
+
+
+# The most spans `_merged` reads one by one (SQLite takes up to 500 parts in a compound SELECT):
+# a report filtered on a time bucket reads one-day spans, up to 731.
+MOST_MERGED = 64
+
+
+def _in_key_order(
+    cube: Table,
+    read: _CubeRead,
+    grouping: Sequence[str],
+    filters: Sequence[DimensionFilter],
+    marked: str | None,
+) -> bool:
+    """Whether `read` is of a few spans whose rows come in the order of the grouping: the
+    grouped dimensions are plain columns, the primary key's first after the span's but those
+    held to one value."""
+    if not grouping or not 1 < len(read.spans) <= MOST_MERGED:
+        return False
+    keys = [column.name for column in cube.primary_key]
+    held = {_column_of(rule.name) for rule in filters if rule.operator == "equals"}
+    if marked is not None:
+        held.add("dimension")
+    free = [name for name in keys[keys.index("day") + 1 :] if name not in held]
+    timed = {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS, "conversion_type", "affiliate_network"}
+    wanted = ["value" if name == marked else _column_of(name) for name in grouping]
+    return not set(grouping) & timed and free[: len(wanted)] == wanted
+
+
+def _merged(
+    cube: Table,
+    read: _CubeRead,
+    dimensions: Sequence[ColumnElement[Any]],
+    measures: dict[str, ColumnElement[Any]],
+    bases: Sequence[str],
+    counts: Sequence[str],
+) -> Select[Any]:
+    """`cube_grouped` on SQLite over several spans when each span's rows come in the order of
+    the grouping (`_in_key_order`): the spans read one by one, each row's `measures` summed
+    across its columns first, and merged in that order, so that the rows are grouped as they
+    come instead of sorted (the top 100 of 283k zones from 0.7M span rows at 10M clicks: 614
+    -> 537 ms; campaign > country > device type from 115k: 70 -> 48 ms; the statements alone).
+    Read whole, the merge cost more than the sort it saves (0.76 s for the zones)."""
+    q = cube.c
+    others = read.conditions[1:]  # but the spans
+    names = list(measures)
+    parts = [
+        select(*dimensions, *(measures[name].label(f"r{i}") for i, name in enumerate(names)))
+        .select_from(read.source)
+        .where(q.days == days, q.day == day, *others)
+        for days, day in read.spans
+    ]
+    keys: list[ColumnElement[Any]] = [literal_column(f"d{i}") for i in range(len(dimensions))]
+    rows = union_all(*parts).order_by(*keys).subquery("spans")
+    r = rows.c
+    summed = {name: exact_sum(r[f"r{i}"]) for i, name in enumerate(names)}
+    groups = [r[f"d{i}"] for i in range(len(dimensions))]
+    return (
+        select(
+            *groups,
+            *(func.coalesce(summed[name], 0).label(f"b{i}") for i, name in enumerate(bases)),
+        )
+        .group_by(*groups)
+        .having(functools.reduce(operator.add, (summed[name] for name in counts)) != 0)
+    )
 
 
 def _by_network(
@@ -552,7 +625,8 @@ _CLICK_BASES = {"clicks": "n", "unique_clicks": "u", "cost": "m"}
 class _CubeRead:
     scan: Scan
     source: FromClause  # the cube, joined to the offers where the network is asked for
-    conditions: list[ColumnElement[bool]]  # the window, the filters (not on conversion type)
+    conditions: list[ColumnElement[bool]]  # the window first, the filters (not conversion type)
+    spans: Sequence[tuple[int, int]] = ()  # of a cube of spans, those read: (days, first day)
 
 
 def _cube_read(
@@ -566,6 +640,7 @@ def _cube_read(
     """The cube's rows in the window that pass the filters (but those on conversion type)."""
     q = cube.c
     offers = t.offers.alias("offer_of_cube")
+    chosen: Sequence[tuple[int, int]] = ()
 
     def column(name: str) -> ColumnElement[Any]:
         return q.value if name == marked else q[name]
@@ -590,7 +665,8 @@ def _cube_read(
             if "hour_of_day" in q:
                 timed.discard("hour_of_day")  # kept in every span
             longest = 1 if timed else SPAN_DAYS[-1]
-            in_range = _span_rows(cube, spans(first, last, longest, sealed), pinned)
+            chosen = spans(first, last, longest, sealed)
+            in_range = _span_rows(cube, chosen, pinned)
         else:
             in_range = _buckets(cube, q.day, first, last, pinned)
     else:
@@ -611,7 +687,7 @@ def _cube_read(
     if marked is not None:
         conditions.append(q.dimension == marked)
     source = _with_offers(cube, offers, q.offer_id, grouping, filters) if "offer_id" in q else cube
-    return _CubeRead(scan=scan, source=source, conditions=conditions)
+    return _CubeRead(scan=scan, source=source, conditions=conditions, spans=chosen)
 
 
 def _typed_facts(
