@@ -223,6 +223,11 @@ def clickloop_server(env: dict[str, str], log: Path) -> Iterator[ServerUrl]:
     try:
         wait_http(f"{base}/healthz")
         yield base
+    except BaseException:
+        # The log goes with the bench's work directory: what the server said, before it does.
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        print("\n".join(["clickloop serve's log, the last lines:", *tail]), file=sys.stderr)
+        raise
     finally:
         process.send_signal(signal.SIGTERM)
         try:
