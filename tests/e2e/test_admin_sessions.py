@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from clickloop.storage.sqlite_driver import sqlite3
 from tests.conftest import Server
 from tests.integration.test_users import Browserless, server_cli
 
@@ -46,6 +47,28 @@ def logged_in(server: Server) -> Browserless:
     status, headers, _ = client.login("alice", "correct horse")
     assert status == 303 and headers["location"] == "/admin/settings"
     return client
+
+
+def test_login_while_a_writer_holds_the_database(web: Server, database_url: str) -> None:
+    """The login form reads without the writers' lock, so it shows while another writer holds
+    it (at start the server's statistics take it a table at a time); a login, which counts the
+    attempt, then answers 503 with the unavailable page, never a 500; and once the lock is
+    gone it logs in."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the lock stand-in is SQLite's")
+    client = Browserless(web)
+    form = {"csrf": client.csrf(), "username": "alice", "password": "correct horse"}
+    holder = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        shown = client.request("GET", "/admin/login")
+        refused = client.request("POST", "/admin/login", form)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert shown[0] == 200 and 'name="csrf"' in shown[2]
+    assert refused[0] == 503 and "The database is unavailable right now" in refused[2]
+    assert client.request("POST", "/admin/login", form)[0] == 303
 
 
 def test_logout_ends_the_session_on_the_server(web: Server) -> None:

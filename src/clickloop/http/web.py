@@ -35,6 +35,7 @@ from clickloop.http.webcore import (
     same_token,
     session_of,
     signed_in_user,
+    storage_safe,
 )
 from clickloop.http.webentities import EntityPages
 from clickloop.http.weberrors import error_page
@@ -141,7 +142,7 @@ def create_web(
 
     return Starlette(
         routes=[
-            Route("/login", pages.login, methods=["GET", "POST"]),
+            Route("/login", storage_safe(web, pages.login), methods=["GET", "POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
         + [

@@ -358,20 +358,31 @@ def guard(web: Web, handler: Handler, *, self_service: bool = False) -> Handler:
                 message="A value in this request cannot be stored or searched for (too long, "
                 "or characters the database does not take). Change it and try again.",
             )
+
+    return storage_safe(web, guarded)
+
+
+def storage_safe(web: Web, handler: Handler) -> Handler:
+    """`handler`, but a storage failure (the database down, or its lock held past the busy
+    timeout) answers the 503 page, never a 500: the pages behind `guard` and the login."""
+
+    async def safe(request: Request) -> Response:
+        try:
+            return await handler(request)
         except (StorageUnavailable, SQLAlchemyError) as exc:
             log.warning("admin %s %s: storage error: %s", request.method, request.url.path, exc)
             again = request.method == "GET"
             return error_page(
                 web,
                 request,
-                session,
+                web.session(request),
                 status=503,
                 message="The database is unavailable right now. "
                 + ("Try again in a moment." if again else "Send the form again in a moment."),
                 again=again,
             )
 
-    return guarded
+    return safe
 
 
 def same_token(given: str, expected: Any) -> bool:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clickloop.errors import Conflict, InvalidInput, NotFound
 from clickloop.storage import tables as t
+from clickloop.storage.db import reader_engine
 
 ADMIN = "admin"
 ANALYST = "analyst"
@@ -232,7 +233,7 @@ def remove_user(engine: Engine, username: str) -> None:
 
 
 def count_users(engine: Engine) -> int:
-    with engine.connect() as conn:
+    with reader_engine(engine).connect() as conn:
         return int(conn.execute(select(func.count()).select_from(t.users)).scalar() or 0)
 
 
