@@ -290,6 +290,10 @@ def _smallest(needed: set[str], names: Sequence[str]) -> str | None:
     return None
 
 
+# PostgreSQL's memory for each sort or hash of a report (its default is 4 MB).
+REPORT_WORK_MEM = "64MB"
+
+
 @contextmanager
 def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
     """A read-only transaction that stops work past `seconds` (0: the engine's own limit): each
@@ -310,8 +314,11 @@ def report_connection(engine: Engine, seconds: float) -> Iterator[Connection]:
             conn.exec_driver_sql("PRAGMA threads = 2")
         else:
             # JIT compiles for ~100 ms whenever a plan looks costly; a report on the cubes is
-            # done in less than that.
+            # done in less than that. With 4 MB, the 283k zones of a month at 10M clicks are
+            # grouped by sorting 35 MB on disk (890-936 ms); with 64 MB they are hashed in
+            # memory (811-844 ms).
             conn.exec_driver_sql("SET LOCAL jit = off")
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'")
         try:
             yield conn
         except OperationalError as exc:
