@@ -448,6 +448,8 @@ def cube_grouped(
         if name == "revenue":
             kinds = [k for k in BUILT_IN_TYPES if k not in NOT_REVENUE]
             return added([*(f"{p}_{k}_m" for k in kinds), f"{p}_m"])
+        if name == "uncounted":
+            return added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)])
         measured, kind = name.split(":", 1)
         if kind in BUILT_IN_TYPES:
             return _micros(q[f"{p}_{kind}_{measured}"])
@@ -457,25 +459,32 @@ def cube_grouped(
     # rows hold only the other attribution's conversions, or moved-out facts summing to
     # nothing): no click, conversion or uncounted conversion.
     counts = ["clicks", "conversions", "uncounted"]
-    measures = {name: measure(name) for name in [*bases, *counts] if name != "uncounted"}
-    measures["uncounted"] = added([f"{p}_{k}_n" for k in sorted(NOT_CONVERSIONS)])
+    measures = {name: measure(name) for name in [*bases, *counts]}
     dimensions = _dimensions(grouping, read.scan, win)
+    source: FromClause
+    keys: list[ColumnElement[Any]]
     if dialect == "sqlite" and _in_key_order(cube, read, grouping, filters, marked):
-        return _merged(cube, read, dimensions, measures, bases, counts)
-    summed = {name: exact_sum(m) for name, m in measures.items()}
+        source, conditions = _merged(cube, read, dimensions, measures), []
+        keys = [source.c[f"d{i}"] for i in range(len(grouping))]
+        dimensions = keys
+        summed = {name: exact_sum(source.c[name]) for name in measures}
+    else:
+        source, conditions = read.source, read.conditions
+        keys = _cube_keys(cube, grouping, win)
+        summed = {name: exact_sum(m) for name, m in measures.items()}
     sums = (
         select(
             *dimensions,
             *(func.coalesce(summed[name], 0).label(f"b{i}") for i, name in enumerate(bases)),
         )
-        .select_from(read.source)
-        .where(*read.conditions)
+        .select_from(source)
+        .where(*conditions)
     )
     if not grouping:
         return sums  # one row, of zeros when nothing counts (as `grouped`'s)
     # The sums of the bases again, which both databases compute once.
     counted = functools.reduce(operator.add, (summed[name] for name in counts))
-    return sums.group_by(*_cube_keys(cube, grouping, win)).having(counted != 0)
+    return sums.group_by(*keys).having(counted != 0)
 
 
 # The most spans `_merged` reads one by one (SQLite takes up to 500 parts in a compound SELECT):
@@ -500,7 +509,7 @@ def _in_key_order(
     if marked is not None:
         held.add("dimension")
     free = [name for name in keys[keys.index("day") + 1 :] if name not in held]
-    timed = {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS, "conversion_type", "affiliate_network"}
+    timed = {*TIME_DIMENSIONS, *CYCLE_DIMENSIONS}  # computed from the day and hour of day
     wanted = ["value" if name == marked else _column_of(name) for name in grouping]
     return not set(grouping) & timed and free[: len(wanted)] == wanted
 
@@ -510,37 +519,24 @@ def _merged(
     read: _CubeRead,
     dimensions: Sequence[ColumnElement[Any]],
     measures: dict[str, ColumnElement[Any]],
-    bases: Sequence[str],
-    counts: Sequence[str],
-) -> Select[Any]:
-    """`cube_grouped` on SQLite over several spans when each span's rows come in the order of
-    the grouping (`_in_key_order`): the spans read one by one, each row's `measures` summed
-    across its columns first, and merged in that order, so that the rows are grouped as they
-    come instead of sorted (at 10M clicks the top 100 of 283k zones from 0.7M span rows: 693 ->
-    603-616 ms; campaign > country > device type from 115k: 71 -> 59-60 ms). Read whole, the
-    rows cost more to merge than to sort (the zones' statement: 0.61 -> 0.76 s)."""
+) -> Subquery:
+    """The rows `cube_grouped` sums on SQLite over several spans when each span's rows come in
+    the order of the grouping (`_in_key_order`): the spans read one by one, each row's
+    `measures` summed across its columns first (columns named as the measures), and merged in
+    that order, so that the rows are grouped as they come instead of sorted (at 10M clicks the
+    top 100 of 283k zones from 0.7M span rows: 693 -> 603-616 ms; campaign > country > device
+    type from 115k: 71 -> 59-60 ms). Read whole, the rows cost more to merge than to sort (the
+    zones' statement: 0.61 -> 0.76 s)."""
     q = cube.c
     others = read.conditions[1:]  # but the spans
-    names = list(measures)
     parts = [
-        select(*dimensions, *(measures[name].label(f"r{i}") for i, name in enumerate(names)))
+        select(*dimensions, *(m.label(name) for name, m in measures.items()))
         .select_from(read.source)
         .where(q.days == days, q.day == day, *others)
         for days, day in read.spans
     ]
     keys: list[ColumnElement[Any]] = [literal_column(f"d{i}") for i in range(len(dimensions))]
-    rows = union_all(*parts).order_by(*keys).subquery("spans")
-    r = rows.c
-    summed = {name: exact_sum(r[f"r{i}"]) for i, name in enumerate(names)}
-    groups = [r[f"d{i}"] for i in range(len(dimensions))]
-    return (
-        select(
-            *groups,
-            *(func.coalesce(summed[name], 0).label(f"b{i}") for i, name in enumerate(bases)),
-        )
-        .group_by(*groups)
-        .having(functools.reduce(operator.add, (summed[name] for name in counts)) != 0)
-    )
+    return union_all(*parts).order_by(*keys).subquery("spans")
 
 
 def _by_network(
